@@ -1,0 +1,29 @@
+# pairgan: `make demo` and `make test` each set everything up on a fresh machine, then run.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# This machine has a local CPU build of exactly this torch; GPU users bring their own CUDA build
+# (any torch>=2.3 that is already importable in the venv is kept).
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/pairgan demo $(DEMO_ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs demo_out .pytest_cache

@@ -1,0 +1,18 @@
+"""pairgan: paired image-to-image translation (pix2pix, pix2pixHD, CRN, DRPAN, GGB)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load"]
+
+
+def load(checkpoint, device: str = "auto", mode: str | None = None):
+    """Load a checkpoint (a run folder or a checkpoint folder) as a :class:`pairgan.infer.Translator`.
+
+    ``pairgan.load("runs/demo").translate(image)`` takes a PIL image, a NumPy array (HWC) or a
+    tensor (CHW/NCHW in [-1, 1]) and returns the same kind of object.
+    """
+    from pairgan.infer import Translator
+
+    return Translator.from_checkpoint(checkpoint, device=device, mode=mode)

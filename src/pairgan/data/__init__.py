@@ -1,0 +1,1 @@
+"""Data: image I/O, paired transforms, data sets, checks and synthetic generators."""

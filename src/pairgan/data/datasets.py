@@ -1,0 +1,303 @@
+"""Paired data sets: the ``aligned`` (A|B side by side) and ``folders`` (``A/``, ``B/``) layouts.
+
+Every sample is a pure function of ``(seed, epoch, index)``: the augmentation draw comes from
+``np.random.default_rng([seed, epoch, index])`` and nothing here touches a global RNG, so worker
+processes, their number and a resumed run all see the same pairs bit for bit.
+"""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from pairgan.config import DataConfig
+from pairgan.data.io import DataError, list_images, match_channels, read_image, to_unit_float
+from pairgan.data.transforms import PairedTransform, to_tensor
+from pairgan.registry import lookup, register
+
+LAYOUT_HELP = (
+    "expected either the aligned layout ROOT/{split}/*.jpg (each file holds A|B side by side) "
+    "or the folders layout ROOT/{split}/A/* and ROOT/{split}/B/* (partners share a file stem)"
+)
+
+
+def _layout_help(split: str) -> str:
+    return LAYOUT_HELP.format(split=split)
+
+
+def load_side(path: Path, kind: str, nc: int, key: str, arr: np.ndarray | None = None) -> np.ndarray:
+    """One side as float32 HxWxC in [0, 1] with ``nc`` channels (``arr``: already decoded pixels)."""
+    if arr is None:
+        arr = read_image(path, palette_indices=(kind == "label" and nc == 1))
+    return match_channels(to_unit_float(arr, label=(kind == "label"), path=path), nc, path, key)
+
+
+def match_by_stem(a_files: list[Path], b_files: list[Path]) -> tuple[
+        list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Pairs of files with the same stem, and (file, problem) for duplicates and missing partners."""
+    problems: list[tuple[str, str]] = []
+    maps: list[dict[str, Path]] = []
+    for files in (a_files, b_files):
+        m: dict[str, Path] = {}
+        for f in files:
+            if f.stem in m:
+                problems.append((str(f), f"same file stem as {m[f.stem]}, expected one file per stem"))
+            else:
+                m[f.stem] = f
+        maps.append(m)
+    a_map, b_map = maps
+    for stem, f in a_map.items():
+        if stem not in b_map:
+            problems.append((str(f), f"no partner named {stem}.* in {f.parent.parent / 'B'} "
+                                      "(A and B are matched by file stem)"))
+    for stem, f in b_map.items():
+        if stem not in a_map:
+            problems.append((str(f), f"no partner named {stem}.* in {f.parent.parent / 'A'} "
+                                      "(A and B are matched by file stem)"))
+    pairs = [(a_map[s], b_map[s]) for s in sorted(a_map) if s in b_map]
+    return pairs, problems
+
+
+class PairedImageDataset(Dataset):
+    """Base class: subclasses fill ``self.pairs`` and implement ``_read_pair``.
+
+    ``ds[index]`` or ``ds[(epoch, index)]`` -> ``{"A", "B", "A_path", "B_path", "index"}``; ``A``
+    is the network input (after ``direction``), ``[input_nc, H, W]`` in [-1, 1]; ``B`` the target.
+    """
+
+    layout = "?"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        cfg: DataConfig,
+        *,
+        train: bool,
+        size_multiple: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        self.root = Path(root)
+        self.split = split
+        self.folder = self.root / split
+        self.cfg = cfg
+        self.train = train
+        self.seed = int(seed)
+        self.transform = PairedTransform(
+            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train,
+            size_multiple=size_multiple,
+        )
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: split folder not found; {_layout_help(split)}")
+        self.pairs: list[tuple[Path, Path | None]] = self._find_pairs()
+        if cfg.max_items > 0:
+            self.pairs = self.pairs[: cfg.max_items]
+        if not self.pairs:
+            raise DataError(f"{self.folder}: empty split, no image pairs found; {_layout_help(split)}")
+
+    # -- subclass hooks
+    def _find_pairs(self) -> list[tuple[Path, Path | None]]:
+        raise NotImplementedError
+
+    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        """Native arrays and paths of the A side and the B side (before ``direction``)."""
+        raise NotImplementedError
+
+    # -- sampling
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _key(self, key: Any) -> tuple[int, int]:
+        if isinstance(key, (tuple, list)):
+            if len(key) != 2:
+                raise TypeError(f"dataset key {key!r}: expected an index or (epoch, index)")
+            epoch, index = operator.index(key[0]), operator.index(key[1])
+        else:
+            epoch, index = 0, operator.index(key)
+        n = len(self.pairs)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} pairs")
+        if epoch < 0:
+            raise ValueError(f"epoch {epoch}, expected >= 0")
+        return epoch, index
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        epoch, index = self._key(key)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        cfg = self.cfg
+        a_raw, b_raw, a_path, b_path = self._read_pair(index)
+        if cfg.direction == "BtoA":
+            a_raw, b_raw, a_path, b_path = b_raw, a_raw, b_path, a_path
+        a = load_side(a_path, cfg.input_kind, cfg.input_nc, "data.input_nc", a_raw)
+        b = load_side(b_path, cfg.output_kind, cfg.output_nc, "data.output_nc", b_raw)
+        try:
+            a, b = self.transform(a, b, rng, nearest_a=cfg.input_kind == "label",
+                                  nearest_b=cfg.output_kind == "label")
+        except ValueError as exc:
+            where = str(a_path) if a_path == b_path else f"{a_path} / {b_path}"
+            raise DataError(f"{where}: {exc}") from None
+        return {
+            "A": to_tensor(a),
+            "B": to_tensor(b),
+            "A_path": str(a_path),
+            "B_path": str(b_path),
+            "index": index,
+        }
+
+    def describe(self) -> str:
+        cfg = self.cfg
+        t = self.transform
+        aug = f"preprocess {cfg.preprocess} (load {cfg.load_size}, crop {cfg.crop_size})"
+        if t.size_multiple > 1:
+            aug += f", sizes rounded to multiples of {t.size_multiple}"
+        if self.train and cfg.flip:
+            aug += ", random flip"
+        return (
+            f"{self.layout}: {len(self)} pairs in {self.folder} ({cfg.direction}, "
+            f"input {cfg.input_nc}ch {cfg.input_kind}, output {cfg.output_nc}ch {cfg.output_kind}), "
+            f"{aug}, {'train' if self.train else 'eval'} mode, seed {self.seed}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+@register("dataset", "aligned")
+class AlignedDataset(PairedImageDataset):
+    """``ROOT/{split}/*``: each file holds A (left half) | B (right half); the width must be even."""
+
+    layout = "aligned"
+
+    def _find_pairs(self) -> list[tuple[Path, Path | None]]:
+        return [(f, None) for f in list_images(self.folder)]
+
+    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        path = self.pairs[index][0]
+        both = read_image(path)
+        a, b = split_aligned(both, path)
+        return a, b, path, path
+
+
+def split_aligned(both: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right halves of an A|B image; an odd width raises DataError."""
+    w = both.shape[1]
+    if w % 2:
+        raise DataError(f"{path}: width {w} is odd, expected an even width (A|B side by side)")
+    return both[:, : w // 2], both[:, w // 2:]
+
+
+@register("dataset", "folders")
+class FoldersDataset(PairedImageDataset):
+    """``ROOT/{split}/A/*`` and ``ROOT/{split}/B/*``, partners matched by file stem."""
+
+    layout = "folders"
+
+    def _find_pairs(self) -> list[tuple[Path, Path | None]]:
+        for side in ("A", "B"):
+            if not (self.folder / side).is_dir():
+                raise DataError(f"{self.folder / side}: folder not found; {_layout_help(self.split)}")
+        pairs, problems = match_by_stem(list_images(self.folder / "A"), list_images(self.folder / "B"))
+        if problems:
+            shown = "; ".join(f"{f}: {p}" for f, p in problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise DataError(f"{self.folder}: {len(problems)} unpaired or duplicate files: {shown}{more}")
+        return list(pairs)
+
+    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        a_path, b_path = self.pairs[index]
+        assert b_path is not None
+        cfg = self.cfg
+        # Palette indices are wanted where that side ends up a 1-channel label input or output.
+        a_kind, a_nc, b_kind, b_nc = cfg.input_kind, cfg.input_nc, cfg.output_kind, cfg.output_nc
+        if cfg.direction == "BtoA":
+            a_kind, a_nc, b_kind, b_nc = b_kind, b_nc, a_kind, a_nc
+        a = read_image(a_path, palette_indices=(a_kind == "label" and a_nc == 1))
+        b = read_image(b_path, palette_indices=(b_kind == "label" and b_nc == 1))
+        if a.shape[:2] != b.shape[:2]:
+            raise DataError(
+                f"{a_path} is {a.shape[1]}x{a.shape[0]} but its partner {b_path} is "
+                f"{b.shape[1]}x{b.shape[0]}; expected A and B of the same size"
+            )
+        return a, b, a_path, b_path
+
+
+_LAYOUTS: dict[str, type[PairedImageDataset]] = {"aligned": AlignedDataset, "folders": FoldersDataset}
+
+
+def detect_layout(root: str | Path, split: str) -> str:
+    """``"folders"`` when ``ROOT/split/A`` and ``ROOT/split/B`` exist, ``"aligned"`` when
+    ``ROOT/split`` holds images; otherwise DataError describing both layouts."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise DataError(f"{folder}: split folder not found; {_layout_help(split)}")
+    has_a, has_b = (folder / "A").is_dir(), (folder / "B").is_dir()
+    if has_a and has_b:
+        return "folders"
+    if list_images(folder):
+        return "aligned"
+    if has_a or has_b:
+        missing = "B" if has_a else "A"
+        raise DataError(f"{folder}: found {'A' if has_a else 'B'}/ but no {missing}/ folder; "
+                        f"{_layout_help(split)}")
+    raise DataError(f"{folder}: no images and no A/ and B/ folders; {_layout_help(split)}")
+
+
+def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
+    layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
+    if layout in _LAYOUTS:
+        return _LAYOUTS[layout]
+    try:
+        return lookup("dataset", layout)
+    except KeyError as exc:
+        raise DataError(f"data.layout: {exc.args[0]} (or 'auto')") from None
+
+
+def build_dataset(
+    cfg: DataConfig, split: str, *, train: bool, size_multiple: int = 1, seed: int = 0
+) -> PairedImageDataset:
+    """The data set for ``split`` of ``cfg.path`` (layout ``auto`` detects aligned or folders)."""
+    if not cfg.path:
+        raise DataError(f"data.path is empty; expected the data set root folder ({LAYOUT_HELP})")
+    cls = _dataset_class(cfg, split)
+    return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
+
+
+def split_exists(cfg: DataConfig, split: str) -> bool:
+    """Whether ``cfg.path/split`` exists and holds images in a recognised layout."""
+    if not cfg.path or not split:
+        return False
+    folder = Path(cfg.path) / split
+    if not folder.is_dir():
+        return False
+    layout = cfg.layout
+    try:
+        if layout == "auto":
+            layout = detect_layout(cfg.path, split)
+        if layout == "folders":
+            return bool(list_images(folder / "A"))
+        if layout == "aligned":
+            return bool(list_images(folder))
+    except DataError:
+        return False
+    return True  # a registered custom layout: the folder is all we can check here
+
+
+__all__ = [
+    "AlignedDataset",
+    "FoldersDataset",
+    "PairedImageDataset",
+    "build_dataset",
+    "detect_layout",
+    "load_side",
+    "match_by_stem",
+    "split_aligned",
+    "split_exists",
+]

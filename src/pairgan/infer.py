@@ -1,0 +1,241 @@
+"""Inference: rebuild a model from its checkpoint alone and translate images of any size.
+
+Inputs are reflect-padded up to the network's size multiple (a U-Net with 8 downsamplings needs
+multiples of 256) and the output is cropped back, so a 300x517 photo comes back 300x517.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pairgan.config import Config
+from pairgan.train import checkpoint as ckpt
+from pairgan.train.trainer import build_method, resolve_device
+from pairgan.visual import write_gallery
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad NCHW ``x`` on the bottom/right to multiples of ``multiple``; returns (x, (h, w))."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        # Reflection needs pad < size; fall back to replicate for tiny inputs.
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> a list of image files."""
+    from pairgan.data.io import IMAGE_EXTENSIONS, list_images
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += list_images(p)
+        elif p.is_file():
+            files.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            if not matches:
+                raise FileNotFoundError(f"{item}: no such file, folder or matching images")
+            files += matches
+    return files
+
+
+@dataclass
+class TranslatedItem:
+    name: str
+    source: Path
+    input: torch.Tensor  # CHW in [-1, 1]
+    output: torch.Tensor  # CHW in [-1, 1]
+    target: torch.Tensor | None = None
+
+
+class Translator:
+    """A trained generator ready to translate: ``pairgan.load(ckpt).translate(image)``."""
+
+    def __init__(self, cfg: Config, method: Any, device: torch.device, checkpoint: Path | None = None) -> None:
+        self.cfg = cfg
+        self.method = method
+        self.device = device
+        self.checkpoint = checkpoint
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None) -> "Translator":
+        """Rebuild the method's inference networks from a checkpoint (config + safetensors)."""
+        folder = ckpt.resolve_checkpoint(path)
+        cfg = ckpt.load_checkpoint_config(folder)
+        dev = resolve_device(device)
+        method = build_method(cfg, training=False)
+        ckpt.load_weights(folder, dict(method.nets), tuple(method.inference_nets))
+        method.to(dev)
+        method.set_inference_mode(mode or method.inference_mode)
+        return cls(cfg, method, dev, folder)
+
+    @property
+    def mode(self) -> str:
+        return self.method.inference_mode
+
+    # ----------------------------------------------------------------- tensors
+    @torch.no_grad()
+    def translate_tensor(self, x: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
+        """NCHW in [-1, 1] -> NCHW in [-1, 1] of the same height and width.
+
+        In pix2pix's ``paper`` mode (dropout and batch statistics on) each image is run alone,
+        so its output never depends on what else is in the batch, and ``seed`` fixes the
+        dropout masks so that the same input gives the same output.
+        """
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        nc = self.cfg.data.input_nc
+        if x.shape[1] != nc:
+            raise ValueError(f"input has {x.shape[1]} channels, the model expects {nc} (data.input_nc)")
+        x = x.to(self.device, torch.float32)
+        padded, (h, w) = pad_to_multiple(x, self.method.size_multiple)
+        stochastic = self.mode == "paper"
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            if stochastic and padded.shape[0] > 1:
+                out = torch.cat([self.method.translate({"A": padded[i : i + 1]}) for i in range(padded.shape[0])])
+            else:
+                out = self.method.translate({"A": padded})
+        return out[..., :h, :w].clamp(-1, 1)
+
+    # ----------------------------------------------------------------- images
+    def translate(self, image: Any, seed: int | None = 0) -> Any:
+        """Translate a PIL image, a NumPy array (HWC or HW; uint8, uint16 or float in [0, 1]) or a
+        tensor (CHW/NCHW in [-1, 1]); returns the same kind of object."""
+        from pairgan.data.io import match_channels, to_unit_float
+        from pairgan.data.transforms import to_array, to_tensor
+
+        if torch.is_tensor(image):
+            return self.translate_tensor(image, seed).to(image.device).squeeze(0) if image.dim() == 3 else (
+                self.translate_tensor(image, seed).to(image.device)
+            )
+        is_pil = False
+        try:
+            from PIL import Image
+
+            if isinstance(image, Image.Image):
+                is_pil = True
+                image = np.asarray(image)
+        except ImportError:  # pragma: no cover
+            pass
+        arr = np.asarray(image)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        arr = match_channels(to_unit_float(arr), self.cfg.data.input_nc, "<array>")
+        out = to_array(self.translate_tensor(to_tensor(arr), seed)[0].cpu())
+        if is_pil:
+            from PIL import Image
+
+            u8 = (out * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+            return Image.fromarray(u8[:, :, 0] if u8.shape[2] == 1 else u8)
+        return out
+
+    def read_input(self, path: Path, aligned: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Read one file as the network input (and, for aligned A|B files, the target half)."""
+        from pairgan.data.io import match_channels, read_image, to_unit_float
+        from pairgan.data.transforms import to_tensor
+
+        d = self.cfg.data
+        arr = to_unit_float(read_image(path))
+        target = None
+        if aligned:
+            w = arr.shape[1] // 2
+            left, right = arr[:, :w], arr[:, w : 2 * w]
+            a, b = (left, right) if d.direction == "AtoB" else (right, left)
+            arr = a
+            target = to_tensor(match_channels(b, d.output_nc, path, key="data.output_nc"))
+        x = to_tensor(match_channels(arr, d.input_nc, path, key="data.input_nc"))
+        return x, target
+
+    def translate_files(
+        self,
+        files: Sequence[Path],
+        out_dir: str | os.PathLike,
+        *,
+        aligned: bool = False,
+        batch_size: int = 4,
+        bit_depth: int = 8,
+        gallery: bool = True,
+        seed: int | None = 0,
+    ) -> list[Path]:
+        """Translate ``files`` into ``out_dir`` (``NAME.png``) and write ``index.html``.
+
+        Images of equal size are batched together; outputs are written atomically.
+        """
+        from pairgan.data.io import write_image
+        from pairgan.data.transforms import to_array
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        names = _unique_names(files)
+        written: list[Path] = []
+        rows: list[dict[str, str]] = []
+        pending: list[tuple[str, Path, torch.Tensor, torch.Tensor | None]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            x = torch.stack([p[2] for p in pending])
+            y = self.translate_tensor(x, seed).cpu()
+            for (name, src, inp, tgt), out in zip(pending, y):
+                path = out_dir / f"{name}.png"
+                write_image(path, to_array(out), bit_depth=bit_depth)
+                written.append(path)
+                row = {"name": name, "output": path.name}
+                if gallery:
+                    (out_dir / "inputs").mkdir(exist_ok=True)
+                    write_image(out_dir / "inputs" / f"{name}.png", to_array(inp))
+                    row["input"] = f"inputs/{name}.png"
+                    if tgt is not None:
+                        (out_dir / "targets").mkdir(exist_ok=True)
+                        write_image(out_dir / "targets" / f"{name}.png", to_array(tgt))
+                        row["target"] = f"targets/{name}.png"
+                rows.append(row)
+            pending.clear()
+
+        for f, name in zip(files, names):
+            x, target = self.read_input(f, aligned=aligned)
+            if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
+                flush()
+            pending.append((name, f, x, target))
+        flush()
+        if gallery:
+            write_gallery(
+                out_dir,
+                rows,
+                ["input", "output", "target"] if aligned else ["input", "output"],
+                title=f"pairgan translate — {self.cfg.method}",
+                notes=f"checkpoint: {self.checkpoint}; mode: {self.mode}; {len(rows)} images",
+            )
+        return written
+
+
+def _unique_names(files: Sequence[Path]) -> list[str]:
+    """File stems, disambiguated with the parent folder when two inputs share a stem."""
+    stems = [f.stem for f in files]
+    out = []
+    for f, s in zip(files, stems):
+        out.append(f"{f.parent.name}_{s}" if stems.count(s) > 1 else s)
+    seen: dict[str, int] = {}
+    for i, n in enumerate(out):
+        if n in seen:
+            seen[n] += 1
+            out[i] = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 0
+    return out

@@ -1,0 +1,122 @@
+"""The method seam: a method is networks + losses + what one training step does.
+
+The :class:`~pairgan.train.trainer.Trainer` owns everything around the step (data order, devices,
+precision, schedules, checkpoints, logging, signals); a method owns only its networks, its
+optimisers and ``train_step``. pix2pix's D-then-G step, DRPAN's extra reviser step, pix2pixHD's
+frozen-global phase and CRN's discriminator-free training are all just different ``train_step``s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar, Iterator
+
+import torch
+from torch import nn
+
+from pairgan.config import DataConfig, TrainConfig
+
+
+class StepContext:
+    """What a method's ``train_step`` gets from the Trainer: optimisers, precision and position.
+
+    ``optimize(name, loss)`` is the one way a method updates parameters, so that mixed precision
+    (autocast + a GradScaler for fp16) and, later, distributed training stay the Trainer's concern.
+    """
+
+    def __init__(
+        self,
+        optimizers: dict[str, torch.optim.Optimizer],
+        device: torch.device,
+        precision: str = "fp32",
+        scaler: "torch.amp.GradScaler | None" = None,
+    ) -> None:
+        self.optimizers = optimizers
+        self.device = device
+        self.precision = precision
+        self.scaler = scaler
+        self.step = 0
+        self.epoch = 0
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast for the forward passes when training in bf16/fp16; a no-op in fp32."""
+        if self.precision == "fp32":
+            yield
+            return
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            yield
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """Zero the grads of optimiser ``name``, back-propagate ``loss`` and take one step."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None and self.scaler.is_enabled():
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+        else:
+            loss.backward()
+            opt.step()
+
+
+def set_requires_grad(net: nn.Module, flag: bool) -> None:
+    """Freeze or unfreeze a network (skips computing D's parameter grads during the G step)."""
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+class Method:
+    """Base class of a training method (pix2pix, pix2pixHD, ...).
+
+    Subclasses set ``Config`` (the dataclass typing the ``model:`` config section), build their
+    networks into ``self.nets`` in ``__init__`` and implement ``configure_optimizers``,
+    ``train_step`` and ``translate``. Register them with ``@register("method", NAME)``.
+    """
+
+    #: Dataclass of this method's ``model:`` options.
+    Config: ClassVar[type]
+    #: The networks needed at inference time (the only ones ``translate`` loads).
+    inference_nets: ClassVar[tuple[str, ...]] = ("G",)
+    #: Batch keys the inference path reads.
+    input_keys: ClassVar[tuple[str, ...]] = ("A",)
+
+    def __init__(self, cfg: Any, data: DataConfig, *, training: bool = True) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.nets = nn.ModuleDict()
+        self.inference_mode = "eval"
+
+    # ----------------------------------------------------------------- training
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns the scalar losses to log."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- inference
+    @property
+    def size_multiple(self) -> int:
+        """Inputs' height and width must be multiples of this (inference pads to it)."""
+        return 1
+
+    def set_inference_mode(self, mode: str) -> None:
+        """``eval``: eval() everywhere. Methods may offer others (pix2pix's ``paper``)."""
+        if mode != "eval":
+            raise ValueError(f"{type(self).__name__} supports inference mode 'eval' only, got {mode!r}")
+        self.inference_mode = mode
+        self.nets.eval()
+
+    def translate(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Generated images in [-1, 1], NCHW, for the inputs in ``batch``."""
+        raise NotImplementedError
+
+    def visuals(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named image columns (NCHW in [-1, 1]) for sample grids: input, output, target."""
+        out = self.translate(batch)
+        return {"input": batch["A"], "output": out, "target": batch["B"]}
+
+    def to(self, device: torch.device) -> "Method":
+        self.nets.to(device)
+        return self

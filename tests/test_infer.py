@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pairgan
+from pairgan.config import build_config
+from pairgan.infer import Translator, expand_inputs, pad_to_multiple
+from pairgan.train.trainer import Trainer
+
+
+@pytest.fixture
+def trained(aligned_data: Path, tmp_path: Path, tiny_overrides) -> Path:
+    cfg = build_config("pix2pix", tiny_overrides + ["train.max_steps=2"], data_path=str(aligned_data))
+    run = tmp_path / "run"
+    Trainer(cfg, run, progress=False).fit()
+    return run
+
+
+def test_pad_to_multiple_crops_back():
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
+    y, (h, w) = pad_to_multiple(x, 4)
+    assert y.shape[-2:] == (8, 8) and (h, w) == (5, 7)
+    assert torch.equal(y[..., :5, :7], x)
+
+
+def test_load_translates_any_size_and_type(trained: Path):
+    model = pairgan.load(trained)
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    out = model.translate(arr)
+    assert isinstance(out, np.ndarray) and out.shape == (37, 53, 3) and 0 <= out.min() and out.max() <= 1
+    pil = model.translate(Image.fromarray(arr))
+    assert isinstance(pil, Image.Image) and pil.size == (53, 37)
+    t = model.translate(torch.rand(3, 40, 70) * 2 - 1)
+    assert torch.is_tensor(t) and t.shape == (3, 40, 70)
+    gray = model.translate(arr[:, :, 0])  # 1 channel is replicated to the 3 the model expects
+    assert gray.shape == (37, 53, 3)
+    with pytest.raises(ValueError, match="channels"):
+        model.translate_tensor(torch.zeros(1, 5, 32, 32))
+
+
+def test_paper_mode_is_seeded_and_batch_independent(trained: Path):
+    model = pairgan.load(trained)
+    assert model.mode == "paper"
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    a = model.translate_tensor(x, seed=1)
+    b = model.translate_tensor(x, seed=1)
+    assert torch.equal(a, b)
+    # Batch statistics never mix images: image 0 alone equals image 0 within the batch.
+    assert torch.allclose(model.translate_tensor(x[:1], seed=1)[0], a[0], atol=1e-6)
+    eval_model = pairgan.load(trained, mode="eval")
+    e1, e2 = eval_model.translate_tensor(x, seed=1), eval_model.translate_tensor(x, seed=2)
+    assert torch.equal(e1, e2)  # no randomness in eval mode
+    assert torch.allclose(eval_model.translate_tensor(x[:1])[0], e1[0], atol=1e-5)
+
+
+def test_translate_files_writes_outputs_and_gallery(trained: Path, aligned_data: Path, tmp_path: Path):
+    model = Translator.from_checkpoint(trained)
+    files = expand_inputs([str(aligned_data / "test")])
+    assert len(files) == 3
+    out = tmp_path / "out"
+    written = model.translate_files(files, out, aligned=True)
+    assert [p.name for p in written] == ["000.png", "001.png", "002.png"]
+    assert Image.open(written[0]).size == (40, 40)  # the A half, not the A|B file
+    page = (out / "index.html").read_text()
+    assert "targets/000.png" in page and "inputs/000.png" in page
+    out16 = tmp_path / "out16"
+    model.translate_files(files[:1], out16, bit_depth=16, gallery=False)
+    assert not (out16 / "index.html").exists()
+    from pairgan.data.io import read_image
+
+    assert read_image(out16 / "000.png").dtype == np.uint16
+
+
+def test_expand_inputs_globs_and_errors(aligned_data: Path):
+    assert len(expand_inputs([str(aligned_data / "train" / "*.png")])) == 5
+    with pytest.raises(FileNotFoundError, match="no such"):
+        expand_inputs([str(aligned_data / "nothing*.png")])
