@@ -50,6 +50,15 @@ class DataConfig:
     test_split: str = "test"
     #: Use only the first N items of a split (0 = all); handy for quick experiments.
     max_items: int = 0
+    #: Semantic label maps: number of classes (ids 0..label_nc-1, one-hot on the device);
+    #: 0 means the input is an image, not ids.
+    label_nc: int = 0
+    #: Read instance maps too (pix2pixHD): their edge map joins G's and D's inputs.
+    instance: bool = False
+    #: Colour-coded label images (like facades): a palette file mapping colours to ids.
+    palette: str = ""
+    #: Pose pairs: standard deviation in pixels of each keypoint's Gaussian heat map.
+    pose_sigma: float = 6.0
 
 
 @dataclass

@@ -39,15 +39,19 @@ def evaluate_split(
     fakes, reals, rows = [], [], []
     for sub in ("inputs", "outputs", "targets"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    method = translator.method
     for i in range(len(ds)):
         item = ds[i]
-        fake = translator.translate_tensor(item["A"], seed=seed)[0].cpu()
-        name = Path(item["A_path"]).stem
-        for sub, t in (("inputs", item["A"]), ("outputs", fake), ("targets", item["B"])):
+        batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
+        fake = translator.translate_batch(batch, seed=seed)[0].cpu()
+        target = item[method.target_key]
+        name = Path(item.get("A_path", f"{i:05d}")).stem
+        shown = method.display_input(batch)[0]
+        for sub, t in (("inputs", shown), ("outputs", fake), ("targets", target)):
             write_image(out_dir / sub / f"{name}.png", to_array(t))
         rows.append({"name": name, **{c: f"{c}s/{name}.png" for c in ("input", "output", "target")}})
         fakes.append(fake)
-        reals.append(item["B"])
+        reals.append(target)
     scores = compute_metrics(fakes, reals, metrics)
     result = {
         "split": split,
@@ -70,6 +74,11 @@ def heldout_l1(translator: Translator, data_path: str | os.PathLike, split: str,
 
     data_cfg = dataclasses.replace(translator.cfg.data, path=str(data_path), max_items=max_items)
     ds = build_dataset(data_cfg, split, train=False, size_multiple=translator.method.size_multiple)
-    fakes = [translator.translate_tensor(ds[i]["A"])[0].cpu() for i in range(len(ds))]
-    reals = [ds[i]["B"] for i in range(len(ds))]
+    key = translator.method.target_key
+    fakes, reals = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
+        fakes.append(translator.translate_batch(batch)[0].cpu())
+        reals.append(item[key])
     return compute_metrics(fakes, reals, ("l1",))["l1"]

@@ -23,14 +23,44 @@ from pairgan.visual import write_gallery
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad NCHW ``x`` on the bottom/right to multiples of ``multiple``; returns (x, (h, w))."""
+    """Reflect-pad NCHW ``x`` on the bottom/right to multiples of ``multiple``; returns (x, (h, w)).
+
+    Integer tensors (label and instance ids) are padded by the same reflection, exactly.
+    """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
         # Reflection needs pad < size; fall back to replicate for tiny inputs.
         mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        if x.dtype.is_floating_point:
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        else:
+            rows = _reflect_index(h, h + ph, mode, x.device)
+            cols = _reflect_index(w, w + pw, mode, x.device)
+            x = x.index_select(-2, rows).index_select(-1, cols)
     return x, (h, w)
+
+
+def _reflect_index(n: int, total: int, mode: str, device: torch.device) -> torch.Tensor:
+    idx = torch.arange(total, device=device)
+    if mode == "replicate" or n == 1:
+        return idx.clamp(max=n - 1)
+    period = 2 * (n - 1)
+    idx = idx % period
+    return torch.where(idx < n, idx, period - idx)
+
+
+def pad_batch(batch: dict[str, Any], multiple: int) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """Pad every NCHW tensor of ``batch`` to ``multiple``; returns the batch and the original size."""
+    out: dict[str, Any] = {}
+    size = None
+    for k, v in batch.items():
+        if torch.is_tensor(v) and v.dim() == 4:
+            out[k], hw = pad_to_multiple(v, multiple)
+            size = size or hw
+        else:
+            out[k] = v
+    return out, size
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -89,29 +119,41 @@ class Translator:
 
     # ----------------------------------------------------------------- tensors
     @torch.no_grad()
-    def translate_tensor(self, x: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
-        """NCHW in [-1, 1] -> NCHW in [-1, 1] of the same height and width.
+    def translate_batch(self, batch: dict[str, Any], seed: int | None = 0) -> torch.Tensor:
+        """A batch dict of NCHW tensors (plus the method's inference options) -> NCHW in [-1, 1]
+        of the inputs' height and width.
 
-        In pix2pix's ``paper`` mode (dropout and batch statistics on) each image is run alone,
-        so its output never depends on what else is in the batch, and ``seed`` fixes the
-        dropout masks so that the same input gives the same output.
+        When outputs depend on batch statistics (pix2pix's ``paper`` mode) each image is run
+        alone, so its output never depends on what else is in the batch; ``seed`` fixes any
+        randomness (dropout masks, random features) so that the same input gives the same output.
         """
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        padded, size = pad_batch(batch, self.method.size_multiple)
+        tensors = [k for k, v in padded.items() if torch.is_tensor(v)]
+        n = padded[tensors[0]].shape[0]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            if self.method.per_image_inference and n > 1:
+                outs = [
+                    self.method.translate({k: (v[i : i + 1] if k in tensors else v) for k, v in padded.items()})
+                    for i in range(n)
+                ]
+                out = torch.cat(outs)
+            else:
+                out = self.method.translate(padded)
+        if size is not None:
+            out = out[..., : size[0], : size[1]]
+        return out.float().clamp(-1, 1)
+
+    def translate_tensor(self, x: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
+        """Image-input methods: NCHW (or CHW) in [-1, 1] -> NCHW in [-1, 1], same size."""
         if x.dim() == 3:
             x = x.unsqueeze(0)
         nc = self.cfg.data.input_nc
         if x.shape[1] != nc:
             raise ValueError(f"input has {x.shape[1]} channels, the model expects {nc} (data.input_nc)")
-        x = x.to(self.device, torch.float32)
-        padded, (h, w) = pad_to_multiple(x, self.method.size_multiple)
-        stochastic = self.mode == "paper"
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if seed is not None:
-                torch.manual_seed(seed)
-            if stochastic and padded.shape[0] > 1:
-                out = torch.cat([self.method.translate({"A": padded[i : i + 1]}) for i in range(padded.shape[0])])
-            else:
-                out = self.method.translate({"A": padded})
-        return out[..., :h, :w].clamp(-1, 1)
+        return self.translate_batch({"A": x.to(torch.float32)}, seed)
 
     # ----------------------------------------------------------------- images
     def translate(self, image: Any, seed: int | None = 0) -> Any:
@@ -121,46 +163,20 @@ class Translator:
         from pairgan.data.transforms import to_array, to_tensor
 
         if torch.is_tensor(image):
-            return self.translate_tensor(image, seed).to(image.device).squeeze(0) if image.dim() == 3 else (
-                self.translate_tensor(image, seed).to(image.device)
-            )
-        is_pil = False
-        try:
-            from PIL import Image
+            out = self.translate_tensor(image, seed).to(image.device)
+            return out.squeeze(0) if image.dim() == 3 else out
+        from PIL import Image
 
-            if isinstance(image, Image.Image):
-                is_pil = True
-                image = np.asarray(image)
-        except ImportError:  # pragma: no cover
-            pass
+        is_pil = isinstance(image, Image.Image)
         arr = np.asarray(image)
         if arr.ndim == 2:
             arr = arr[:, :, None]
         arr = match_channels(to_unit_float(arr), self.cfg.data.input_nc, "<array>")
         out = to_array(self.translate_tensor(to_tensor(arr), seed)[0].cpu())
         if is_pil:
-            from PIL import Image
-
             u8 = (out * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
             return Image.fromarray(u8[:, :, 0] if u8.shape[2] == 1 else u8)
         return out
-
-    def read_input(self, path: Path, aligned: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Read one file as the network input (and, for aligned A|B files, the target half)."""
-        from pairgan.data.io import match_channels, read_image, to_unit_float
-        from pairgan.data.transforms import to_tensor
-
-        d = self.cfg.data
-        arr = to_unit_float(read_image(path))
-        target = None
-        if aligned:
-            w = arr.shape[1] // 2
-            left, right = arr[:, :w], arr[:, w : 2 * w]
-            a, b = (left, right) if d.direction == "AtoB" else (right, left)
-            arr = a
-            target = to_tensor(match_channels(b, d.output_nc, path, key="data.output_nc"))
-        x = to_tensor(match_channels(arr, d.input_nc, path, key="data.input_nc"))
-        return x, target
 
     def translate_files(
         self,
@@ -172,10 +188,13 @@ class Translator:
         bit_depth: int = 8,
         gallery: bool = True,
         seed: int | None = 0,
+        options: dict[str, Any] | None = None,
     ) -> list[Path]:
         """Translate ``files`` into ``out_dir`` (``NAME.png``) and write ``index.html``.
 
-        Images of equal size are batched together; outputs are written atomically.
+        Each file is read by the method (:meth:`Method.load_inference_input`); items of equal
+        size are batched together; outputs are written atomically. ``options`` are the method's
+        inference options (e.g. pix2pixHD's feature mode), passed in the batch.
         """
         from pairgan.data.io import write_image
         from pairgan.data.transforms import to_array
@@ -185,14 +204,20 @@ class Translator:
         names = _unique_names(files)
         written: list[Path] = []
         rows: list[dict[str, str]] = []
-        pending: list[tuple[str, Path, torch.Tensor, torch.Tensor | None]] = []
+        pending: list[tuple[str, dict[str, Any], torch.Tensor | None]] = []
+        opts = dict(options or {})
+
+        def signature(item: dict[str, Any]) -> tuple:
+            return tuple((k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v))
 
         def flush() -> None:
             if not pending:
                 return
-            x = torch.stack([p[2] for p in pending])
-            y = self.translate_tensor(x, seed).cpu()
-            for (name, src, inp, tgt), out in zip(pending, y):
+            keys = [k for k, v in pending[0][1].items() if torch.is_tensor(v)]
+            batch = {k: torch.stack([p[1][k] for p in pending]) for k in keys} | opts
+            y = self.translate_batch(batch, seed).cpu()
+            shown = self.method.display_input({k: batch[k] for k in keys}).cpu()
+            for (name, _, tgt), out, inp in zip(pending, y, shown):
                 path = out_dir / f"{name}.png"
                 write_image(path, to_array(out), bit_depth=bit_depth)
                 written.append(path)
@@ -209,10 +234,10 @@ class Translator:
             pending.clear()
 
         for f, name in zip(files, names):
-            x, target = self.read_input(f, aligned=aligned)
-            if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
+            item, target = self.method.load_inference_input(f, aligned=aligned, options=opts)
+            if pending and (signature(item) != signature(pending[0][1]) or len(pending) >= batch_size):
                 flush()
-            pending.append((name, f, x, target))
+            pending.append((name, item, target))
         flush()
         if gallery:
             write_gallery(

@@ -54,6 +54,13 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
 
 _builtin_loaded = False
 
+#: Modules whose import registers pairgan's own components (one line per module).
+BUILTIN_MODULES: tuple[str, ...] = (
+    "pairgan.data.datasets",
+    "pairgan.nets",
+    "pairgan.methods",
+)
+
 
 def _import_builtin_components() -> None:
     # Importing the packages runs their @register decorators; done lazily so that importing
@@ -62,6 +69,7 @@ def _import_builtin_components() -> None:
     if _builtin_loaded:
         return
     _builtin_loaded = True
-    import pairgan.data.datasets  # noqa: F401
-    import pairgan.methods  # noqa: F401
-    import pairgan.nets  # noqa: F401
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)

@@ -84,9 +84,11 @@ class CheckReport:
 
 
 def _default_splits(cfg: DataConfig, root: Path) -> list[str]:
+    from pairgan.data.datasets import split_exists
+
     splits = [cfg.train_split]
     for s in (cfg.val_split, cfg.test_split):
-        if s and s not in splits and (root / s).is_dir():
+        if s and s not in splits and ((root / s).is_dir() or split_exists(cfg, s)):
             splits.append(s)
     return splits
 
@@ -195,6 +197,22 @@ def _check_split(
         row["problems"] = len(problems) - n0
         return row
     row["layout"] = layout
+    if layout not in ("aligned", "folders"):
+        # Label-map, pose and other registered layouts check themselves:
+        # ``check_split(cfg, root, split, size_multiple) -> (row updates, [(file, problem)])``.
+        from pairgan.registry import lookup
+
+        try:
+            custom = getattr(lookup("dataset", layout), "check_split", None)
+        except KeyError as exc:
+            problems.append((str(folder), str(exc.args[0])))
+            custom = None
+        if custom is not None:
+            updates, found = custom(cfg, root, split, size_multiple)
+            row.update(updates)
+            problems.extend(found)
+        row["problems"] = len(problems) - n0
+        return row
     items: list[tuple[Path, Path | None]] = []
     try:
         if layout == "aligned":

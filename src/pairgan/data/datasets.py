@@ -232,9 +232,24 @@ class FoldersDataset(PairedImageDataset):
 _LAYOUTS: dict[str, type[PairedImageDataset]] = {"aligned": AlignedDataset, "folders": FoldersDataset}
 
 
+def _custom_layouts() -> dict[str, Any]:
+    """Registered data set classes other than the two image-pair layouts defined here."""
+    from pairgan.registry import available
+
+    return {name: lookup("dataset", name) for name in available("dataset") if name not in _LAYOUTS}
+
+
 def detect_layout(root: str | Path, split: str) -> str:
-    """``"folders"`` when ``ROOT/split/A`` and ``ROOT/split/B`` exist, ``"aligned"`` when
-    ``ROOT/split`` holds images; otherwise DataError describing both layouts."""
+    """The layout of ``ROOT`` for ``split``.
+
+    Registered data set classes with a ``detect(root, split) -> bool`` classmethod are asked
+    first (label maps, pose pairs, ...); then ``"folders"`` when ``ROOT/split/A`` and
+    ``ROOT/split/B`` exist, ``"aligned"`` when ``ROOT/split`` holds images; otherwise DataError
+    describing both layouts."""
+    for name, cls in _custom_layouts().items():
+        detect = getattr(cls, "detect", None)
+        if detect is not None and detect(Path(root), split):
+            return name
     folder = Path(root) / split
     if not folder.is_dir():
         raise DataError(f"{folder}: split folder not found; {_layout_help(split)}")
@@ -274,20 +289,24 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
     """Whether ``cfg.path/split`` exists and holds images in a recognised layout."""
     if not cfg.path or not split:
         return False
+    try:
+        layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
+    except DataError:
+        return False
+    if layout not in _LAYOUTS:
+        custom = getattr(lookup("dataset", layout), "split_exists", None)
+        return bool(custom(Path(cfg.path), split)) if custom is not None else True
     folder = Path(cfg.path) / split
     if not folder.is_dir():
         return False
-    layout = cfg.layout
     try:
-        if layout == "auto":
-            layout = detect_layout(cfg.path, split)
         if layout == "folders":
             return bool(list_images(folder / "A"))
         if layout == "aligned":
             return bool(list_images(folder))
     except DataError:
         return False
-    return True  # a registered custom layout: the folder is all we can check here
+    return False
 
 
 __all__ = [

@@ -9,6 +9,7 @@ frozen-global phase and CRN's discriminator-free training are all just different
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -80,6 +81,8 @@ class Method:
     inference_nets: ClassVar[tuple[str, ...]] = ("G",)
     #: Batch keys the inference path reads.
     input_keys: ClassVar[tuple[str, ...]] = ("A",)
+    #: The data set item key holding the ground truth that outputs are scored against.
+    target_key: ClassVar[str] = "B"
 
     def __init__(self, cfg: Any, data: DataConfig, *, training: bool = True) -> None:
         self.cfg = cfg
@@ -108,14 +111,48 @@ class Method:
         self.inference_mode = mode
         self.nets.eval()
 
+    @property
+    def per_image_inference(self) -> bool:
+        """True when outputs depend on batch statistics (pix2pix's ``paper`` mode): the
+        Translator then runs images one at a time so that batching never changes a result."""
+        return False
+
     def translate(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Generated images in [-1, 1], NCHW, for the inputs in ``batch``."""
+        """Generated images in [-1, 1], NCHW, for the inputs in ``batch``.
+
+        ``batch`` holds NCHW tensors (already padded to ``size_multiple``) and may carry
+        non-tensor inference options of the method (e.g. a feature mode) under other keys.
+        """
         raise NotImplementedError
+
+    def load_inference_input(
+        self, path: Path, *, aligned: bool = False, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """Read one input file into an (unbatched, CHW) batch item for ``translate``, plus the
+        target when the file carries it (``aligned`` A|B files). Image-to-image methods read
+        an image; label-map or pose methods override this."""
+        from pairgan.data.io import match_channels, read_image, to_unit_float
+        from pairgan.data.transforms import to_tensor
+
+        d = self.data
+        arr = to_unit_float(read_image(path))
+        target = None
+        if aligned:
+            w = arr.shape[1] // 2
+            left, right = arr[:, :w], arr[:, w : 2 * w]
+            arr, b = (left, right) if d.direction == "AtoB" else (right, left)
+            target = to_tensor(match_channels(b, d.output_nc, path, key="data.output_nc"))
+        item = {"A": to_tensor(match_channels(arr, d.input_nc, path, key="data.input_nc"))}
+        return item, target
+
+    def display_input(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The input as a picture (NCHW in [-1, 1]); label-map methods colourise their ids."""
+        return batch["A"]
 
     def visuals(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Named image columns (NCHW in [-1, 1]) for sample grids: input, output, target."""
         out = self.translate(batch)
-        return {"input": batch["A"], "output": out, "target": batch["B"]}
+        return {"input": self.display_input(batch), "output": out, "target": batch[self.target_key]}
 
     def to(self, device: torch.device) -> "Method":
         self.nets.to(device)

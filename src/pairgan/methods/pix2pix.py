@@ -130,6 +130,10 @@ class Pix2Pix(Method):
             raise ValueError(f"pix2pix inference mode must be 'paper' or 'eval', got {mode!r}")
         self.inference_mode = mode
 
+    @property
+    def per_image_inference(self) -> bool:
+        return self.inference_mode == "paper"
+
     @contextlib.contextmanager
     def _inference_state(self) -> Iterator[None]:
         """Put G in the inference mode's state and restore its mode and buffers afterwards.
