@@ -109,19 +109,34 @@ def translate(
     seed: int = typer.Option(0, help="Seed for stochastic inference (dropout in paper mode)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
     gallery: bool = typer.Option(True, help="Write index.html with input | output (| target)."),
+    features: Optional[str] = typer.Option(
+        None, help="pix2pixHD instance features: encode:IMAGE, random, or cluster:K."
+    ),
+    pose: Optional[str] = typer.Option(None, help="GGB: the target pose (a keypoint file or an annotation name)."),
+    variant: Optional[int] = typer.Option(None, help="CRN: write only output variant i (default: all k)."),
+    option: List[str] = typer.Option([], "--option", "-O", help="A method's inference option key=value (repeatable)."),
 ) -> None:
     """Translate images of any size with a trained checkpoint (no training flags to repeat)."""
+    from pairgan.config import parse_override
     from pairgan.infer import Translator, expand_inputs
 
     if bit_depth not in (8, 16):
         _fail(f"--bit-depth {bit_depth}: expected 8 or 16")
+    options: dict = {}
+    for text in option:
+        keys, value = parse_override(text)
+        options[".".join(keys)] = value
+    for key, value in (("features", features), ("pose", pose), ("variant", variant)):
+        if value is not None:
+            options[key] = value
     try:
         tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode)
         files = expand_inputs(inputs)
         if not files:
             _fail("no input images found")
         written = tr.translate_files(
-            files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed
+            files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
+            options=options,
         )
     except (*_user_errors(), ValueError) as exc:
         _fail(str(exc))
