@@ -69,7 +69,11 @@ class TrainConfig:
     max_steps: int = 0
     n_epochs: int = 100
     n_epochs_decay: int = 100
+    #: Images per process per forward pass (under torchrun the global batch is
+    #: batch_size x processes x accumulate).
     batch_size: int = 1
+    #: Gradient accumulation: micro-batches summed into one optimiser step.
+    accumulate: int = 1
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -233,6 +237,8 @@ def validate(cfg: Config) -> None:
         )
     if t.batch_size < 1:
         raise ConfigError(f"train.batch_size must be >= 1, got {t.batch_size}")
+    if t.accumulate < 1:
+        raise ConfigError(f"train.accumulate must be >= 1, got {t.accumulate}")
     if t.max_steps < 0 or t.n_epochs < 0 or t.n_epochs_decay < 0:
         raise ConfigError("train.max_steps, train.n_epochs and train.n_epochs_decay must be >= 0")
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:

@@ -22,7 +22,8 @@ class StepContext:
     """What a method's ``train_step`` gets from the Trainer: optimisers, precision and position.
 
     ``optimize(name, loss)`` is the one way a method updates parameters, so that mixed precision
-    (autocast + a GradScaler for fp16) and, later, distributed training stay the Trainer's concern.
+    (autocast + a GradScaler for fp16), gradient accumulation and multi-process training stay
+    the Trainer's concern and every method gets them unchanged.
     """
 
     def __init__(
@@ -31,13 +32,20 @@ class StepContext:
         device: torch.device,
         precision: str = "fp32",
         scaler: "torch.amp.GradScaler | None" = None,
+        *,
+        accumulate: int = 1,
+        world_size: int = 1,
     ) -> None:
         self.optimizers = optimizers
         self.device = device
         self.precision = precision
         self.scaler = scaler
+        self.accumulate = accumulate
+        self.world_size = world_size
         self.step = 0
         self.epoch = 0
+        #: Index of the current micro-batch within the step (0 .. accumulate - 1).
+        self.micro = 0
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
@@ -49,16 +57,44 @@ class StepContext:
         with torch.autocast(device_type=self.device.type, dtype=dtype):
             yield
 
+    @property
+    def last_micro(self) -> bool:
+        return self.micro == self.accumulate - 1
+
     def optimize(self, name: str, loss: torch.Tensor) -> None:
-        """Zero the grads of optimiser ``name``, back-propagate ``loss`` and take one step."""
+        """Back-propagate ``loss`` into the parameters of optimiser ``name`` and step it.
+
+        Gradients are computed for exactly those parameters (``torch.autograd.grad``), so a
+        loss that flows through another network never leaves gradients in it. With
+        ``train.accumulate`` > 1 they are summed over the micro-batches and the optimiser steps
+        on the last one; under torchrun they are then averaged across ranks first.
+        """
         opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
+        params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+        scaled = loss
         if self.scaler is not None and self.scaler.is_enabled():
-            self.scaler.scale(loss).backward()
+            scaled = self.scaler.scale(scaled)
+        if self.accumulate > 1:
+            scaled = scaled / self.accumulate
+        grads = torch.autograd.grad(scaled, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            if self.micro == 0 or p.grad is None:
+                p.grad = g
+            else:
+                p.grad += g
+        if not self.last_micro:
+            return
+        if self.world_size > 1:
+            from pairgan.train.distributed import average_gradients
+
+            average_gradients(params, self.world_size)
+        if self.scaler is not None and self.scaler.is_enabled():
             self.scaler.step(opt)
         else:
-            loss.backward()
             opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:

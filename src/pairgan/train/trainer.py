@@ -24,6 +24,8 @@ from pairgan.config import Config, save_config
 from pairgan.methods.base import Method, StepContext
 from pairgan.registry import lookup
 from pairgan.train import checkpoint as ckpt
+from pairgan.train import distributed
+from pairgan.train.distributed import env_info as dist_env
 from pairgan.train.logging import RunLogger, console_line
 from pairgan.train.schedules import make_schedule
 from pairgan.visual import grid_to_uint8, make_grid, write_gallery
@@ -69,33 +71,67 @@ def set_determinism(deterministic: bool) -> None:
 
 
 class EpochBatchSampler(Sampler):
-    """Batches of ``(epoch, index)`` keys in an order fixed by ``(seed, epoch)``.
+    """This rank's batches of ``(epoch, index)`` keys, in an order fixed by ``(seed, epoch)``.
 
-    The permutation is a pure function of the seed and the epoch, and ``set_position`` lets a
-    resumed run start in the middle of an epoch at exactly the batch where it stopped. Datasets
-    seed their augmentation from the same key, so a sample never depends on worker processes.
+    The permutation is a pure function of the seed and the epoch; ``set_position`` lets a resumed
+    run start in the middle of an epoch at exactly the batch where it stopped. Datasets seed
+    their augmentation from the same key, so a sample never depends on worker processes.
+
+    Under torchrun each *global* batch of ``batch_size * world_size`` consecutive items of the
+    permutation is cut into ``world_size`` slices and rank ``r`` takes slice ``r``: together the
+    ranks see exactly the batches one process with the global batch size would see. With more
+    than one rank the epoch is padded by wrapping around so that every rank gets full batches.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(
+        self, n: int, batch_size: int, seed: int, shuffle: bool = True, *, world_size: int = 1, rank: int = 0
+    ) -> None:
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.world_size, self.rank = world_size, rank
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start_batch: int) -> None:
         self.epoch, self.start = epoch, start_batch
 
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
     def order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.n)
-        return np.random.default_rng([self.seed, epoch, 0x5A3B]).permutation(self.n)
+        order = np.random.default_rng([self.seed, epoch, 0x5A3B]).permutation(self.n) if self.shuffle else (
+            np.arange(self.n)
+        )
+        pad = (-self.n) % self.global_batch if self.world_size > 1 else 0
+        return np.concatenate([order, np.resize(order, pad)]) if pad else order
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        """Global batches per epoch."""
+        return math.ceil(self.n / self.global_batch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = self.order(self.epoch)
+        gb, b0 = self.global_batch, self.rank * self.batch_size
         for b in range(self.start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield [(self.epoch, int(i)) for i in idx]
+            chunk = order[b * gb : (b + 1) * gb]
+            yield [(self.epoch, int(i)) for i in chunk[b0 : b0 + self.batch_size]]
+
+
+class _BatchStream:
+    """An endless stream of this rank's batches across epochs, tracking (epoch, batch in epoch)."""
+
+    def __init__(self, loader: DataLoader, sampler: EpochBatchSampler, epoch: int, batch: int) -> None:
+        self.loader, self.sampler, self.epoch, self.batch = loader, sampler, epoch, batch
+        self._it: Iterator[Any] | None = None
+
+    def next(self) -> Any:
+        if self._it is None:
+            self.sampler.set_position(self.epoch, self.batch)
+            self._it = iter(self.loader)
+        item = next(self._it)
+        self.batch += 1
+        if self.batch == len(self.sampler):
+            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
+        return item
 
 
 def build_method(cfg: Config, *, training: bool) -> Method:
@@ -123,6 +159,8 @@ class Trainer:
         self.resume = resume
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._signal: int | None = None
+        #: The method being trained (set by :meth:`fit`; its networks hold the trained weights).
+        self.method: Method | None = None
 
     # ----------------------------------------------------------------- setup
     def _check_data(self, size_multiple: int) -> None:
@@ -141,9 +179,11 @@ class Trainer:
         items = [ds[i] for i in range(min(4, len(ds)))]
         if not items:
             return None
-        shapes = {tuple(it["A"].shape) for it in items}
-        if len(shapes) > 1:  # different sizes cannot stack: keep those like the first
-            items = [it for it in items if tuple(it["A"].shape) == tuple(items[0]["A"].shape)]
+        def shapes(item: dict[str, Any]) -> tuple:
+            return tuple((k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v))
+
+        # Items of different sizes cannot stack: keep those shaped like the first.
+        items = [it for it in items if shapes(it) == shapes(items[0])]
         return torch.utils.data.default_collate(items)
 
     def _install_signals(self) -> dict[int, Any]:
@@ -174,10 +214,16 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         run_dir, ckpt_dir = self.run_dir, self.run_dir / "checkpoints"
         device = resolve_device(t.device)
+        info = dist_env()
+        if info.enabled and device.type == "cuda":
+            device = torch.device("cuda", info.local_rank)
+        info = distributed.init(device)
+        main = info.is_main
         set_determinism(t.deterministic)
         seed_everything(cfg.seed)
 
         method = build_method(cfg, training=True)
+        self.method = method
         size_multiple = method.size_multiple
         if cfg.data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and (
             cfg.data.crop_size % size_multiple
@@ -191,7 +237,11 @@ class Trainer:
         if t.check_data:
             self._check_data(size_multiple)
         dataset = build_dataset(cfg.data, cfg.data.train_split, train=True, size_multiple=size_multiple, seed=cfg.seed)
+        if info.enabled:
+            for name in list(method.nets):
+                method.nets[name] = distributed.convert_sync_batchnorm(method.nets[name], device)
         method.to(device)
+        distributed.broadcast_modules(list(method.nets.values()))
         for net in method.nets.values():
             net.train()
         optimizers = method.configure_optimizers(t)
@@ -199,8 +249,10 @@ class Trainer:
         scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
         schedule = make_schedule(t)
 
-        sampler = EpochBatchSampler(len(dataset), t.batch_size, cfg.seed)
-        steps_per_epoch = len(sampler)
+        sampler = EpochBatchSampler(
+            len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank
+        )
+        batches_per_epoch = len(sampler)  # global batches (micro-batches when accumulating)
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -209,7 +261,12 @@ class Trainer:
             pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        total_steps = t.max_steps if t.max_steps > 0 else steps_per_epoch * (t.n_epochs + t.n_epochs_decay)
+        accumulate = t.accumulate
+        total_steps = (
+            t.max_steps
+            if t.max_steps > 0
+            else math.ceil(batches_per_epoch * (t.n_epochs + t.n_epochs_decay) / accumulate)
+        )
         stop_step = min(total_steps, until_step) if until_step is not None else total_steps
 
         step, epoch, batch_in_epoch = 0, 0, 0
@@ -222,44 +279,75 @@ class Trainer:
             if "scaler" in state and scaler.is_enabled():
                 scaler.load_state_dict(state["scaler"])
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-            if state.get("data", {}).get("num_items", len(dataset)) != len(dataset):
+            data_state = state.get("data", {})
+            if data_state.get("num_items", len(dataset)) != len(dataset) and main:
                 print(
                     f"warning: the data set now has {len(dataset)} items, the checkpoint was trained on "
-                    f"{state['data']['num_items']}: the data order will differ from an uninterrupted run",
+                    f"{data_state['num_items']}: the data order will differ from an uninterrupted run",
                     file=sys.stderr,
                 )
-            ckpt.set_rng_state(state["rng"])
-            print(f"resumed from {latest} at step {step} (epoch {epoch}, batch {batch_in_epoch})", file=sys.stderr)
+            if data_state.get("global_batch", sampler.global_batch) != sampler.global_batch:
+                # A different number of processes or batch size: continue at the same sample.
+                batch_in_epoch = min(data_state["samples_in_epoch"] // sampler.global_batch, batches_per_epoch - 1)
+                if main:
+                    print(
+                        f"note: global batch {data_state['global_batch']} -> {sampler.global_batch}; "
+                        f"continuing epoch {epoch} at sample {batch_in_epoch * sampler.global_batch}",
+                        file=sys.stderr,
+                    )
+            if info.rank == 0:
+                ckpt.set_rng_state(state["rng"])
+            else:
+                seed_everything(hash((cfg.seed, step, info.rank)) % 2**31)
+            if main:
+                print(f"resumed from {latest} at step {step} (epoch {epoch}, batch {batch_in_epoch})", file=sys.stderr)
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+            if main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            if info.rank > 0:
+                # Ranks share the initial weights (broadcast above) but not their noise (dropout).
+                seed_everything(cfg.seed + 7919 * info.rank)
+        if main:
+            save_config(cfg, run_dir / "config.yaml")
 
-        logger = RunLogger(run_dir, resume_step=step if self.resume else None)
-        sample_batch = self._sample_batch(size_multiple)
-        ctx = StepContext(optimizers, device, t.precision, scaler)
+        logger = RunLogger(run_dir, resume_step=step if self.resume else None) if main else None
+        sample_batch = self._sample_batch(size_multiple) if main else None
+        ctx = StepContext(
+            optimizers, device, t.precision, scaler, accumulate=accumulate, world_size=info.world_size
+        )
         previous_handlers = self._install_signals()
+        stream = _BatchStream(loader, sampler, epoch, batch_in_epoch)
 
         def state_dict() -> dict[str, Any]:
             return {
                 "step": step,
-                "epoch": epoch,
-                "batch_in_epoch": batch_in_epoch,
+                "epoch": stream.epoch,
+                "batch_in_epoch": stream.batch,
                 "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                 "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                 "rng": ckpt.rng_state(),
                 "schedule": {"policy": schedule.policy, "unit": schedule.unit,
-                             "factor": schedule.factor(schedule.position(epoch, step))},
-                "data": {"seed": cfg.seed, "num_items": len(dataset), "steps_per_epoch": steps_per_epoch},
+                             "factor": schedule.factor(schedule.position(stream.epoch, step))},
+                "data": {
+                    "seed": cfg.seed,
+                    "num_items": len(dataset),
+                    "batches_per_epoch": batches_per_epoch,
+                    "global_batch": sampler.global_batch,
+                    "samples_in_epoch": stream.batch * sampler.global_batch,
+                    "world_size": info.world_size,
+                },
             }
 
-        def save(name: str) -> Path:
+        def save(name: str) -> Path | None:
+            if not main:
+                return None
             path = ckpt.save_checkpoint(ckpt_dir / name, cfg, dict(method.nets), state_dict())
             ckpt.point_latest(ckpt_dir, name)
             ckpt.prune_step_checkpoints(ckpt_dir, t.keep_last)
             return path
 
         def sample() -> None:
-            if sample_batch is None:
+            if sample_batch is None or logger is None:
                 return
             batch = _to_device(sample_batch, device)
             # A forked RNG: drawing dropout masks for a picture must not change training randomness.
@@ -289,7 +377,7 @@ class Trainer:
         window: dict[str, list[float]] = {}
         last_print, t_start = 0.0, time.perf_counter()
         progress_bar = None
-        if self.progress:
+        if self.progress and main:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             progress_bar = Progress(
@@ -299,54 +387,57 @@ class Trainer:
             task = progress_bar.add_task("train", total=total_steps, completed=step, epoch=epoch, rate=0.0, losses="")
             progress_bar.start()
 
+        final: Path | None = None
         try:
             while step < stop_step:
-                sampler.set_position(epoch, batch_in_epoch)
-                for batch in loader:
-                    tic = time.perf_counter()
-                    factor = schedule.factor(schedule.position(epoch, step))
-                    for k, o in optimizers.items():
-                        for g, lr0 in zip(o.param_groups, base_lrs[k]):
-                            g["lr"] = lr0 * factor
-                    ctx.step, ctx.epoch = step, epoch
-                    losses = method.train_step(_to_device(batch, device), ctx)
-                    if scaler.is_enabled():
-                        scaler.update()
-                    step += 1
-                    batch_in_epoch += 1
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    durations.append(time.perf_counter() - tic)
+                tic = time.perf_counter()
+                epoch = stream.epoch
+                factor = schedule.factor(schedule.position(epoch, step))
+                for k, o in optimizers.items():
+                    for g, lr0 in zip(o.param_groups, base_lrs[k]):
+                        g["lr"] = lr0 * factor
+                ctx.step, ctx.epoch = step, epoch
+                for micro in range(accumulate):
+                    ctx.micro = micro
+                    losses = method.train_step(_to_device(stream.next(), device), ctx)
                     for k, v in losses.items():
                         window.setdefault(k, []).append(v)
+                if scaler.is_enabled():
+                    scaler.update()
+                step += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                durations.append(time.perf_counter() - tic)
 
-                    if step % t.log_every == 0 or step == stop_step:
-                        means = {k: float(np.mean(v)) for k, v in window.items()}
-                        means["lr"] = base_lrs[next(iter(base_lrs))][0] * factor
+                if step % t.log_every == 0 or step == stop_step:
+                    means = {k: float(np.mean(v)) for k, v in window.items()}
+                    means = distributed.mean_across_ranks(means, device) if info.enabled else means
+                    means["lr"] = base_lrs[next(iter(base_lrs))][0] * factor
+                    window = {}
+                    rate = 1.0 / statistics.median(durations[-50:])
+                    if logger is not None:
                         logger.log(step, epoch, means)
-                        window = {}
-                        rate = 1.0 / statistics.median(durations[-50:])
-                        if progress_bar is not None:
-                            progress_bar.update(
-                                task, completed=step, epoch=epoch, rate=rate,
-                                losses=" ".join(f"{k}={v:.3f}" for k, v in means.items() if k != "lr"),
-                            )
-                        elif time.perf_counter() - last_print > 10 or step == stop_step:
-                            last_print = time.perf_counter()
-                            print(console_line(step, total_steps, epoch, means, rate), file=sys.stderr)
-                    if t.sample_every and step % t.sample_every == 0:
-                        sample()
-                    if batch_in_epoch == steps_per_epoch:
-                        epoch, batch_in_epoch = epoch + 1, 0
-                        if t.save_epoch_every and epoch % t.save_epoch_every == 0:
-                            save(f"epoch_{epoch:04d}")
-                    if t.save_every and step % t.save_every == 0:
-                        save(f"step_{step:08d}")
-                    if self._signal is not None:
-                        path = save(f"step_{step:08d}")
-                        raise TrainingInterrupted(self._signal, path)
-                    if step >= stop_step:
-                        break
+                    if progress_bar is not None:
+                        progress_bar.update(
+                            task, completed=step, epoch=stream.epoch, rate=rate,
+                            losses=" ".join(f"{k}={v:.3f}" for k, v in means.items() if k != "lr"),
+                        )
+                    elif main and (time.perf_counter() - last_print > 10 or step == stop_step):
+                        last_print = time.perf_counter()
+                        print(console_line(step, total_steps, epoch, means, rate), file=sys.stderr)
+                if t.sample_every and step % t.sample_every == 0:
+                    sample()
+                for finished in range(epoch + 1, stream.epoch + 1):
+                    if t.save_epoch_every and finished % t.save_epoch_every == 0:
+                        save(f"epoch_{finished:04d}")
+                if t.save_every and step % t.save_every == 0:
+                    save(f"step_{step:08d}")
+                stop = self._signal is not None
+                if info.enabled:
+                    stop = distributed.any_rank(stop, device)
+                if stop:
+                    path = save(f"step_{step:08d}")
+                    raise TrainingInterrupted(self._signal or signal.SIGTERM, path or ckpt_dir)
             final = save(f"step_{step:08d}")
             if t.sample_every:
                 sample()
@@ -355,20 +446,24 @@ class Trainer:
                 progress_bar.stop()
             for sig, h in previous_handlers.items():
                 signal.signal(sig, h)
-            logger.close()
+            if logger is not None:
+                logger.close()
 
         elapsed = time.perf_counter() - t_start
         summary = {
             "steps": step,
-            "epochs": epoch,
+            "epochs": stream.epoch,
             "seconds": round(elapsed, 2),
             "seconds_per_step_median": round(statistics.median(durations), 4) if durations else None,
             "device": str(device),
+            "world_size": info.world_size,
+            "global_batch": sampler.global_batch * accumulate,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "checkpoint": str(final),
         }
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if main:
+            (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
 

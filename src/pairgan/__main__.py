@@ -1,0 +1,5 @@
+"""``python -m pairgan`` and ``torchrun -m pairgan train ...``."""
+
+from pairgan.cli import main
+
+main()
