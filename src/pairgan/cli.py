@@ -191,6 +191,44 @@ def synth_scenes_cmd(
     typer.echo(f"wrote {n} scenes to {out}: {result}")
 
 
+# --------------------------------------------------------------------------- bench
+
+
+@app.command()
+def bench(
+    preset: str = typer.Option("pix2pix", "--preset", "-p", help="Preset name or YAML file."),
+    size: Optional[int] = typer.Option(None, help="Square input size (default: the preset's crop size)."),
+    batch: int = typer.Option(1, help="Batch size."),
+    mode: str = typer.Option("train", help="train (one optimisation step), infer (G forward) or data (input pipeline)."),
+    steps: int = typer.Option(10, help="Measured steps (after warm-up)."),
+    warmup: int = typer.Option(3, help="Unmeasured warm-up steps."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data set root (needed for --mode data)."),
+    set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, mps."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
+    peak: bool = typer.Option(True, help="Measure this machine's conv/matmul peak in the same run."),
+) -> None:
+    """Seconds per step, images/s, FLOPs, achieved FLOP/s vs this machine's measured peak, memory."""
+    import json as _json
+
+    from pairgan.bench import bench as run_bench
+    from pairgan.bench import format_result, write_result
+    from pairgan.config import build_config
+
+    extra = list(set_) + ([f"train.device={device}"] if device else [])
+    try:
+        cfg = build_config(preset, extra, data_path=str(data) if data else None)
+        result = run_bench(cfg, mode=mode, size=size, batch=batch, steps=steps, warmup=warmup,
+                           data_path=str(data) if data else None, measure_peak=peak)
+    except (*_user_errors(), ValueError) as exc:
+        _fail(str(exc))
+    result["preset"] = preset
+    typer.echo(format_result(result))
+    typer.echo(_json.dumps(result))
+    if out:
+        write_result(result, out)
+
+
 # --------------------------------------------------------------------------- demo & info
 
 

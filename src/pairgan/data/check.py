@@ -70,8 +70,11 @@ class CheckReport:
                 ",".join(map(str, r["channels_A"])) or "-", ",".join(map(str, r["channels_B"])) or "-",
                 str(r["problems"]),
             )
-        table.caption = "ok" if self.ok else "\n".join(
-            [f"{len(self.problems)} problem(s):", *self.problem_lines()])
+        notes = [f"{r['split']}: {n}" for r in self.rows for n in _as_list(r.get("notes"))]
+        table.caption = "\n".join(
+            (["ok"] if self.ok else [f"{len(self.problems)} problem(s):", *self.problem_lines()])
+            + (["notes:", *notes] if notes else [])
+        )
         return table
 
     def raise_if_failed(self) -> None:
@@ -81,6 +84,12 @@ class CheckReport:
                 f"data check of {self.root} found {len(self.problems)} problem(s):\n"
                 + "\n".join(self.problem_lines())
             )
+
+
+def _as_list(value: Any) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _default_splits(cfg: DataConfig, root: Path) -> list[str]:

@@ -181,6 +181,14 @@ class Method:
         item = {"A": to_tensor(match_channels(arr, d.input_nc, path, key="data.input_nc"))}
         return item, target
 
+    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
+        """A random training batch of the right kinds and shapes (benchmarks, export tracing)."""
+        d = self.data
+        return {
+            "A": torch.rand(batch_size, d.input_nc, height, width) * 2 - 1,
+            "B": torch.rand(batch_size, d.output_nc, height, width) * 2 - 1,
+        }
+
     def display_input(self, batch: dict[str, Any]) -> torch.Tensor:
         """The input as a picture (NCHW in [-1, 1]); label-map methods colourise their ids."""
         return batch["A"]
