@@ -115,6 +115,8 @@ def translate(
     pose: Optional[str] = typer.Option(None, help="GGB: the target pose (a keypoint file or an annotation name)."),
     variant: Optional[int] = typer.Option(None, help="CRN: write only output variant i (default: all k)."),
     option: List[str] = typer.Option([], "--option", "-O", help="A method's inference option key=value (repeatable)."),
+    tile: int = typer.Option(0, help="Translate in tiles of this size (images too large for memory); 0 = whole."),
+    overlap: int = typer.Option(32, help="Tile overlap in pixels, blended smoothly."),
 ) -> None:
     """Translate images of any size with a trained checkpoint (no training flags to repeat)."""
     from pairgan.config import parse_override
@@ -136,7 +138,7 @@ def translate(
             _fail("no input images found")
         written = tr.translate_files(
             files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
-            options=options,
+            options=options, tile=tile, overlap=overlap,
         )
     except (*_user_errors(), ValueError) as exc:
         _fail(str(exc))

@@ -146,6 +146,42 @@ class Translator:
             out = out[..., : size[0], : size[1]]
         return out.float().clamp(-1, 1)
 
+    @torch.no_grad()
+    def translate_tiled(
+        self, batch: dict[str, Any], tile: int, overlap: int = 32, seed: int | None = 0
+    ) -> torch.Tensor:
+        """Translate an image too large for memory in ``tile`` x ``tile`` pieces that overlap by
+        ``overlap`` pixels, blended with linear ramps across the overlaps (no visible seams).
+
+        Each output pixel is the weighted mean of the tiles covering it, with weights that fall to
+        nearly zero at a tile's inner edges, where its context is cut. Methods whose outputs use
+        whole-image statistics (instance norm, pix2pix's ``paper`` mode) see only a tile's
+        statistics: prefer ``--mode eval`` with batch-norm models for tiling.
+        """
+        tensors = {k: v for k, v in batch.items() if torch.is_tensor(v) and v.dim() == 4}
+        h, w = next(iter(tensors.values())).shape[-2:]
+        if tile >= h and tile >= w:
+            return self.translate_batch(batch, seed)
+        if not 0 <= overlap < tile:
+            raise ValueError(f"--overlap {overlap}: expected 0 <= overlap < tile ({tile})")
+        ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+        out = weight = None
+        for y0 in ys:
+            for x0 in xs:
+                piece = {
+                    k: (v[..., y0 : y0 + tile, x0 : x0 + tile] if k in tensors else v) for k, v in batch.items()
+                }
+                y = self.translate_batch(piece, seed).cpu()
+                th, tw = y.shape[-2:]
+                ramp = _ramp(th, overlap, y0 > 0, y0 + th < h)[:, None] * _ramp(tw, overlap, x0 > 0, x0 + tw < w)[None]
+                if out is None:
+                    out = torch.zeros(*y.shape[:2], h, w)
+                    weight = torch.zeros(h, w)
+                out[..., y0 : y0 + th, x0 : x0 + tw] += y * ramp
+                weight[y0 : y0 + th, x0 : x0 + tw] += ramp
+        assert out is not None and weight is not None
+        return out / weight
+
     def translate_tensor(self, x: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
         """Image-input methods: NCHW (or CHW) in [-1, 1] -> NCHW in [-1, 1], same size."""
         if x.dim() == 3:
@@ -189,6 +225,8 @@ class Translator:
         gallery: bool = True,
         seed: int | None = 0,
         options: dict[str, Any] | None = None,
+        tile: int = 0,
+        overlap: int = 32,
     ) -> list[Path]:
         """Translate ``files`` into ``out_dir`` (``NAME.png``) and write ``index.html``.
 
@@ -215,7 +253,14 @@ class Translator:
                 return
             keys = [k for k, v in pending[0][1].items() if torch.is_tensor(v)]
             batch = {k: torch.stack([p[1][k] for p in pending]) for k in keys} | opts
-            y = self.translate_batch(batch, seed).cpu()
+            if tile:
+                y = torch.cat([
+                    self.translate_tiled({k: v[i : i + 1] if torch.is_tensor(v) else v for k, v in batch.items()},
+                                         tile, overlap, seed)
+                    for i in range(len(pending))
+                ])
+            else:
+                y = self.translate_batch(batch, seed).cpu()
             shown = self.method.display_input({k: batch[k] for k in keys}).cpu()
             for (name, _, tgt), out, inp in zip(pending, y, shown):
                 path = out_dir / f"{name}.png"
@@ -248,6 +293,27 @@ class Translator:
                 notes=f"checkpoint: {self.checkpoint}; mode: {self.mode}; {len(rows)} images",
             )
         return written
+
+
+def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins covering [0, n): stride tile - overlap, the last tile flush with the end."""
+    if tile >= n:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, n - tile, stride)) + [n - tile]
+    return sorted(set(starts))
+
+
+def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
+    """1-D blending weights: rising over ``overlap`` pixels at inner edges, 1 elsewhere."""
+    w = torch.ones(n)
+    if overlap > 0:
+        r = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
+        if ramp_start:
+            w[:overlap] = torch.minimum(w[:overlap], r)
+        if ramp_end:
+            w[n - overlap :] = torch.minimum(w[n - overlap :], r.flip(0))
+    return w
 
 
 def _unique_names(files: Sequence[Path]) -> list[str]:
