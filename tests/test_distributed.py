@@ -21,8 +21,8 @@ SCRIPT = textwrap.dedent(
     data, run, out = sys.argv[1], sys.argv[2], sys.argv[3]
     overrides = sys.argv[4:]
     cfg = build_config("pix2pix", overrides, data_path=data)
-    tr = Trainer(cfg, run, progress=False)
-    tr.fit()
+    tr = Trainer(cfg, run, progress=False, resume=os.environ.get("RESUME") == "1")
+    tr.fit(until_step=int(os.environ["UNTIL"]) if "UNTIL" in os.environ else None)
     rank = int(os.environ.get("RANK", "0"))
     torch.save({k: {n: t.detach().clone() for n, t in net.state_dict().items()}
                 for k, net in tr.method.nets.items()}, os.path.join(out, f"rank{rank}.pt"))
@@ -109,3 +109,34 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
     # Only rank 0 wrote the run folder's checkpoint, and it holds rank 0's weights.
     assert (tmp_path / "run2" / "checkpoints" / "latest").exists()
     assert (tmp_path / "run2" / "train_summary.json").read_text().count('"world_size": 2') == 1
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or _torchrun() is None,
+                    reason="torch.distributed/torchrun not available")
+def test_resume_on_a_different_number_of_processes(tmp_path: Path):
+    """Stop a 2-process run mid-epoch, continue it in one process with the same global batch."""
+    from pairgan.train import checkpoint as ckpt
+
+    data = write_aligned(tmp_path / "data", {"train": 8})
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    common = [o for o in TINY if not o.startswith("train.batch_size")] + [
+        "model.norm=instance", "model.dropout=false", "train.max_steps=5"]
+    run = tmp_path / "run"
+    (tmp_path / "o").mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", UNTIL="3")
+    r = subprocess.run(_torchrun() + ["--standalone", "--nproc_per_node", "2", str(script), str(data), str(run),
+                                      str(tmp_path / "o"), *common, "train.batch_size=2"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = ckpt.load_state(ckpt.resolve_checkpoint(run))
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (3, 1, 1)
+    assert state["data"]["world_size"] == 2 and state["data"]["samples_in_epoch"] == 4
+    env = dict(os.environ, OMP_NUM_THREADS="1", RESUME="1")
+    r = subprocess.run([sys.executable, str(script), str(data), str(run), str(tmp_path / "o"), *common,
+                        "train.batch_size=4"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = ckpt.load_state(ckpt.resolve_checkpoint(run))
+    assert (state["step"], state["data"]["world_size"]) == (5, 1)
+    steps = [line for line in (run / "history.jsonl").read_text().splitlines()]
+    assert len(steps) == 5
