@@ -66,3 +66,37 @@ class GANLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
+
+
+class FeatureMatchingLoss(nn.Module):
+    """pix2pixHD's discriminator feature-matching loss (without its lambda_feat factor).
+
+    ``pred_fake`` and ``pred_real`` are multi-scale discriminator outputs: a list over scales of
+    lists of layer outputs, the score map last (which is excluded). The loss is
+
+        sum_k sum_i (4 / (n_layers + 1)) * (1 / num_D) * L1(D_k^i(fake), D_k^i(real).detach())
+
+    as the reference computes it. ``n_layers`` and ``num_D`` default to what the outputs show
+    (``len(scale) - 2`` and ``len(pred_fake)``).
+    """
+
+    def __init__(self, n_layers: int | None = None, num_D: int | None = None) -> None:
+        super().__init__()
+        self.n_layers = n_layers
+        self.num_D = num_D
+
+    def forward(self, pred_fake: Sequence[Sequence[Tensor]], pred_real: Sequence[Sequence[Tensor]]) -> Tensor:
+        if len(pred_fake) != len(pred_real) or not pred_fake:
+            raise ValueError(f"expected equal, non-empty lists of scales, got {len(pred_fake)} and {len(pred_real)}")
+        num_d = self.num_D or len(pred_fake)
+        total: Tensor | None = None
+        for fake_scale, real_scale in zip(pred_fake, pred_real):
+            if isinstance(fake_scale, Tensor) or len(fake_scale) < 2:
+                raise ValueError("feature matching needs each scale's intermediate features (a list, score map last)")
+            n_layers = self.n_layers if self.n_layers is not None else len(fake_scale) - 2
+            weight = 4.0 / (n_layers + 1) / num_d
+            for f, r in zip(fake_scale[:-1], real_scale[:-1]):
+                term = weight * F.l1_loss(f.float(), r.detach().float())
+                total = term if total is None else total + term
+        assert total is not None
+        return total

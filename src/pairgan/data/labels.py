@@ -1,0 +1,617 @@
+"""Semantic label maps with instance maps: the pix2pixHD / Cityscapes layout (``labels``).
+
+Layout (detected automatically when ``ROOT/{split}_label/`` exists)::
+
+    ROOT/train_label/   class ids, 1-channel PNG (8 or 16 bit), or colour-coded RGB + data.palette
+    ROOT/train_inst/    instance ids (read when data.instance): 16- or 32-bit PNG, Cityscapes
+                        convention: id < 1000 is a class id, else class = id // 1000
+    ROOT/train_img/     photos (a split without this folder has labels only: translation works,
+                        training does not)
+    ROOT/test_label/ ...
+
+Partners are matched by file stem after removing a known suffix (``_gtFine_labelIds``,
+``_gtFine_instanceIds``, ``_leftImg8bit``, ``_label``, ``_inst``, ``_img``, ...), so real
+Cityscapes file names pair up as they are.
+
+An item is ``{"label": LongTensor[1,H,W], "inst": LongTensor[1,H,W] (with data.instance),
+"image": FloatTensor[output_nc,H,W] in [-1, 1] (when the split has photos), "A_path", "B_path"
+(the photo or ""), "index"}``. Label, instance map and photo share one augmentation draw
+(:class:`~pairgan.data.transforms.PairedTransform`, seeded by ``(seed, epoch, index)`` as every
+pairgan data set): ids are resampled with nearest neighbour, photos bicubic. Every read checks
+that ids are below ``data.label_nc`` and names the file, the value and label_nc otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairgan.config import ConfigError, DataConfig
+from pairgan.data.datasets import PairedImageDataset, load_side
+from pairgan.data.io import DataError, list_images, read_image
+from pairgan.data.transforms import PairedTransform, to_tensor
+from pairgan.registry import register
+
+__all__ = [
+    "LabelMapDataset",
+    "SUFFIXES",
+    "colorize",
+    "default_palette",
+    "find_partner",
+    "instance_to_class",
+    "label_ids",
+    "load_palette",
+    "match_key",
+    "read_instance_map",
+    "read_label_map",
+]
+
+#: File-name suffixes removed before matching label, instance and photo files (longest first).
+SUFFIXES: tuple[str, ...] = (
+    "_gtFine_instanceIds", "_gtCoarse_instanceIds", "_gtFine_labelIds", "_gtCoarse_labelIds",
+    "_leftImg8bit", "_instanceIds", "_labelIds", "_label", "_inst", "_img",
+)
+
+LAYOUT_HELP = (
+    "expected the labels layout ROOT/{split}_label/ (class ids), ROOT/{split}_inst/ (instance ids, "
+    "with data.instance) and ROOT/{split}_img/ (photos), partners matched by file stem "
+    "(Cityscapes suffixes such as _gtFine_labelIds / _leftImg8bit are ignored)"
+)
+_EXACT_FLOAT = 1 << 24  # ids below this are exact in float32 (the resampling works on floats)
+
+
+def match_key(path: str | os.PathLike) -> str:
+    """The file stem without a known suffix: the key label, instance and photo files share."""
+    stem = Path(path).stem
+    for suffix in SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+# --------------------------------------------------------------------------- palettes
+
+
+_PALETTES: dict[tuple[str, int], np.ndarray] = {}
+
+
+def load_palette(path: str | os.PathLike) -> np.ndarray:
+    """A palette file -> ``K x 3`` uint8 array, colour ``i`` is class id ``i``.
+
+    JSON: ``{"palette": [[r, g, b], ...]}`` (the synthetic scenes' ``classes.json``; a
+    ``label_nc`` there must equal the number of colours) or a plain list ``[[r, g, b], ...]``.
+    Colours must be 3 integers in 0..255 and distinct.
+    """
+    path = Path(path).expanduser()
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        raise DataError(f"{path}: palette file not found (data.palette)") from None
+    if key in _PALETTES:
+        return _PALETTES[key]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable palette ({exc}); expected JSON "
+                        '{"palette": [[r, g, b], ...]} or [[r, g, b], ...]') from None
+    entries = doc.get("palette") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{path}: no palette; expected JSON {{\"palette\": [[r, g, b], ...]}} or [[r, g, b], ...]")
+    for i, c in enumerate(entries):
+        if (not isinstance(c, (list, tuple)) or len(c) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)):
+            raise DataError(f"{path}: palette entry {i} is {c!r}, expected [r, g, b] with integers 0..255")
+    pal = np.asarray(entries, dtype=np.uint8).reshape(-1, 3)
+    seen: dict[tuple[int, ...], int] = {}
+    for i, c in enumerate(map(tuple, pal.tolist())):
+        if c in seen:
+            raise DataError(f"{path}: colour {c} is given for ids {seen[c]} and {i}; expected distinct colours")
+        seen[c] = i
+    if isinstance(doc, dict) and "label_nc" in doc and doc["label_nc"] != len(pal):
+        raise DataError(f"{path}: label_nc {doc['label_nc']} but {len(pal)} palette colours; expected equal")
+    _PALETTES[key] = pal
+    return pal
+
+
+def _palette_path(cfg: DataConfig) -> Path | None:
+    """``data.palette`` as a path: as given (absolute or relative to the working folder), else
+    relative to the data set root."""
+    if not cfg.palette:
+        return None
+    p = Path(cfg.palette).expanduser()
+    if p.is_file() or p.is_absolute() or not cfg.path:
+        return p
+    q = Path(cfg.path) / p
+    if q.is_file():
+        return q
+    raise DataError(f"data.palette: {p} not found (looked in the working folder and in {cfg.path})")
+
+
+def default_palette(n: int) -> np.ndarray:
+    """``n`` distinct colours (``n x 3`` uint8): id bits spread over the high bits of R, G and B,
+    so that small ids differ strongly (id 0 is black)."""
+    ids = np.arange(max(int(n), 0), dtype=np.int64)
+    out = np.zeros((len(ids), 3), dtype=np.int64)
+    c = ids.copy()
+    for j in range(8):
+        for ch in range(3):
+            out[:, ch] |= ((c >> ch) & 1) << (7 - j)
+        c >>= 3
+    return out.astype(np.uint8)
+
+
+def colorize(ids: torch.Tensor | np.ndarray, palette: Any = None) -> torch.Tensor:
+    """Class ids ``[N,1,H,W]`` or ``[N,H,W]`` (or ``[H,W]``) -> colours ``[N,3,H,W]`` in [-1, 1].
+
+    ``palette``: ``K x 3`` colours, a palette file (:func:`load_palette`) or None (a default,
+    distinct palette); ids beyond the palette get default colours. For showing label inputs.
+    """
+    t = torch.as_tensor(ids)
+    if t.dim() == 4:
+        if t.shape[1] != 1:
+            raise ValueError(f"ids of shape {tuple(t.shape)}, expected N x 1 x H x W (ids, not one-hot)")
+        t = t[:, 0]
+    elif t.dim() == 2:
+        t = t[None]
+    elif t.dim() != 3:
+        raise ValueError(f"ids of shape {tuple(t.shape)}, expected N x 1 x H x W or N x H x W")
+    t = t.long().clamp_min(0)
+    if isinstance(palette, (str, os.PathLike)):
+        palette = load_palette(palette)
+    user = np.zeros((0, 3), np.uint8) if palette is None else np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    n = max(int(t.max()) + 1 if t.numel() else 1, len(user))
+    table = default_palette(n)
+    table[: len(user)] = user
+    lut = torch.as_tensor(table, dtype=torch.float32, device=t.device) / 127.5 - 1.0
+    return lut[t].permute(0, 3, 1, 2).contiguous()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def instance_to_class(inst: Any) -> Any:
+    """Class ids of a Cityscapes-convention instance map: ``id // 1000`` for ids >= 1000, else the
+    id itself. NumPy arrays give int64 arrays, tensors give tensors."""
+    if torch.is_tensor(inst):
+        return torch.where(inst >= 1000, torch.div(inst, 1000, rounding_mode="floor"), inst)
+    a = np.asarray(inst).astype(np.int64)
+    return np.where(a >= 1000, a // 1000, a)
+
+
+def _integral(arr: np.ndarray, path: Any, what: str) -> np.ndarray:
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        return arr.astype(np.int64)
+    raise DataError(f"{path}: {what} of dtype {arr.dtype} with non-integer values, expected integer ids")
+
+
+def _map_colours(rgb: np.ndarray, palette: np.ndarray, path: Any, palette_name: str = "") -> np.ndarray:
+    if rgb.dtype != np.uint8:
+        raise DataError(f"{path}: colour-coded label image of dtype {rgb.dtype}, expected 8-bit RGB")
+    keys = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    uniq, inverse, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
+    pal_keys = (palette[:, 0].astype(np.int64) << 16) | (palette[:, 1].astype(np.int64) << 8) | palette[:, 2]
+    lookup = {int(k): i for i, k in enumerate(pal_keys)}
+    ids = np.array([lookup.get(int(k), -1) for k in uniq], dtype=np.int64)
+    if (ids < 0).any():
+        bad = np.flatnonzero(ids < 0)
+        bad = bad[np.argsort(-counts[bad], kind="stable")]
+        first = int(uniq[bad[0]])
+        colour = ((first >> 16) & 255, (first >> 8) & 255, first & 255)
+        more = f" (and {len(bad) - 1} more unknown colours)" if len(bad) > 1 else ""
+        src = f" {palette_name}" if palette_name else ""
+        raise DataError(
+            f"{path}: colour {colour} ({int(counts[bad[0]])} pixels) is not in the palette{src} "
+            f"({len(palette)} colours){more}; expected only palette colours (a JPEG or a resized "
+            "label image blends colours: keep label images as PNG at their size)"
+        )
+    return ids[inverse].reshape(keys.shape)
+
+
+def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | None = None,
+              palette_name: str = "") -> np.ndarray:
+    """Decoded label pixels (``read_image(..., palette_indices=True)``) -> int64 ``H x W`` ids,
+    checked against ``label_nc`` (``label_nc <= 0``: not checked)."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    c = arr.shape[2]
+    if c in (1, 2):  # ids (+ an alpha channel, ignored)
+        ids = _integral(arr[..., 0], path, "label map")
+    elif c in (3, 4):
+        rgb = arr[..., :3]
+        if palette is not None:
+            ids = _map_colours(rgb, palette, path, palette_name)
+        elif (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            ids = _integral(rgb[..., 0], path, "label map")  # ids stored as grey RGB
+        else:
+            raise DataError(f"{path}: colour-coded (RGB) label image but no palette; set data.palette "
+                            "to a JSON palette file mapping colours to ids, or store ids as a 1-channel PNG")
+    else:
+        raise DataError(f"{path}: {c} channels, expected a 1-channel id map (or RGB with data.palette)")
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0:
+            raise DataError(f"{path}: label id {lo}, expected ids >= 0")
+        if label_nc > 0 and hi >= label_nc:
+            n = int((ids >= label_nc).sum())
+            raise DataError(
+                f"{path}: label id {hi} >= data.label_nc {label_nc} ({n} pixels); expected ids "
+                f"0..{label_nc - 1}: set data.label_nc to at least {hi + 1} or fix the label map"
+            )
+    return ids
+
+
+def read_label_map(path: str | os.PathLike, label_nc: int, palette: Any = None) -> np.ndarray:
+    """A label image -> int64 ``H x W`` class ids, every id checked to be below ``label_nc``.
+
+    1-channel images (8/16-bit, palette-mode PNG indices, integer ``.npy``) are the ids; RGB
+    images are mapped through ``palette`` (array or palette file); an unknown colour or an id
+    ``>= label_nc`` raises DataError naming the file and the value."""
+    name = ""
+    if isinstance(palette, (str, os.PathLike)):
+        name = str(palette)
+        palette = load_palette(palette)
+    arr = read_image(path, palette_indices=True)
+    return label_ids(arr, path, label_nc, None if palette is None else np.asarray(palette, np.uint8), name)
+
+
+def read_instance_map(path: str | os.PathLike) -> np.ndarray:
+    """An instance map (8/16/32-bit 1-channel PNG or integer ``.npy``) -> int64 ``H x W`` ids."""
+    arr = read_image(path, palette_indices=True)
+    if arr.ndim == 3 and arr.shape[2] not in (1, 2):
+        raise DataError(f"{path}: instance map with {arr.shape[2]} channels, expected a 1-channel id map "
+                        "(16- or 32-bit PNG)")
+    ids = _integral(arr[..., 0] if arr.ndim == 3 else arr, path, "instance map")
+    if ids.size and int(ids.min()) < 0:
+        raise DataError(f"{path}: instance id {int(ids.min())}, expected ids >= 0")
+    return ids
+
+
+# --------------------------------------------------------------------------- matching
+
+
+_INDEX: dict[tuple[str, int], tuple[dict[str, Path], list[tuple[str, str]]]] = {}
+
+
+def _index(folder: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """``{key: file}`` of a folder and (file, problem) for files sharing a key (cached per mtime)."""
+    try:
+        ck = (str(folder.resolve()), folder.stat().st_mtime_ns)
+    except FileNotFoundError:
+        return {}, []
+    if ck in _INDEX:
+        return _INDEX[ck]
+    files: dict[str, Path] = {}
+    problems: list[tuple[str, str]] = []
+    for f in list_images(folder):
+        k = match_key(f)
+        if k in files:
+            problems.append((str(f), f"same name key {k!r} as {files[k].name}; expected one file per key"))
+        else:
+            files[k] = f
+    if len(_INDEX) > 64:
+        _INDEX.clear()
+    _INDEX[ck] = (files, problems)
+    return files, problems
+
+
+def _split_of(label_folder: Path) -> str | None:
+    name = label_folder.name
+    return name[: -len("_label")] if name.endswith("_label") and len(name) > len("_label") else None
+
+
+def find_partner(label_path: str | os.PathLike, kind: str) -> Path | None:
+    """The instance map (``kind="inst"``) or photo (``"img"``) of a label file in
+    ``ROOT/{split}_label/``: the file with the same key in ``ROOT/{split}_{kind}/``, or None."""
+    if kind not in ("inst", "img"):
+        raise ValueError(f"kind {kind!r}, expected 'inst' or 'img'")
+    label_path = Path(label_path)
+    split = _split_of(label_path.parent)
+    if split is None:
+        return None
+    folder = label_path.parent.parent / f"{split}_{kind}"
+    if not folder.is_dir():
+        return None
+    return _index(folder)[0].get(match_key(label_path))
+
+
+def _match(root: Path, split: str, instance: bool) -> tuple[
+        list[tuple[Path, Path | None, Path | None]], list[tuple[str, str]], bool]:
+    """(label, inst or None, photo or None) triples, (file, problem) list, whether photos exist."""
+    label_dir, inst_dir, img_dir = (root / f"{split}_{k}" for k in ("label", "inst", "img"))
+    labels, problems = _index(label_dir)
+    problems = list(problems)
+    has_images = img_dir.is_dir()
+    imgs, img_problems = _index(img_dir) if has_images else ({}, [])
+    problems += img_problems
+    insts: dict[str, Path] = {}
+    if instance:
+        if not inst_dir.is_dir():
+            problems.append((str(inst_dir), "folder not found; data.instance is true and needs instance maps "
+                                            "(set data.instance=false to train without them)"))
+        else:
+            insts, inst_problems = _index(inst_dir)
+            problems += inst_problems
+    items: list[tuple[Path, Path | None, Path | None]] = []
+    for key in sorted(labels):
+        f = labels[key]
+        inst = insts.get(key)
+        img = imgs.get(key)
+        ok = True
+        if instance and inst_dir.is_dir() and inst is None:
+            problems.append((str(f), f"no instance map for {key!r} in {inst_dir}"))
+            ok = False
+        if has_images and img is None:
+            problems.append((str(f), f"no photo for {key!r} in {img_dir}"))
+            ok = False
+        if ok:
+            items.append((f, inst, img))
+    for key, f in sorted(imgs.items()):
+        if key not in labels:
+            problems.append((str(f), f"no label map for {key!r} in {label_dir}"))
+    for key, f in sorted(insts.items()):
+        if key not in labels:
+            problems.append((str(f), f"no label map for {key!r} in {label_dir}"))
+    return items, problems, has_images
+
+
+# --------------------------------------------------------------------------- the data set
+
+
+def _need_label_nc(cfg: DataConfig) -> None:
+    if cfg.label_nc <= 0:
+        raise ConfigError(
+            f"data.label_nc is {cfg.label_nc}; the labels layout needs the number of classes "
+            "(e.g. --set data.label_nc=35 for Cityscapes labelIds, 9 for the synthetic scenes)"
+        )
+
+
+@register("dataset", "labels")
+class LabelMapDataset(PairedImageDataset):
+    """``ROOT/{split}_label`` (+ ``_inst``, ``_img``): label maps, instance maps and photos.
+
+    ``ds[index]`` or ``ds[(epoch, index)]`` -> ``{"label", "inst" (with data.instance), "image"
+    (when the split has photos), "A_path", "B_path", "index"}``; see the module docstring.
+    """
+
+    layout = "labels"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        cfg: DataConfig,
+        *,
+        train: bool,
+        size_multiple: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        _need_label_nc(cfg)
+        if cfg.direction != "AtoB":
+            raise ConfigError("data.direction: the labels layout translates label maps into photos; "
+                              f"expected AtoB, got {cfg.direction}")
+        self.root = Path(root)
+        self.split = split
+        self.folder = self.root / f"{split}_label"
+        self.cfg = cfg
+        self.train = train
+        self.seed = int(seed)
+        self.transform = PairedTransform(
+            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train, size_multiple=size_multiple,
+        )
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: folder not found; {LAYOUT_HELP.format(split=split)}")
+        palette_path = _palette_path(cfg)
+        self.palette_path = str(palette_path) if palette_path is not None else ""
+        self.palette = load_palette(palette_path) if palette_path is not None else None
+        items, problems, self.has_images = _match(self.root, split, cfg.instance)
+        if problems:
+            shown = "; ".join(f"{f}: {p}" for f, p in problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise DataError(f"{self.root} ({split}): {len(problems)} unpaired or duplicate files: {shown}{more}")
+        if cfg.max_items > 0:
+            items = items[: cfg.max_items]
+        if not items:
+            raise DataError(f"{self.folder}: no label maps; {LAYOUT_HELP.format(split=split)}")
+        self.pairs: list[tuple[Path, Path | None]] = [(lab, img) for lab, _, img in items]
+        self.insts: list[Path | None] = [inst for _, inst, _ in items]
+
+    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        raise NotImplementedError("LabelMapDataset items are read by __getitem__")
+
+    def read_raw(self, index: int) -> dict[str, Any]:
+        """Un-augmented arrays of item ``index``: ``label`` / ``inst`` (int64 HxW) and ``image``
+        (float32 HxWxC in [0, 1]) as present."""
+        cfg = self.cfg
+        label_path, img_path = self.pairs[index]
+        out: dict[str, Any] = {"label": label_ids(read_image(label_path, palette_indices=True), label_path,
+                                                  cfg.label_nc, self.palette, self.palette_path)}
+        h, w = out["label"].shape
+        inst_path = self.insts[index]
+        if cfg.instance and inst_path is not None:
+            inst = read_instance_map(inst_path)
+            if inst.shape != (h, w):
+                raise DataError(f"{inst_path} is {inst.shape[1]}x{inst.shape[0]} but its label map {label_path} "
+                                f"is {w}x{h}; expected the same size")
+            if inst.size and int(inst.max()) >= _EXACT_FLOAT:
+                raise DataError(f"{inst_path}: instance id {int(inst.max())}, expected ids < {_EXACT_FLOAT}")
+            out["inst"] = inst
+        if img_path is not None:
+            img = load_side(img_path, "image", cfg.output_nc, "data.output_nc")
+            if img.shape[:2] != (h, w):
+                raise DataError(f"{img_path} is {img.shape[1]}x{img.shape[0]} but its label map {label_path} "
+                                f"is {w}x{h}; expected the same size")
+            out["image"] = img
+        return out
+
+    def __getitem__(self, key: Any) -> dict[str, Any]:
+        epoch, index = self._key(key)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        label_path, img_path = self.pairs[index]
+        raw = self.read_raw(index)
+        ids = np.stack([raw["label"]] + ([raw["inst"]] if "inst" in raw else []), axis=-1).astype(np.float32)
+        try:
+            if "image" in raw:
+                ids, img = self.transform(ids, raw["image"], rng, nearest_a=True, nearest_b=False)
+            else:  # labels only: the same draw, nothing to pair with
+                ids, _ = self.transform(ids, ids[..., :1], rng, nearest_a=True, nearest_b=True)
+                img = None
+        except ValueError as exc:
+            raise DataError(f"{label_path}: {exc}") from None
+        ids_t = torch.from_numpy(np.ascontiguousarray(np.rint(ids).astype(np.int64).transpose(2, 0, 1)))
+        item: dict[str, Any] = {"label": ids_t[:1]}
+        if "inst" in raw:
+            item["inst"] = ids_t[1:2]
+        if img is not None:
+            item["image"] = to_tensor(img)
+        item["A_path"] = str(label_path)
+        item["B_path"] = str(img_path) if img_path is not None else ""
+        item["index"] = index
+        return item
+
+    def describe(self) -> str:
+        cfg, t = self.cfg, self.transform
+        aug = f"preprocess {cfg.preprocess} (load {cfg.load_size}, crop {cfg.crop_size})"
+        if t.size_multiple > 1:
+            aug += f", sizes rounded to multiples of {t.size_multiple}"
+        if self.train and cfg.flip:
+            aug += ", random flip"
+        what = f"label_nc {cfg.label_nc}" + (", instances" if cfg.instance else ", no instances")
+        if self.palette is not None:
+            what += f", palette {self.palette_path}"
+        photos = f"photos {cfg.output_nc}ch" if self.has_images else "no photos (labels only)"
+        return (f"labels: {len(self)} label maps in {self.folder} ({what}; {photos}), {aug}, "
+                f"{'train' if self.train else 'eval'} mode, seed {self.seed}")
+
+    # -- layout hooks used by detect_layout / split_exists / data check
+    @classmethod
+    def detect(cls, root: Path, split: str) -> bool:
+        return (Path(root) / f"{split}_label").is_dir()
+
+    @classmethod
+    def split_exists(cls, root: Path, split: str) -> bool:
+        folder = Path(root) / f"{split}_label"
+        try:
+            return folder.is_dir() and bool(list_images(folder))
+        except DataError:
+            return False
+
+    @classmethod
+    def check_split(cls, cfg: DataConfig, root: Path, split: str, size_multiple: int = 1) -> tuple[
+            dict[str, Any], list[tuple[str, str]]]:
+        """Row updates for :class:`~pairgan.data.check.CheckReport` and (file, problem) pairs.
+
+        Every file is decoded; ids are checked against label_nc (and the palette), sizes of
+        label / instance map / photo must agree, photos must have convertible channels and fit
+        the crop. A split without ``{split}_img/`` is a note (labels only), a problem only for
+        the training split. The row gets ``notes`` (a list of strings) besides the usual keys.
+        """
+        root = Path(root)
+        row: dict[str, Any] = {"layout": "labels", "n_pairs": 0, "min_size": None, "max_size": None,
+                               "channels_A": [], "channels_B": [], "notes": []}
+        problems: list[tuple[str, str]] = []
+        label_dir = root / f"{split}_label"
+        try:
+            _need_label_nc(cfg)
+            palette_path = _palette_path(cfg)
+            palette = load_palette(palette_path) if palette_path is not None else None
+        except (ConfigError, DataError) as exc:
+            problems.append((str(label_dir), str(exc)))
+            return row, problems
+        if not label_dir.is_dir():
+            problems.append((str(label_dir), f"folder not found; {LAYOUT_HELP.format(split=split)}"))
+            return row, problems
+        items, pair_problems, has_images = _match(root, split, cfg.instance)
+        problems += pair_problems
+        if not has_images:
+            msg = (f"no {split}_img/ folder: labels only (translation works; nothing to train on or to "
+                   "score against)")
+            if split == cfg.train_split:
+                problems.append((str(root / f"{split}_img"), "folder not found; the training split needs photos"))
+            else:
+                row["notes"].append(msg)
+        if cfg.max_items > 0:
+            items = items[: cfg.max_items]
+        if not items and not problems:
+            problems.append((str(label_dir), f"no label maps; {LAYOUT_HELP.format(split=split)}"))
+        row["n_pairs"] = len(items)
+        transform = PairedTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip,
+                                    train=(split == cfg.train_split), size_multiple=size_multiple)
+        pal_name = str(palette_path) if palette_path is not None else ""
+
+        def one(item: tuple[Path, Path | None, Path | None]) -> tuple[list, Any]:
+            lab, inst, img = item
+            found: list[tuple[str, str]] = []
+            info: dict[str, Any] = {}
+            try:
+                arr = read_image(lab, palette_indices=True)
+                info["label_channels"] = arr.shape[2] if arr.ndim == 3 else 1
+                ids = label_ids(arr, lab, cfg.label_nc, palette, pal_name)
+                info["size"] = (ids.shape[1], ids.shape[0])
+                info["max_id"] = int(ids.max()) if ids.size else 0
+            except DataError as exc:
+                found.append((str(lab), _strip(lab, exc)))
+                return found, None
+            w, h = info["size"]
+            if cfg.instance and inst is not None:
+                try:
+                    iarr = read_instance_map(inst)
+                    if iarr.shape != (h, w):
+                        found.append((str(inst), f"size {iarr.shape[1]}x{iarr.shape[0]} differs from its label "
+                                                  f"map {lab} ({w}x{h}), expected the same size"))
+                    elif iarr.size and int(iarr.max()) >= _EXACT_FLOAT:
+                        found.append((str(inst), f"instance id {int(iarr.max())}, expected ids < {_EXACT_FLOAT}"))
+                except DataError as exc:
+                    found.append((str(inst), _strip(inst, exc)))
+            if img is not None:
+                try:
+                    parr = read_image(img)
+                    info["image_channels"] = parr.shape[2]
+                    load_side(img, "image", cfg.output_nc, "data.output_nc", parr[:1, :1])
+                    if parr.shape[:2] != (h, w):
+                        found.append((str(img), f"size {parr.shape[1]}x{parr.shape[0]} differs from its label "
+                                                f"map {lab} ({w}x{h}), expected the same size"))
+                except DataError as exc:
+                    found.append((str(img), _strip(img, exc)))
+            try:
+                transform.plan(w, h)
+            except ValueError as exc:
+                found.append((str(lab), str(exc)))
+            return found, info
+
+        workers = max(1, min(8, os.cpu_count() or 1))
+        sizes, ch_a, ch_b, max_id = [], set(), set(), -1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for found, info in pool.map(one, items):
+                problems += found
+                if info is None:
+                    continue
+                sizes.append(info["size"])
+                ch_a.add(info["label_channels"])
+                if "image_channels" in info:
+                    ch_b.add(info["image_channels"])
+                max_id = max(max_id, info["max_id"])
+        if sizes:
+            row["min_size"] = (min(s[0] for s in sizes), min(s[1] for s in sizes))
+            row["max_size"] = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+            row["notes"].append(f"class ids up to {max_id} (data.label_nc {cfg.label_nc})")
+        row["channels_A"], row["channels_B"] = sorted(ch_a), sorted(ch_b)
+        return row, problems
+
+
+def _strip(path: Any, exc: Exception) -> str:
+    msg = str(exc)
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+

