@@ -1,0 +1,365 @@
+"""DRPAN (Wang et al., ECCV 2018): discriminative region proposal + a reviser, on top of pix2pix
+or pix2pixHD.
+
+One step:
+
+1. the base method's own step (``model.base``): pix2pix's D-then-G cGAN step (GAN + L1), or
+   pix2pixHD's (multi-scale LSGAN + feature matching [+ VGG]);
+2. region proposal: G(A) again (after that update, as the reference), D's score map of
+   (A, G(A)) (a multi-scale D: the finest scale's map) searched with a ``window x window``
+   sliding window of score cells for the lowest (``select: min``, the paper) or highest
+   (``max``, the ECCV reference code) mean realness;
+3. the window -> an image box through D's real receptive-field geometry
+   (:func:`pairgan.nets.drpan.propose_regions`) -> fake-mask real: B with the box replaced by G(A);
+4. the reviser R is updated on (A, B) real vs (A, fake-mask real) fake (loss halved);
+5. G takes a second step: R's adversarial loss on (A, fake-mask real) + ``lambda_region`` x
+   L1 between the generated and the real box contents (mean over the box pixels).
+
+Three Adam optimisers: G, D and R. Any batch size, one box per sample, no per-sample loop.
+Inference is the base method's: only G (and pix2pixHD's E) is loaded, with pix2pix's
+``paper``/``eval`` modes when ``base: pix2pix``.
+
+``drpan`` is one registered method whose ``model:`` section holds the options of both bases
+(pix2pix's, plus pix2pixHD's that pix2pix lacks) and DRPAN's own; ``model.base`` picks which
+base builds the networks and runs step 1, so constructing :class:`DRPAN` gives a
+:class:`DRPANPix2Pix` or a :class:`DRPANPix2PixHD`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+import torch
+from torch import Tensor, nn
+
+from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.pix2pix import Pix2Pix, Pix2PixConfig
+from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
+from pairgan.nets.blocks import init_weights
+from pairgan.nets.drpan import (
+    box_mask,
+    discriminator_geometry,
+    fake_mask_real,
+    finest_score_map,
+    propose_regions,
+    region_l1,
+)
+from pairgan.nets.patchgan import receptive_field
+from pairgan.registry import create, register
+
+
+def _fields_missing_from(cls: type, base: type) -> list[tuple[str, Any, Any]]:
+    """``cls``'s dataclass fields that ``base`` does not have, for ``make_dataclass``."""
+    have = {f.name for f in dataclasses.fields(base)}
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in have:
+            continue
+        default = (dataclasses.field(default=f.default) if f.default is not dataclasses.MISSING
+                   else dataclasses.field(default_factory=f.default_factory))
+        out.append((f.name, hints[f.name], default))
+    return out
+
+
+# pix2pix's options, then pix2pixHD's that pix2pix does not have (so a pix2pixhd preset's
+# model section is valid here as it is), then DRPAN's own (below).
+_BaseOptions = dataclasses.make_dataclass(
+    "_BaseOptions", _fields_missing_from(Pix2PixHDConfig, Pix2PixConfig), bases=(Pix2PixConfig,)
+)
+
+
+@dataclass
+class DRPANConfig(_BaseOptions):  # type: ignore[valid-type, misc]
+    """``model:`` options of DRPAN: the base method's (pix2pix's defaults for the shared ones)
+    plus the proposal and the reviser."""
+
+    #: Initialisation; ``reference`` (NVIDIA's, pix2pixHD only) is accepted with ``base: pix2pixhd``.
+    init_type: Literal["normal", "xavier", "kaiming", "orthogonal", "reference"] = "normal"
+    #: The method that builds G and D and runs the first step: ``pix2pix`` or ``pix2pixhd``.
+    base: Literal["pix2pix", "pix2pixhd"] = "pix2pix"
+    #: Sliding-window side in discriminator score cells (1 = one PatchGAN cell, a 70 px box with
+    #: the 70x70 PatchGAN; 9 with pix2pixHD's finest scale gives 134 px).
+    window: int = 1
+    #: ``min``: the most fake window (the paper). ``max``: the most real one (the ECCV reference code).
+    select: Literal["min", "max"] = "min"
+    #: Reviser network: ``reviser`` (the reference's image-level R) or ``patch`` (a PatchGAN R).
+    reviser: str = "reviser"
+    #: Reviser depth: stride-2 layers of ``reviser`` (6 at 256 px, the reference) or ``patch``'s
+    #: n_layers; 0 = those defaults (6, and model.n_layers_D for ``patch``).
+    n_layers_R: int = 0
+    #: Reviser width (0 = model.ndf) and normalisation (the reference's image reviser: batch).
+    ndf_R: int = 0
+    norm_R: Literal["batch", "instance", "none"] = "batch"
+    #: Weight of the L1 between the generated and real box contents in G's reviser step.
+    lambda_region: float = 10.0
+
+
+@register("method", "drpan")
+class DRPAN(Method):
+    """DRPAN on a base method; ``DRPAN(cfg, data)`` builds the subclass that ``cfg.base`` names.
+
+    Subclasses combine this class (steps 2-5, R, the extra sample columns) with the base method
+    class (G, D, step 1, inference) and supply :meth:`condition` (G's and D's conditioning
+    input), :meth:`generate` and :meth:`_init_net`.
+    """
+
+    Config = DRPANConfig
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "DRPAN":
+        if cls is DRPAN:
+            cfg = args[0] if args else kwargs["cfg"]
+            if cfg.base not in _BASES:
+                raise ConfigError(f"model.base: {cfg.base!r} is not one of {', '.join(map(repr, _BASES))}")
+            cls = _BASES[cfg.base]
+        return super().__new__(cls)
+
+    def __init__(self, cfg: DRPANConfig, data: DataConfig, *, training: bool = True) -> None:
+        if cfg.window < 1:
+            raise ConfigError(f"model.window must be >= 1 score cells, got {cfg.window}")
+        if cfg.lambda_region < 0:
+            raise ConfigError(f"model.lambda_region must be >= 0, got {cfg.lambda_region}")
+        super().__init__(cfg, data, training=training)  # the base method: G, D (and E), step 1
+        if not training:
+            return
+        n_layers = cfg.n_layers_R or (6 if cfg.reviser == "reviser" else cfg.n_layers_D)
+        try:
+            R = create("discriminator", cfg.reviser, input_nc=self.condition_channels() + data.output_nc,
+                       ndf=cfg.ndf_R or cfg.ndf, n_layers=n_layers, norm=cfg.norm_R)
+        except KeyError as exc:
+            raise ConfigError(f"model.reviser: {exc.args[0]}") from None
+        min_size = getattr(R, "min_input_size", lambda: 0)()
+        if data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and data.crop_size < min_size:
+            raise ConfigError(f"model.reviser {cfg.reviser!r} with {n_layers} stride-2 layers needs training crops of "
+                              f"at least {min_size} px, data.crop_size is {data.crop_size}; lower model.n_layers_R")
+        self._init_net(R)
+        self.nets["R"] = R
+        #: (kernel, stride, padding) of the layers behind the score map the proposal reads.
+        self.geometry = discriminator_geometry(self.nets["D"])
+
+    # ----------------------------------------------------------------- supplied by subclasses
+    # condition(batch) -> Tensor: G's, D's and R's conditioning input. Not declared here: on
+    # pix2pixHD it is Pix2PixHD.condition, which a stub in this class would hide (MRO).
+
+    def condition_channels(self) -> int:
+        raise NotImplementedError
+
+    def generate(self, batch: dict[str, Any], cond: Tensor) -> Tensor:
+        """G's output for ``batch`` in training mode (with gradients)."""
+        raise NotImplementedError
+
+    def _init_net(self, net: nn.Module) -> None:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- training
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        if getattr(train, "accumulate", 1) > 1:
+            # StepContext accumulates one gradient per optimiser per micro-batch; G's two steps
+            # per batch (the base step, then the reviser step) cannot be split that way.
+            raise ConfigError("drpan updates G twice per batch (the cGAN step, then the reviser step), which "
+                              "gradient accumulation cannot split: use train.accumulate=1 (raise "
+                              "train.batch_size instead)")
+        opts = super().configure_optimizers(train)
+        opts["R"] = torch.optim.Adam(self.nets["R"].parameters(), lr=train.lr, betas=(train.beta1, train.beta2))
+        return opts
+
+    def propose(self, score_map: Tensor, image_size: tuple[int, int]) -> Tensor:
+        """Boxes ``[N, 4]`` (y0, x0, y1, x1) for a D score map (see :func:`propose_regions`)."""
+        return propose_regions(score_map, self.cfg.window, self.geometry, image_size, self.cfg.select)
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        losses = super().train_step(batch, ctx)  # (1) the base method's cGAN step
+        losses.update(self.revise_step(batch, ctx))
+        return losses
+
+    def revise_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """Steps 2-5: proposal, fake-mask real, R's update, G's reviser update."""
+        cfg = self.cfg
+        D, R = self.nets["D"], self.nets["R"]
+        real = batch[self.target_key]
+        with ctx.autocast():
+            cond = self.condition(batch)
+            fake = self.generate(batch, cond)
+            with torch.no_grad():
+                score = finest_score_map(D(torch.cat([cond, fake.detach()], 1)))
+        boxes = self.propose(score, tuple(real.shape[-2:]))
+        composite = fake_mask_real(real, fake, boxes)
+
+        set_requires_grad(R, True)
+        with ctx.autocast():
+            pred_real = R(torch.cat([cond, real.to(composite.dtype)], 1))
+            pred_fake = R(torch.cat([cond, composite.detach()], 1))
+            loss_r_real = self.gan_loss(pred_real, True, for_discriminator=True)
+            loss_r_fake = self.gan_loss(pred_fake, False, for_discriminator=True)
+            loss_r = 0.5 * (loss_r_real + loss_r_fake)
+        ctx.optimize("R", loss_r)
+
+        set_requires_grad(R, False)
+        with ctx.autocast():
+            loss_g_r = self.gan_loss(R(torch.cat([cond, composite], 1)), True, for_discriminator=False)
+            loss_region = region_l1(fake, real, boxes) * cfg.lambda_region
+        if ctx.scaler is not None and ctx.scaler.is_enabled() and getattr(ctx, "last_micro", True):
+            # fp16: a GradScaler steps each optimiser once per update(), and G steps twice in
+            # this train_step; close the first round here (the Trainer's update() closes the second).
+            ctx.scaler.update()
+        ctx.optimize("G", loss_g_r + loss_region)
+        set_requires_grad(R, True)
+        return {
+            "G_R": float(loss_g_r.item()),
+            "G_region": float(loss_region.item()),
+            "R_real": float(loss_r_real.item()),
+            "R_fake": float(loss_r_fake.item()),
+        }
+
+    # ----------------------------------------------------------------- pictures
+    @torch.no_grad()
+    def visuals(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The base columns plus, while training: D's score map of the output as a heat map
+        (dark = fake, bright = real; the box in cyan), the proposed box on the output (red),
+        and the fake-mask real built from it."""
+        cols = super().visuals(batch)
+        if "D" not in self.nets:
+            return cols
+        out = cols["output"]
+        cond = self.condition(batch)
+        D = self.nets["D"]
+        with _buffers_restored(D):
+            score = finest_score_map(D(torch.cat([cond, out.to(cond.dtype)], 1))).float()
+        size = tuple(out.shape[-2:])
+        boxes = self.propose(score, size)
+        real = batch[self.target_key].float()
+        target = cols.pop("target")
+        cols["D score map"] = render_score_map(score, self.geometry, size, boxes)
+        cols["proposal"] = draw_boxes(out, boxes, (1.0, 0.0, 0.0))
+        cols["fake-mask real"] = fake_mask_real(real, out, boxes)
+        cols["target"] = target
+        return cols
+
+
+class DRPANPix2Pix(DRPAN, Pix2Pix):
+    """DRPAN on pix2pix (``model.base: pix2pix``): G(A), D and R on cat(A, image)."""
+
+    def __init__(self, cfg: DRPANConfig, data: DataConfig, *, training: bool = True) -> None:
+        if cfg.init_type == "reference":
+            raise ConfigError("model.init_type 'reference' is pix2pixHD's; with model.base pix2pix use "
+                              "normal, xavier, kaiming or orthogonal")
+        super().__init__(cfg, data, training=training)
+
+    def condition(self, batch: dict[str, Any]) -> Tensor:
+        return batch["A"]
+
+    def condition_channels(self) -> int:
+        return self.data.input_nc
+
+    def generate(self, batch: dict[str, Any], cond: Tensor) -> Tensor:
+        return self.nets["G"](cond)
+
+    def _init_net(self, net: nn.Module) -> None:
+        init_weights(net, self.cfg.init_type, self.cfg.init_gain)
+
+
+class DRPANPix2PixHD(DRPAN, Pix2PixHD):
+    """DRPAN on pix2pixHD (``model.base: pix2pixhd``): the proposal reads the finest scale's map;
+    D and R see one_hot(label) [+ instance edges] with the image."""
+
+    # condition(batch) is Pix2PixHD's.
+    def condition_channels(self) -> int:
+        return self.cond_nc
+
+    def generate(self, batch: dict[str, Any], cond: Tensor) -> Tensor:
+        g_in = cond
+        if "E" in self.nets:
+            feats = self.nets["E"](batch[self.target_key], self.pooling_map(batch))
+            g_in = torch.cat([cond, feats.to(cond.dtype)], 1)
+        return self.nets["G"](g_in)
+
+    def _init_net(self, net: nn.Module) -> None:
+        from pairgan.nets.pix2pixhd import init_reference
+
+        if self.cfg.init_type == "reference":
+            init_reference(net, self.cfg.init_gain)
+        else:
+            init_weights(net, self.cfg.init_type, self.cfg.init_gain)
+
+
+_BASES: dict[str, type[DRPAN]] = {"pix2pix": DRPANPix2Pix, "pix2pixhd": DRPANPix2PixHD}
+
+
+# --------------------------------------------------------------------------- drawing
+
+# Inferno-like colour ramp (0 = lowest realness, 1 = highest), RGB in [0, 1].
+_RAMP = torch.tensor([
+    [0.00, 0.00, 0.02],
+    [0.34, 0.06, 0.43],
+    [0.73, 0.21, 0.33],
+    [0.98, 0.55, 0.04],
+    [0.99, 1.00, 0.64],
+])
+
+
+@contextlib.contextmanager
+def _buffers_restored(net: nn.Module) -> Iterator[None]:
+    """Run ``net`` as in training (batch statistics) without changing its running buffers."""
+    saved = {k: v.clone() for k, v in net.named_buffers()}
+    try:
+        yield
+    finally:
+        for k, v in net.named_buffers():
+            v.copy_(saved[k])
+
+
+def _rgb(images: Tensor) -> Tensor:
+    """NCHW in [-1, 1], any channel count -> 3 channels (as :func:`pairgan.visual.to_display`)."""
+    c = images.shape[1]
+    if c in (1, 2):
+        return images[:, :1].expand(-1, 3, -1, -1).float()
+    return images[:, :3].float()
+
+
+def draw_boxes(images: Tensor, boxes: Tensor, color: tuple[float, float, float], thickness: int = 0) -> Tensor:
+    """``images`` (NCHW in [-1, 1]) as RGB with each sample's box outlined in ``color`` (RGB in [0, 1])."""
+    rgb = _rgb(images)
+    size = tuple(rgb.shape[-2:])
+    t = thickness or max(1, min(size) // 128)
+    boxes = boxes.to(rgb.device).long()
+    inner = boxes + torch.tensor([t, t, -t, -t], device=boxes.device)
+    edge = box_mask(boxes, size) & ~box_mask(inner, size)
+    paint = (torch.tensor(color, device=rgb.device, dtype=rgb.dtype) * 2 - 1).view(1, 3, 1, 1)
+    return torch.where(edge, paint, rgb)
+
+
+def render_score_map(score: Tensor, geometry: list[tuple[int, int, int]], image_size: tuple[int, int],
+                     boxes: Tensor | None = None) -> Tensor:
+    """A score map ``[N, C, h, w]`` as an RGB heat map at image size (NCHW in [-1, 1]).
+
+    Each pixel shows the cell whose receptive field is centred nearest to it (D's real
+    geometry, not a plain resize); scores are stretched per image from its lowest (dark, the
+    most fake) to its highest (bright). ``boxes`` are outlined in cyan.
+    """
+    s = score.detach().float().mean(1)  # [N, h, w]
+    n, h, w = s.shape
+    lo = s.amin((1, 2), keepdim=True)
+    hi = s.amax((1, 2), keepdim=True)
+    v = (s - lo) / (hi - lo).clamp(min=1e-8)
+    size, jump, start = receptive_field(geometry)
+    centre = start + (size - 1) / 2
+
+    def cells(length: int, count: int) -> Tensor:
+        pos = torch.arange(length, device=s.device, dtype=torch.float32)
+        return ((pos - centre) / jump).round().clamp(0, count - 1).long()
+
+    H, W = int(image_size[0]), int(image_size[1])
+    v = v[:, cells(H, h)][:, :, cells(W, w)]  # [N, H, W]
+    ramp = _RAMP.to(s.device)
+    x = v * (len(ramp) - 1)
+    i0 = x.floor().long().clamp(max=len(ramp) - 2)
+    frac = (x - i0).unsqueeze(-1)
+    rgb = (ramp[i0] * (1 - frac) + ramp[i0 + 1] * frac).permute(0, 3, 1, 2) * 2 - 1
+    if boxes is not None:
+        rgb = draw_boxes(rgb, boxes, (0.0, 1.0, 1.0))
+    return rgb

@@ -1,0 +1,351 @@
+"""DRPAN: region proposal geometry, fake-mask real, the reviser, the three-network step, the
+sample columns, the pix2pixHD base, presets, and an end-to-end CLI run on the synthetic scenes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pairgan.config import ConfigError, build_config
+from pairgan.methods.base import StepContext
+from pairgan.methods.drpan import DRPAN, DRPANPix2Pix, DRPANPix2PixHD
+from pairgan.nets.drpan import (
+    ImageReviser,
+    box_mask,
+    discriminator_geometry,
+    fake_mask_real,
+    finest_score_map,
+    propose_regions,
+    region_l1,
+    score_map_size,
+)
+from pairgan.nets.patchgan import PatchDiscriminator, receptive_field
+from pairgan.nets.pix2pixhd import MultiscaleDiscriminator
+
+# PatchGAN with n_layers 1: receptive field 16 px, jump 2, start -5; 32 px -> a 14x14 map.
+GEOM1 = PatchDiscriminator(6, 4, n_layers=1).conv_geometry()
+TINY_DRPAN = ["model.generator=unet", "model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.n_layers_D=2",
+              "model.n_layers_R=3", "data.load_size=36", "data.crop_size=32"]
+
+
+def cell_field(geometry, i: int, limit: int) -> tuple[int, int]:
+    """Rows [a, b) that score cell i sees, clipped to the image."""
+    size, jump, start = receptive_field(geometry)
+    return max(start + i * jump, 0), min(start + i * jump + size, limit)
+
+
+def inside(box: torch.Tensor, cy: int, cx: int, geometry, size: int) -> bool:
+    y0, x0, y1, x1 = box.tolist()
+    (ay, by), (ax, bx) = cell_field(geometry, cy, size), cell_field(geometry, cx, size)
+    return y0 <= ay and by <= y1 and x0 <= ax and bx <= x1
+
+
+# --------------------------------------------------------------------------- proposal geometry
+
+
+def test_single_cell_box_is_the_cells_receptive_field():
+    assert receptive_field(GEOM1) == (16, 2, -5) and score_map_size(GEOM1, 32) == 14
+    score = torch.zeros(1, 1, 14, 14)
+    score[0, 0, 6, 9] = -3.0
+    box = propose_regions(score, 1, GEOM1, (32, 32), "min")
+    assert box.dtype == torch.long and box.shape == (1, 4)
+    assert box[0].tolist() == [-5 + 12, -5 + 18, -5 + 12 + 16, -5 + 18 + 16]  # [7, 13, 23, 29]
+    assert inside(box[0], 6, 9, GEOM1, 32)
+
+
+def test_window_box_spans_the_union_of_its_cells_fields():
+    score = torch.zeros(1, 1, 14, 14)
+    score[0, 0, 5:8, 8:11] = -1.0  # a unique most-fake 3x3 window at cells (5..7, 8..10)
+    box = propose_regions(score, 3, GEOM1, (32, 32), "min")[0].tolist()
+    assert box == [-5 + 5 * 2, -5 + 8 * 2, -5 + 7 * 2 + 16, -5 + 10 * 2 + 16]  # [5, 11, 25, 31]
+    # centred on the covered cells: the middle cell's field has the same centre
+    size, jump, start = receptive_field(GEOM1)
+    assert (box[0] + box[2]) / 2 == start + 6 * jump + size / 2
+    assert (box[1] + box[3]) / 2 == start + 9 * jump + size / 2
+
+
+def test_corners_and_edges_clip_to_the_image():
+    cases = {(0, 0): [0, 0, 11, 11], (13, 13): [21, 21, 32, 32], (0, 13): [0, 21, 11, 32], (7, 0): [9, 0, 25, 11]}
+    for (cy, cx), expected in cases.items():
+        score = torch.zeros(1, 1, 14, 14)
+        score[0, 0, cy, cx] = -1.0
+        box = propose_regions(score, 1, GEOM1, (32, 32), "min")[0]
+        assert box.tolist() == expected, (cy, cx)
+        assert inside(box, cy, cx, GEOM1, 32)
+    # a window larger than the map is clamped to it: the whole image
+    assert propose_regions(torch.randn(2, 1, 14, 14), 99, GEOM1, (32, 32))[0].tolist() == [0, 0, 32, 32]
+
+
+def test_min_and_max_modes():
+    score = torch.zeros(1, 1, 14, 14)
+    score[0, 0, 2, 3] = -2.0  # most fake
+    score[0, 0, 11, 12] = 2.0  # most real
+    lo = propose_regions(score, 1, GEOM1, (32, 32), "min")[0]
+    hi = propose_regions(score, 1, GEOM1, (32, 32), "max")[0]
+    assert inside(lo, 2, 3, GEOM1, 32) and not inside(lo, 11, 12, GEOM1, 32)
+    assert inside(hi, 11, 12, GEOM1, 32) and not inside(hi, 2, 3, GEOM1, 32)
+    with pytest.raises(ValueError, match="select"):
+        propose_regions(score, 1, GEOM1, (32, 32), "mean")
+
+
+def test_batch_boxes_equal_single_calls():
+    g = torch.Generator().manual_seed(0)
+    score = torch.randn(4, 1, 14, 14, generator=g)
+    for window, select in ((1, "min"), (2, "max"), (4, "min")):
+        batch = propose_regions(score, window, GEOM1, (32, 32), select)
+        single = torch.cat([propose_regions(score[i : i + 1], window, GEOM1, (32, 32), select) for i in range(4)])
+        assert torch.equal(batch, single)
+    real, fake = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    boxes = propose_regions(score, 2, GEOM1, (32, 32))
+    one_by_one = torch.cat([fake_mask_real(real[i : i + 1], fake[i : i + 1], boxes[i : i + 1]) for i in range(4)])
+    assert torch.equal(fake_mask_real(real, fake, boxes), one_by_one)
+
+
+def test_mapping_uses_the_discriminators_real_geometry():
+    """n_layers 2 and 3 give 34 and 70 px boxes; pix2pixHD's padding-2 layers shift them."""
+    sizes = {}
+    for n in (2, 3):
+        D = PatchDiscriminator(6, 4, n_layers=n)
+        geom = discriminator_geometry(D)
+        h = score_map_size(geom, 128)
+        assert D(torch.zeros(1, 6, 128, 128)).shape[-1] == h  # the geometry predicts the real map
+        score = torch.zeros(1, 1, h, h)
+        score[0, 0, h // 2, h // 2] = -1.0
+        y0, x0, y1, x1 = propose_regions(score, 1, geom, (128, 128))[0].tolist()
+        sizes[n] = (y1 - y0, x1 - x0)
+    assert sizes == {2: (34, 34), 3: (70, 70)}
+    # the reference settings: 70 px at 256 (pix2pix), 9x9 cells of pix2pixHD's finest scale = 134 px
+    assert receptive_field(discriminator_geometry(PatchDiscriminator(6, 4, 3)))[0] == 70
+    msd = MultiscaleDiscriminator(38, 4, 3, num_D=2)
+    geom = discriminator_geometry(msd)
+    assert geom[0] == (4, 2, 2) and receptive_field(geom) == (70, 8, -46)
+    x = torch.zeros(1, 38, 64, 128)
+    assert finest_score_map(msd(x)).shape[-2:] == (score_map_size(geom, 64), score_map_size(geom, 128))
+    h, w = score_map_size(geom, 512), score_map_size(geom, 1024)
+    score = torch.zeros(1, 1, h, w)
+    score[0, 0, 20:29, 50:59] = -1.0
+    y0, x0, y1, x1 = propose_regions(score, 9, geom, (512, 1024))[0].tolist()
+    assert (y1 - y0, x1 - x0) == (134, 134)
+    # a map that does not come from this geometry at this size is refused
+    with pytest.raises(ValueError, match="score map"):
+        propose_regions(torch.zeros(1, 1, 10, 10), 1, GEOM1, (32, 32))
+
+
+# --------------------------------------------------------------------------- composite and losses
+
+
+def test_fake_mask_real_is_real_outside_and_fake_inside():
+    g = torch.Generator().manual_seed(1)
+    real = torch.rand(3, 3, 20, 24, generator=g)
+    fake = torch.rand(3, 3, 20, 24, generator=g).requires_grad_()
+    boxes = torch.tensor([[0, 0, 5, 7], [3, 4, 20, 24], [10, 10, 11, 11]])
+    out = fake_mask_real(real, fake, boxes)
+    mask = box_mask(boxes, (20, 24)).expand_as(real)
+    assert torch.equal(out[mask], fake[mask]) and torch.equal(out[~mask], real[~mask])
+    assert mask[:, 0].sum((1, 2)).tolist() == [35, 17 * 20, 1]
+    out.sum().backward()
+    assert torch.equal(fake.grad, mask.float())  # gradients reach G through the box only
+    # region L1: the mean over each box's pixels, averaged over samples
+    expected = torch.stack([(fake[i] - real[i]).abs()[mask[i]].mean() for i in range(3)]).mean()
+    assert torch.allclose(region_l1(fake, real, boxes), expected)
+
+
+# --------------------------------------------------------------------------- the reviser
+
+
+def test_image_reviser_matches_the_reference():
+    """godisboy/DRPAN model/networks.py Discriminator_r: six 4x4/2 convs (pad 1) 64-128-256-512-512-512,
+    batch norm on all but the first, LeakyReLU 0.2, a 4x4 valid conv to 1; every conv has a bias."""
+    R = ImageReviser(6, 64, n_layers=6)
+    convs = [m for m in R.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512, 512, 1]
+    assert [(c.kernel_size, c.stride, c.padding) for c in convs] == \
+        [((4, 4), (2, 2), (1, 1))] * 6 + [((4, 4), (1, 1), (0, 0))]
+    assert all(c.bias is not None for c in convs)
+    norms = [m for m in R.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [b.num_features for b in norms] == [128, 256, 512, 512, 512]
+    widths = [6, 64, 128, 256, 512, 512, 512, 1]
+    reference = sum(i * o * 16 + o for i, o in zip(widths[:-1], widths[1:])) + sum(2 * c for c in widths[2:-1])
+    assert reference == 11_161_281
+    assert sum(p.numel() for p in R.parameters()) == reference
+    # one score per 256x256 image (checked at a small width; the geometry does not depend on it)
+    assert ImageReviser(6, 4, n_layers=6)(torch.zeros(2, 6, 256, 256)).shape == (2, 1, 1, 1)
+    with pytest.raises(ValueError, match="n_layers_R"):
+        ImageReviser(6, 4, n_layers=6)(torch.zeros(1, 6, 128, 128))
+
+
+# --------------------------------------------------------------------------- the method
+
+
+def _method(overrides=(), base="drpan"):
+    torch.manual_seed(0)
+    cfg = build_config(base, TINY_DRPAN + list(overrides))
+    return cfg, DRPAN(cfg.model, cfg.data)
+
+
+def _batch(n=2, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"A": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+            "B": torch.rand(n, 3, size, size, generator=g) * 2 - 1}
+
+
+def test_one_step_updates_G_D_and_R():
+    cfg, m = _method(["model.norm=batch"])
+    assert isinstance(m, DRPANPix2Pix) and set(m.nets) == {"G", "D", "R"}
+    opts = m.configure_optimizers(cfg.train)
+    assert set(opts) == {"G", "D", "R"}
+    assert all(o.defaults["lr"] == 2e-4 and o.defaults["betas"] == (0.5, 0.999) for o in opts.values())
+    before = {k: [p.detach().clone() for p in n.parameters()] for k, n in m.nets.items()}
+    losses = m.train_step(_batch(4), StepContext(opts, torch.device("cpu")))
+    assert set(losses) == {"G_GAN", "G_L1", "D_real", "D_fake", "G_R", "G_region", "R_real", "R_fake"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    for k, net in m.nets.items():
+        assert any(not torch.equal(a, b) for a, b in zip(before[k], net.parameters())), k
+    assert all(p.requires_grad for n in m.nets.values() for p in n.parameters())
+
+
+def test_visuals_add_heat_map_box_and_fake_mask_real():
+    cfg, m = _method(["model.norm=batch"])
+    batch = _batch(3)
+    buffers = {k: v.clone() for k, v in m.nets["D"].named_buffers()}
+    cols = m.visuals(batch)
+    assert list(cols) == ["input", "output", "D score map", "proposal", "fake-mask real", "target"]
+    for name, col in cols.items():
+        assert col.shape == (3, 3, 32, 32), name
+        assert col.min() >= -1 and col.max() <= 1, name
+    # sampling does not touch D's running statistics
+    assert all(torch.equal(v, buffers[k]) for k, v in m.nets["D"].named_buffers())
+    # the fake-mask real is the target outside the proposed box and the output inside it
+    composite, out, target = cols["fake-mask real"], cols["output"], cols["target"]
+    inside_box = (composite - out).abs().amax(1) < 1e-6
+    outside_box = (composite - target).abs().amax(1) < 1e-6
+    assert bool((inside_box | outside_box).all()) and bool(inside_box.any(dim=(1, 2)).all())
+    # the box outline is drawn in red on the output, the rest is the output
+    red = (cols["proposal"] - torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)).abs().amax(1) < 1e-6
+    assert bool(red.any(dim=(1, 2)).all())
+    assert torch.equal(cols["proposal"].permute(0, 2, 3, 1)[~red], out.permute(0, 2, 3, 1)[~red])
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="window"):
+        _method(["model.window=0"])
+    with pytest.raises(ConfigError, match="model.reviser"):
+        _method(["model.reviser=nope"])
+    with pytest.raises(ConfigError, match="n_layers_R"):
+        _method(["model.n_layers_R=4"])  # 32 px crops are too small for 4 stride-2 layers + a 4x4 conv
+    with pytest.raises(ConfigError, match="select"):
+        _method(["model.select=mean"])
+    cfg, m = _method(["model.reviser=patch", "model.n_layers_R=1"])
+    assert isinstance(m.nets["R"], PatchDiscriminator)
+    with pytest.raises(ConfigError, match="accumulate"):
+        m.configure_optimizers(build_config("drpan", TINY_DRPAN + ["train.accumulate=2"]).train)
+
+
+def test_pix2pixhd_base_step_and_inference():
+    torch.manual_seed(0)
+    cfg = build_config("drpan-hd", ["data.label_nc=5", "model.ngf=4", "model.n_downsample_global=2",
+                                    "model.n_blocks_global=1", "model.ndf=4", "model.n_layers_D=2",
+                                    "model.perceptual=none", "model.window=3", "model.n_layers_R=2"])
+    m = DRPAN(cfg.model, cfg.data)
+    assert isinstance(m, DRPANPix2PixHD) and m.geometry[0] == (4, 2, 2)  # the finest scale's layers
+    assert m.nets["R"].model[0].in_channels == 5 + 1 + 3
+    label = torch.zeros(2, 1, 32, 32, dtype=torch.long)
+    label[:, :, 16:] = 1
+    label[:, :, 4:12, 4:20] = 3
+    batch = {"label": label, "inst": label * 1000, "image": torch.rand(2, 3, 32, 32) * 2 - 1}
+    before = {k: [p.detach().clone() for p in n.parameters()] for k, n in m.nets.items()}
+    losses = m.train_step(batch, StepContext(m.configure_optimizers(cfg.train), torch.device("cpu")))
+    assert {"G_GAN", "G_GAN_Feat", "G_R", "G_region", "R_real", "R_fake"} <= set(losses)
+    for k, net in m.nets.items():
+        assert any(not torch.equal(a, b) for a, b in zip(before[k], net.parameters())), k
+    assert m.visuals(batch)["D score map"].shape == (2, 3, 32, 32)
+    inference = DRPAN(cfg.model, cfg.data, training=False)
+    assert set(inference.nets) == {"G"} and inference.translate(batch).shape == (2, 3, 32, 32)
+
+
+def test_presets():
+    ref = build_config("drpan")
+    assert (ref.method, ref.model.base, ref.model.generator, ref.model.n_blocks, ref.model.norm) == \
+        ("drpan", "pix2pix", "resnet", 9, "instance")
+    assert (ref.model.dropout, ref.model.n_layers_D, ref.model.window, ref.model.reviser, ref.model.n_layers_R) == \
+        (True, 3, 1, "reviser", 6)
+    assert (ref.model.lambda_region, ref.model.select, ref.data.crop_size, ref.train.lr) == (10.0, "min", 256, 2e-4)
+    hd = build_config("drpan-hd")
+    assert (hd.model.base, hd.model.window, hd.model.num_D, hd.model.gan_mode, hd.model.reviser) == \
+        ("pix2pixhd", 9, 2, "lsgan", "patch")
+    demo = build_config("drpan-demo")
+    assert demo.method == "drpan" and demo.data.crop_size == 128
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_step(precision):
+    """fp16: G steps twice in one train_step, which a GradScaler allows once per update()."""
+    cfg, m = _method()
+    scaler = torch.amp.GradScaler("cpu", enabled=precision == "fp16")
+    ctx = StepContext(m.configure_optimizers(cfg.train), torch.device("cpu"), precision, scaler)
+    for _ in range(2):
+        losses = m.train_step(_batch(2), ctx)
+        if scaler.is_enabled():
+            scaler.update()
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+
+
+def test_exact_resume_with_the_reviser(aligned_data: Path, tmp_path: Path):
+    """4 steps in one go == 2 steps, stop, resume, 2 steps (R's weights and Adam state included)."""
+    from safetensors.torch import load_file
+
+    from pairgan.train import checkpoint as ckpt
+    from pairgan.train.trainer import Trainer
+
+    cfg = build_config("drpan", TINY_DRPAN + ["model.ngf=4", "model.ndf=4", "train.batch_size=2",
+                                              "train.num_workers=0", "train.max_steps=4", "train.sample_every=0",
+                                              "train.save_epoch_every=0", "train.log_every=1",
+                                              "train.deterministic=true"], data_path=str(aligned_data))
+    Trainer(cfg, tmp_path / "one", progress=False).fit()
+    Trainer(cfg, tmp_path / "two", progress=False).fit(until_step=2)
+    Trainer(cfg, tmp_path / "two", resume=True, progress=False).fit()
+
+    def weights(run):
+        folder = ckpt.resolve_checkpoint(run)
+        return {f"{f.stem}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert a.keys() == b.keys() and any(k.startswith("R.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / "one"))
+    assert set(state["optimizers"]) == {"G", "D", "R"}
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_cli_synth_train_translate(tmp_path: Path):
+    from pairgan.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "scenes"
+    r = runner.invoke(app, ["data", "synth", "scenes", str(data), "--n", "10", "--size", "32", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    sets = TINY_DRPAN + ["train.batch_size=2", "train.num_workers=0", "train.max_steps=2", "train.log_every=1",
+                         "train.sample_every=2", "train.save_every=0", "train.save_epoch_every=0"]
+    args = ["train", "--preset", "drpan-demo", "--data", str(data / "aligned"), "--out", str(run)]
+    for s in sets:
+        args += ["--set", s]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2]
+    assert {"G_R", "G_region", "R_real", "R_fake", "G_GAN", "D_real"} <= set(history[-1])
+    assert (run / "samples" / "step_00000002.png").exists()
+    assert "fake-mask real" in (run / "samples" / "index.html").read_text()
+    ckpt = (run / "checkpoints" / "latest").read_text().strip()
+    assert (run / "checkpoints" / ckpt / "R.safetensors").exists()
+    out = tmp_path / "translated"
+    r = runner.invoke(app, ["translate", str(run), str(data / "aligned" / "test"), "--out", str(out), "--aligned"])
+    assert r.exit_code == 0, r.output
+    assert len(list(out.glob("*.png"))) == len(list((data / "aligned" / "test").iterdir())) >= 1
