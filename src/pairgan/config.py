@@ -96,6 +96,15 @@ class TrainConfig:
     sample_every: int = 200
     #: Validate the data set (pairs, sizes, channels) before training starts.
     check_data: bool = True
+    #: Score the val split every N steps (0 = never), logged as ``val/<metric>``.
+    val_every: int = 0
+    #: Metrics for that (names of ``pairgan evaluate --metrics``, comma-separated).
+    val_metrics: str = "l1,psnr,ssim"
+    #: Use the first N items of the val split (0 = all).
+    val_max_items: int = 50
+    #: Keep ``checkpoints/best`` by this metric: ``NAME`` (its own direction), ``+NAME`` (higher
+    #: is better) or ``-NAME`` (lower is better); "" = no best checkpoint.
+    best_metric: str = ""
 
 
 @dataclass

@@ -110,6 +110,7 @@ class Translator:
         method = build_method(cfg, training=False)
         ckpt.load_weights(folder, dict(method.nets), tuple(method.inference_nets))
         method.to(dev)
+        method.attach_checkpoint(folder)
         method.set_inference_mode(mode or method.inference_mode)
         return cls(cfg, method, dev, folder)
 
@@ -244,6 +245,13 @@ class Translator:
         rows: list[dict[str, str]] = []
         pending: list[tuple[str, dict[str, Any], torch.Tensor | None]] = []
         opts = dict(options or {})
+        # Methods with several outputs per input (CRN's k variants) write them all unless one is
+        # asked for: NAME_v0.png ... with one gallery column each.
+        split = getattr(self.method, "split_outputs", None)
+        multi = split is not None and getattr(self.method, "num_variants", 1) > 1 and opts.get("variant") is None
+        if multi:
+            opts["variant"] = "all"
+        out_columns: list[str] = ["output"]
 
         def signature(item: dict[str, Any]) -> tuple:
             return tuple((k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v))
@@ -261,12 +269,16 @@ class Translator:
                 ])
             else:
                 y = self.translate_batch(batch, seed).cpu()
+            parts = split(y) if multi else {"output": y}
+            out_columns[:] = list(parts)
             shown = self.method.display_input({k: batch[k] for k in keys}).cpu()
-            for (name, _, tgt), out, inp in zip(pending, y, shown):
-                path = out_dir / f"{name}.png"
-                write_image(path, to_array(out), bit_depth=bit_depth)
-                written.append(path)
-                row = {"name": name, "output": path.name}
+            for j, ((name, _, tgt), inp) in enumerate(zip(pending, shown)):
+                row = {"name": name}
+                for column, outs in parts.items():
+                    path = out_dir / (f"{name}_{column}.png" if multi else f"{name}.png")
+                    write_image(path, to_array(outs[j]), bit_depth=bit_depth)
+                    written.append(path)
+                    row[column] = path.name
                 if gallery:
                     (out_dir / "inputs").mkdir(exist_ok=True)
                     write_image(out_dir / "inputs" / f"{name}.png", to_array(inp))
@@ -288,7 +300,7 @@ class Translator:
             write_gallery(
                 out_dir,
                 rows,
-                ["input", "output", "target"] if aligned else ["input", "output"],
+                ["input", *out_columns] + (["target"] if any("target" in r for r in rows) else []),
                 title=f"pairgan translate — {self.cfg.method}",
                 notes=f"checkpoint: {self.checkpoint}; mode: {self.mode}; {len(rows)} images",
             )

@@ -57,6 +57,8 @@ _builtin_loaded = False
 #: Modules whose import registers pairgan's own components (one line per module).
 BUILTIN_MODULES: tuple[str, ...] = (
     "pairgan.data.datasets",
+    "pairgan.data.labels",
+    "pairgan.data.poses",
     "pairgan.nets",
     "pairgan.methods",
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -97,6 +97,23 @@ class StepContext:
         opt.zero_grad(set_to_none=True)
 
 
+class ExportGraph(NamedTuple):
+    """A method's inference graph for export (ONNX, TorchScript) and exported-file backends.
+
+    ``module`` takes tensors only (the values of ``inputs``, in order) and returns a tensor or a
+    tuple of tensors named ``output_names``; ``inputs`` are its inputs for one batch: everything
+    ``translate`` computes before the network (one-hot labels, edge maps, feature maps, pose heat
+    maps) is computed here, eagerly, so eager PyTorch and an exported file share it.
+    ``finish(outputs, batch)`` turns the graph's outputs into ``translate(batch)`` (None: the one
+    output as it is). See :mod:`pairgan.export`.
+    """
+
+    module: nn.Module
+    inputs: dict[str, torch.Tensor]
+    output_names: tuple[str, ...] = ("output",)
+    finish: Callable[[tuple[torch.Tensor, ...], dict[str, Any]], torch.Tensor] | None = None
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     """Freeze or unfreeze a network (skips computing D's parameter grads during the G step)."""
     for p in net.parameters():
@@ -139,6 +156,10 @@ class Method:
     def size_multiple(self) -> int:
         """Inputs' height and width must be multiples of this (inference pads to it)."""
         return 1
+
+    def attach_checkpoint(self, folder: Path) -> None:
+        """Called after the inference weights are loaded from ``folder``: methods read extra
+        files of the run here (pix2pixHD's feature clusters)."""
 
     def set_inference_mode(self, mode: str) -> None:
         """``eval``: eval() everywhere. Methods may offer others (pix2pix's ``paper``)."""
@@ -188,6 +209,16 @@ class Method:
             "A": torch.rand(batch_size, d.input_nc, height, width) * 2 - 1,
             "B": torch.rand(batch_size, d.output_nc, height, width) * 2 - 1,
         }
+
+    def export_module(self, batch: dict[str, Any] | None = None) -> ExportGraph:
+        """The inference graph with eval-mode semantics (the caller puts ``self.nets`` in eval)
+        and its inputs for ``batch`` (a padded inference batch; None: an example batch of 2).
+        Image-to-image methods: G on ``"A"``. Methods with other inputs or several outputs
+        override this one hook; export, the onnxruntime backend and the server follow."""
+        if batch is None:
+            m = max(int(self.size_multiple), 16)
+            batch = self.example_batch(2, m, m)
+        return ExportGraph(self.nets["G"], {"A": batch["A"]})
 
     def display_input(self, batch: dict[str, Any]) -> torch.Tensor:
         """The input as a picture (NCHW in [-1, 1]); label-map methods colourise their ids."""

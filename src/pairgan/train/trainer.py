@@ -312,6 +312,11 @@ class Trainer:
 
         logger = RunLogger(run_dir, resume_step=step if self.resume else None) if main else None
         sample_batch = self._sample_batch(size_multiple) if main else None
+        validator = None
+        if main and t.val_every > 0:  # val/<metric> scores and the best checkpoint (pairgan.evaluate)
+            from pairgan.evaluate import Validator
+
+            validator = Validator(cfg, method, device, run_dir, resume=self.resume)
         ctx = StepContext(
             optimizers, device, t.precision, scaler, accumulate=accumulate, world_size=info.world_size
         )
@@ -427,6 +432,8 @@ class Trainer:
                         print(console_line(step, total_steps, epoch, means, rate), file=sys.stderr)
                 if t.sample_every and step % t.sample_every == 0:
                     sample()
+                if validator is not None and step % t.val_every == 0 and validator(step, stream.epoch, logger):
+                    save("best")
                 for finished in range(epoch + 1, stream.epoch + 1):
                     if t.save_epoch_every and finished % t.save_epoch_every == 0:
                         save(f"epoch_{finished:04d}")
