@@ -46,15 +46,16 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g
 
 
-@register_metric("ssim")
-def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity per image (mean over pixels and channels)."""
+def ssim_maps(
+    fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float = 1.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSIM and contrast-structure maps (float64, valid region, per channel) of NCHW images in
+    [0, 1]; the window shrinks to the image on tiny inputs rather than fail. Shared by SSIM and
+    MS-SSIM."""
     c = fake.shape[1]
-    g = _gaussian_window(window, sigma).to(fake.device, torch.float64)
     x, y = fake.double(), real.double()
     win = min(window, x.shape[-1], x.shape[-2])
-    if win < window:  # tiny images: shrink the window rather than fail
-        g = _gaussian_window(win, sigma).to(fake.device, torch.float64)
+    g = _gaussian_window(win, sigma).to(fake.device, torch.float64)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
         t = F.conv2d(t, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
@@ -65,7 +66,14 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float 
     sxx = blur(x * x) - mu_x**2
     syy = blur(y * y) - mu_y**2
     sxy = blur(x * y) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    return ((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)) * cs, cs
+
+
+@register_metric("ssim")
+def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity per image (mean over pixels and channels)."""
+    s, _ = ssim_maps(fake, real, window, sigma)
     return s.flatten(1).mean(1).float()
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pairgan.metrics.basic import _gaussian_window, register_metric
+from pairgan.metrics.basic import register_metric, ssim_maps
 
 __all__ = ["MS_SSIM_WEIGHTS", "ms_ssim", "ms_ssim_is_standard"]
 
@@ -29,21 +29,7 @@ WINDOW = 11
 def _ssim_cs(x: torch.Tensor, y: torch.Tensor, window: int = WINDOW, sigma: float = 1.5) -> tuple[
         torch.Tensor, torch.Tensor]:
     """Per-image-and-channel SSIM and contrast-structure means, ``[N, C]`` each (float64)."""
-    c = x.shape[1]
-    win = min(window, x.shape[-1], x.shape[-2])
-    g = _gaussian_window(win, sigma).to(x.device, torch.float64)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        t = F.conv2d(t, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        return F.conv2d(t, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-    c1, c2 = 0.01**2, 0.03**2
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x**2
-    syy = blur(y * y) - mu_y**2
-    sxy = blur(x * y) - mu_x * mu_y
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    s = ((2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)) * cs
+    s, cs = ssim_maps(x, y, window, sigma)
     return s.flatten(2).mean(2), cs.flatten(2).mean(2)
 
 
