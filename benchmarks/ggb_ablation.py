@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/ggb_ablation.py                      # ~10 min on a 2-core CPU
     .venv/bin/python benchmarks/ggb_ablation.py --steps 600 --seeds 0 1
     .venv/bin/python benchmarks/ggb_ablation.py --figure RUN --data POSES   # the README picture
+    .venv/bin/python benchmarks/ggb_ablation.py --combine a.json b.json     # one table of several runs
 
 For every preset (ggb, ggb-no-ggb, ggb-no-rapd, ggb-no-nvtd, ggb-1, ggb-2) and seed: train with the
 same small settings (64x64, half-width networks, batch 8, the same steps, data order and
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", type=Path, default=None,
                     help="only draw a source | target pose | output | target grid of this run's test pairs")
     ap.add_argument("--figure-out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images" / "ggb_demo.png")
+    ap.add_argument("--combine", type=Path, nargs="+", default=None,
+                    help="only merge the per-seed runs of these JSON files (same settings) into --json / --md")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.json, args.md)
     if args.figure is not None:
         torch.set_num_threads(args.threads)
         figure(args.figure, args.data, args.figure_out)
@@ -117,12 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                          "seconds_per_step": summary["seconds_per_step_median"],
                          "params": sum(p.numel() for p in tr.method.nets.parameters())})
             print(f"{preset} seed {seed}: {rows[-1]}", file=sys.stderr)
-        results[preset] = {
-            "ssim": statistics.mean(r["ssim"] for r in rows),
-            "mask_ssim": statistics.mean(r["mask_ssim"] for r in rows),
-            "l1": statistics.mean(r["l1"] for r in rows),
-            "runs": rows,
-        }
+        results[preset] = _summarise(rows)
     meta = {"steps": args.steps, "size": args.size, "seeds": args.seeds, "threads": args.threads,
             "data": str(data), "test_pairs": results["copy source"]["count"],
             "total_seconds": round(time.perf_counter() - t_all, 1), "torch": torch.__version__,
@@ -133,6 +133,36 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.md:
         args.md.write_text(table)
+    return 0
+
+
+def _summarise(rows: list[dict]) -> dict:
+    return {"ssim": statistics.mean(r["ssim"] for r in rows), "mask_ssim": statistics.mean(r["mask_ssim"] for r in rows),
+            "l1": statistics.mean(r["l1"] for r in rows), "runs": rows}
+
+
+def combine(files: list[Path], json_out: Path, md_out: Path | None) -> int:
+    """Merge runs of the same settings (different seeds) from several result files."""
+    loaded = [json.loads(Path(f).read_text()) for f in files]
+    metas = [d["meta"] for d in loaded]
+    keys = ("steps", "size", "data", "test_pairs")
+    if any(tuple(m[k] for k in keys) != tuple(metas[0][k] for k in keys) for m in metas):
+        raise SystemExit(f"--combine: the files differ in {keys}")
+    results: dict[str, dict] = {"copy source": loaded[0]["results"]["copy source"]}
+    for d in loaded:
+        for preset, r in d["results"].items():
+            if preset != "copy source":
+                results.setdefault(preset, {"runs": []})["runs"] += r["runs"]
+    for preset in results:
+        if preset != "copy source":
+            results[preset] = _summarise(sorted(results[preset]["runs"], key=lambda x: x["seed"]))
+    meta = dict(metas[0], seeds=sorted(s for m in metas for s in m["seeds"]),
+                total_seconds=round(sum(m["total_seconds"] for m in metas), 1), combined=[str(f) for f in files])
+    json_out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    table = markdown(results, meta)
+    print(table)
+    if md_out:
+        md_out.write_text(table)
     return 0
 
 
@@ -159,7 +189,7 @@ def figure(run: Path, data: Path | None, out: Path, pairs: tuple[int, ...] = (0,
 
 def markdown(results: dict, meta: dict) -> str:
     lines = [
-        f"| model | preset | SSIM | mask-SSIM | L1 | s/step | paper SSIM (DeepFashion) |",
+        "| model | preset | SSIM (mean ± sd; per seed) | mask-SSIM | L1 | s/step | paper SSIM (DeepFashion) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     base = results["copy source"]
@@ -168,7 +198,10 @@ def markdown(results: dict, meta: dict) -> str:
     for preset, r in results.items():
         if preset == "copy source":
             continue
-        per = " / ".join(f"{x['ssim']:.4f}" for x in r["runs"]) if len(r["runs"]) > 1 else ""
+        per = ""
+        if len(r["runs"]) > 1:
+            per = (f"± {statistics.stdev(x['ssim'] for x in r['runs']):.4f}; "
+                   + " / ".join(f"{x['ssim']:.3f}" for x in r["runs"]))
         sps = statistics.median(x["seconds_per_step"] for x in r["runs"])
         lines.append(f"| {LABEL.get(preset, preset)} | `{preset}` | {r['ssim']:.4f}{f' ({per})' if per else ''} | "
                      f"{r['mask_ssim']:.4f} | {r['l1']:.4f} | {sps:.3f} | {PAPER.get(preset, '-')} |")

@@ -321,6 +321,20 @@ def test_cli_synth_train_translate_with_pose(tmp_path: Path):
     assert scores["count"] == 6 and -1 <= scores["ssim"] <= 1 and scores["ssim"] <= scores["mask_ssim"] <= 1
 
 
+def test_example_batch_trains_and_export_graph_matches_translate(poses_data):
+    cfg, m = _method("ggb", poses_data)
+    batch = m.example_batch(2, 32, 32)
+    assert batch["target_pose"].shape == (2, 18, 32, 32) and batch["target_pose"].max() <= 1
+    logs = m.train_step(batch, StepContext(m.configure_optimizers(cfg.train), torch.device("cpu")))
+    assert np.isfinite(logs["G_L1"])  # what `pairgan bench --mode train` runs
+    m.nets.eval()
+    graph = m.export_module(batch)
+    assert list(graph.inputs) == ["source", "target_pose"]
+    torch.testing.assert_close(graph.module(*graph.inputs.values()), m.translate(batch))
+    with pytest.raises(ValueError, match="target pose"):
+        m.translate({"A": batch["source"]})
+
+
 def test_exact_resume_with_all_optimisers(poses_data, tmp_path: Path):
     """4 steps in one go == 2 steps, stop, resume, 2 steps: the guiding blocks' optimisers and the
     separate G_GGB moments are checkpointed like G's and D's."""

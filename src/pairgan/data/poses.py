@@ -552,7 +552,7 @@ class PosePairDataset(Dataset):
     ``source_pose`` and ``target_pose`` float [18, H, W] heat maps in [0, 1],
     ``source_keypoints`` / ``target_keypoints`` float [18, 2] (y, x) at the network resolution
     (NaN = missing), ``A_path`` / ``B_path`` (source / target file) and ``index``. ``A`` is the
-    same tensor as ``source`` (the Trainer's sample batch reads ``A``).
+    same tensor as ``source`` (what tools that run without a method show as the input).
     ``data.direction`` does not apply (pairs name their direction); ``data.input_nc`` and
     ``data.output_nc`` are the image channels (3).
     """

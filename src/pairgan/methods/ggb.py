@@ -311,6 +311,36 @@ class GGB(Method):
         finally:
             G.train(was_training)
 
+    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
+        """A random training batch (benchmarks, export tracing): noise images in [-1, 1] and heat
+        maps of random keypoints (sigma ``data.pose_sigma``, a few joints missing)."""
+        from pairgan.data.poses import N_KEYPOINTS, heatmaps
+
+        g = torch.Generator().manual_seed(0)
+        poses = []
+        for _ in range(2 * batch_size):
+            kp = torch.rand(N_KEYPOINTS, 2, generator=g) * torch.tensor([height - 1, width - 1])
+            kp[torch.rand(N_KEYPOINTS, generator=g) < 0.15] = float("nan")
+            poses.append(torch.from_numpy(heatmaps(kp.numpy(), height, width, self.data.pose_sigma)))
+        d = self.data
+        return {
+            "source": torch.rand(batch_size, d.input_nc, height, width, generator=g) * 2 - 1,
+            "source_pose": torch.stack(poses[:batch_size]),
+            "target_pose": torch.stack(poses[batch_size:]),
+            "target": torch.rand(batch_size, d.output_nc, height, width, generator=g) * 2 - 1,
+        }
+
+    def export_module(self, batch: dict[str, Any] | None = None) -> Any:
+        """G with two graph inputs, ``source`` and ``target_pose`` (heat maps are made before)."""
+        from pairgan.methods.base import ExportGraph
+        from pairgan.nets.ggb import PoseConditionedGenerator
+
+        if batch is None:
+            m = max(int(self.size_multiple), 16)
+            batch = self.example_batch(2, m, m)
+        inputs = {"source": batch["source"].float(), "target_pose": batch["target_pose"].float()}
+        return ExportGraph(PoseConditionedGenerator(self.nets["G"]), inputs)
+
     def display_input(self, batch: dict[str, Any]) -> torch.Tensor:
         """The source image, faded, with the target pose's skeleton drawn over it."""
         from pairgan.data.poses import overlay_pose

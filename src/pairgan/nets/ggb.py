@@ -111,6 +111,18 @@ class GGBGenerator(nn.Module):
         return (h, outs) if levels else h
 
 
+class PoseConditionedGenerator(nn.Module):
+    """``forward(source, target_pose) = G(cat(source, target_pose))``: G with its two inputs apart
+    (the inference graph that export and serving see)."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.net = generator
+
+    def forward(self, source: Tensor, target_pose: Tensor) -> Tensor:
+        return self.net(torch.cat([source, target_pose], 1))
+
+
 @register("discriminator", "ggb_image")
 class ImageDiscriminator(nn.Module):
     """GGB's D: ``n_layers`` conv 4x4 stride 2 (``ndf``, ``2 ndf``, ... capped at ``8 ndf``, the
@@ -191,4 +203,5 @@ class GuidingBlock(nn.Module):
         return self.nvtd(self.nvtd_input(feat, feat_source))
 
 
-__all__ = ["GGBGenerator", "GuidingBlock", "ImageDiscriminator", "check_levels", "valid_levels"]
+__all__ = ["GGBGenerator", "GuidingBlock", "ImageDiscriminator", "PoseConditionedGenerator", "check_levels",
+           "valid_levels"]
