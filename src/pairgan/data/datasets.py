@@ -62,6 +62,24 @@ def match_by_stem(a_files: list[Path], b_files: list[Path]) -> tuple[
     return pairs, problems
 
 
+def sample_key(key: Any, n: int) -> tuple[int, int]:
+    """``index`` or ``(epoch, index)`` -> ``(epoch, index)`` with a negative index counted from
+    the end; errors for a malformed key or an index outside ``n`` items."""
+    if isinstance(key, (tuple, list)):
+        if len(key) != 2:
+            raise TypeError(f"dataset key {key!r}: expected an index or (epoch, index)")
+        epoch, index = operator.index(key[0]), operator.index(key[1])
+    else:
+        epoch, index = 0, operator.index(key)
+    if index < 0:
+        index += n
+    if not 0 <= index < n:
+        raise IndexError(f"index {index} out of range for {n} pairs")
+    if epoch < 0:
+        raise ValueError(f"epoch {epoch}, expected >= 0")
+    return epoch, index
+
+
 class PairedImageDataset(Dataset):
     """Base class: subclasses fill ``self.pairs`` and implement ``_read_pair``.
 
@@ -114,20 +132,7 @@ class PairedImageDataset(Dataset):
         return len(self.pairs)
 
     def _key(self, key: Any) -> tuple[int, int]:
-        if isinstance(key, (tuple, list)):
-            if len(key) != 2:
-                raise TypeError(f"dataset key {key!r}: expected an index or (epoch, index)")
-            epoch, index = operator.index(key[0]), operator.index(key[1])
-        else:
-            epoch, index = 0, operator.index(key)
-        n = len(self.pairs)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for {n} pairs")
-        if epoch < 0:
-            raise ValueError(f"epoch {epoch}, expected >= 0")
-        return epoch, index
+        return sample_key(key, len(self.pairs))
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = self._key(key)
@@ -317,6 +322,7 @@ __all__ = [
     "detect_layout",
     "load_side",
     "match_by_stem",
+    "sample_key",
     "split_aligned",
     "split_exists",
 ]

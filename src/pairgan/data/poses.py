@@ -32,7 +32,6 @@ the network input and pixel i's centre at coordinate i; a missing joint gives an
 from __future__ import annotations
 
 import json
-import operator
 import os
 import re
 import zlib
@@ -45,6 +44,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
+from pairgan.data.datasets import sample_key
 from pairgan.data.io import DataError, _atomic_write_bytes, channels_convertible, read_image
 from pairgan.data.transforms import PairedTransform, resize, to_tensor
 from pairgan.registry import register
@@ -587,20 +587,7 @@ class PosePairDataset(Dataset):
         return len(self.pairs)
 
     def _key(self, key: Any) -> tuple[int, int]:
-        if isinstance(key, (tuple, list)):
-            if len(key) != 2:
-                raise TypeError(f"dataset key {key!r}: expected an index or (epoch, index)")
-            epoch, index = operator.index(key[0]), operator.index(key[1])
-        else:
-            epoch, index = 0, operator.index(key)
-        n = len(self.pairs)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for {n} pairs")
-        if epoch < 0:
-            raise ValueError(f"epoch {epoch}, expected >= 0")
-        return epoch, index
+        return sample_key(key, len(self.pairs))
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = self._key(key)
