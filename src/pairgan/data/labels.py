@@ -133,6 +133,18 @@ def _palette_path(cfg: DataConfig) -> Path | None:
     raise DataError(f"data.palette: {p} not found (looked in the working folder and in {cfg.path})")
 
 
+def palette_file(cfg: DataConfig) -> str | None:
+    """``data.palette`` for inference: as given, else relative to the data set root when it is
+    there. Unlike training (:func:`_palette_path`), a missing file is not an error here: a
+    checkpoint's data root need not exist where it is used, and reading the file reports it."""
+    if not cfg.palette:
+        return None
+    p = Path(cfg.palette).expanduser()
+    if not p.is_file() and not p.is_absolute() and cfg.path and (Path(cfg.path) / p).is_file():
+        p = Path(cfg.path) / p
+    return str(p)
+
+
 def default_palette(n: int) -> np.ndarray:
     """``n`` distinct colours (``n x 3`` uint8): id bits spread over the high bits of R, G and B,
     so that small ids differ strongly (id 0 is black)."""

@@ -413,11 +413,11 @@ class CRN(Method):
         if self.label_nc <= 0:
             return super().load_inference_input(path, aligned=aligned, options=options)
         from pairgan.data.io import DataError, match_channels, read_image, to_unit_float
-        from pairgan.data.labels import find_partner, read_instance_map, read_label_map
+        from pairgan.data.labels import find_partner, palette_file, read_instance_map, read_label_map
         from pairgan.data.transforms import to_tensor
 
         path = Path(path)
-        label = torch.as_tensor(read_label_map(path, self.label_nc, self._palette())).long()
+        label = torch.as_tensor(read_label_map(path, self.label_nc, palette_file(self.data))).long()
         label = label.reshape(1, *label.shape[-2:])
         item: dict[str, Any] = {"label": label}
         if self.data.instance:
@@ -446,16 +446,7 @@ class CRN(Method):
     def display_input(self, batch: dict[str, Any]) -> Tensor:
         if self.label_nc <= 0:
             return batch["A"]
-        from pairgan.data.labels import colorize
+        from pairgan.data.labels import colorize, palette_file
 
         label = batch["label"]
-        return colorize(label, self._palette()).to(label.device)
-
-    def _palette(self) -> str | None:
-        """``data.palette`` as a file: as given, else relative to the data set root."""
-        if not self.data.palette:
-            return None
-        p = Path(self.data.palette).expanduser()
-        if not p.is_file() and not p.is_absolute() and self.data.path and (Path(self.data.path) / p).is_file():
-            p = Path(self.data.path) / p
-        return str(p)
+        return colorize(label, palette_file(self.data)).to(label.device)
