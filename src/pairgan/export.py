@@ -326,17 +326,6 @@ def _crn_graph(method: Any, batch: dict[str, Any] | None) -> Any:
     return ExportGraph(module, inputs, tuple(f"v{i}" for i in range(k)), finish)
 
 
-def _ggb_graph(method: Any, batch: dict[str, Any] | None) -> Any:
-    """GGB: G on [source image | target-pose heat maps], two inputs."""
-    from pairgan.methods.base import ExportGraph
-
-    if batch is None:
-        m = max(int(method.size_multiple), 16)
-        batch = pose_example(method, 2, 2 * m, 2 * m)
-    inputs = {"source": batch["source"].float(), "target_pose": batch["target_pose"].float()}
-    return ExportGraph(_Cat2(method.nets["G"]), inputs)
-
-
 def pose_example(method: Any, n: int, h: int, w: int) -> dict[str, Any]:
     from pairgan.data.poses import N_KEYPOINTS
 
@@ -350,7 +339,6 @@ def pose_example(method: Any, n: int, h: int, w: int) -> dict[str, Any]:
 _INTERIM_HOOKS: tuple[tuple[str, Any], ...] = (
     ("pairgan.methods.pix2pixhd:Pix2PixHD", _pix2pixhd_graph),
     ("pairgan.methods.crn:CRN", _crn_graph),
-    ("pairgan.methods.ggb:GGB", _ggb_graph),
 )
 
 
@@ -482,9 +470,7 @@ def export_checkpoint(
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    tr = Translator.from_checkpoint(checkpoint, device="cpu")
-    if hasattr(tr.method, "attach_checkpoint") and tr.checkpoint is not None:
-        tr.method.attach_checkpoint(tr.checkpoint)  # pix2pixHD: the run's feature clusters
+    tr = Translator.from_checkpoint(checkpoint, device="cpu")  # also attaches the run's extra files
     name = f"{tr.checkpoint.parent.parent.name}/{tr.checkpoint.name}" if tr.checkpoint else ""
     return export_method(tr.method, tr.cfg, out, fmt=fmt, opset=opset, dynamic_size=dynamic_size, size=size,
                          options=options, tolerance=tolerance, seed=seed, source=name)
