@@ -273,9 +273,4 @@ def test_crn_exports_all_k_outputs(tmp_path: Path):
         a, b = eager.translate_batch({**labels, "variant": variant}), ort.translate_batch({**labels, "variant": variant})
         assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-4
     assert ort.translate_batch({**labels, "variant": "all"}).shape == (2, 9, 32, 32)
-    # A dynamic-size export is refused by the check: CRN's module sizes are Python arithmetic
-    # (nets/crn.py module_sizes: int(), math.ceil) that torch.export specialises to the sample size.
-    try:
-        export_checkpoint(run, tmp_path / "crn-dyn.onnx", dynamic_size=True)
-    except ExportMismatch as exc:
-        assert "not kept" in str(exc) and not (tmp_path / "crn-dyn.onnx").exists()
+    # --dynamic-size works for CRN too: tests/test_export_crn.py

@@ -219,154 +219,13 @@ def _tmp_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-# --------------------------------------------------------------------------- the hook, and interim adapters
-
-
-class _Cat1(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return self.net(a)
-
-
-class _Cat2(_Cat1):
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return self.net(torch.cat([a, b], 1))
-
-
-class _Cat3(_Cat1):
-    def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return self.net(torch.cat([a, b, c], 1))
-
-
-class _Split(torch.nn.Module):
-    """G (a ``_CatN``) with its ``k * c`` output channels returned as ``k`` outputs of ``c``."""
-
-    def __init__(self, inner: torch.nn.Module, k: int, c: int) -> None:
-        super().__init__()
-        self.inner, self.k, self.c = inner, k, c
-
-    def _split(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(y[:, i * self.c:(i + 1) * self.c] for i in range(self.k))
-
-
-class _Split1(_Split):
-    def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self._split(self.inner(a))
-
-
-class _Split2(_Split):
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self._split(self.inner(a, b))
-
-
-def _cat_module(net: torch.nn.Module, n: int) -> torch.nn.Module:
-    return (_Cat1, _Cat2, _Cat3)[n - 1](net)
-
-
-def label_example(method: Any, n: int, h: int, w: int) -> dict[str, Any]:
-    """A random label-map batch (blocky class ids, instance ids, the photo) for tracing and checks."""
-    d = method.data
-    cells = torch.randint(0, max(1, d.label_nc), (n, 1, max(1, h // 8) + 1, max(1, w // 8) + 1))
-    label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :h, :w].contiguous()
-    blocks = torch.arange(cells[0, 0].numel()).reshape(cells.shape[-2:]) % 3
-    blocks = blocks.repeat_interleave(8, 0).repeat_interleave(8, 1)[:h, :w]
-    inst = torch.where(label > 0, label * 1000 + blocks, label)
-    return {"label": label, "inst": inst, getattr(method, "target_key", "image"):
-            torch.rand(n, d.output_nc, h, w) * 2 - 1}
-
-
-def _label_inputs(method: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """one_hot(label) [+ instance edges] as separate graph inputs, exactly the method's condition."""
-    cond = method.condition(batch).float()
-    nc = int(method.data.label_nc)
-    inputs = {"label": cond[:, :nc]}
-    if cond.shape[1] > nc:
-        inputs["edges"] = cond[:, nc:]
-    return inputs
-
-
-def _pix2pixhd_graph(method: Any, batch: dict[str, Any] | None) -> Any:
-    """pix2pixHD: G on [one-hot labels | instance edges | instance feature map], three inputs."""
-    from pairgan.methods.base import ExportGraph, Method
-
-    if method.label_nc <= 0:
-        return Method.export_module(method, batch)
-    if batch is None:
-        m = max(int(method.size_multiple), 16)
-        batch = label_example(method, 2, 2 * m, 2 * m)
-    inputs = _label_inputs(method, batch)
-    if "E" in method.nets:
-        mode = batch.get("features")
-        uses_e = (mode is None and torch.is_tensor(batch.get(method.target_key))) or str(mode).startswith("encode")
-        if "feat_map" not in batch and uses_e and next(method.nets["E"].parameters()).is_meta:
-            raise ExportError("features 'encode' runs the encoder E, which an exported file does not contain: use "
-                              "features random or cluster:K (the run's clusters travel in the file)")
-        inputs["features"] = method.instance_features(batch, mode).float()
-    return ExportGraph(_cat_module(method.nets["G"], len(inputs)), inputs)
-
-
-def _crn_graph(method: Any, batch: dict[str, Any] | None) -> Any:
-    """CRN: G on [one-hot labels | instance edges]; all k images as outputs v0 .. v{k-1}."""
-    from pairgan.methods.base import ExportGraph
-
-    if batch is None:
-        m = max(int(method.size_multiple), 16)
-        batch = label_example(method, 2, 2 * m, 2 * m) if method.label_nc > 0 else method.example_batch(2, 2 * m, 2 * m)
-    inputs = _label_inputs(method, batch) if method.label_nc > 0 else {"A": batch["A"]}
-    k, c = int(method.num_variants), int(method.data.output_nc)
-
-    def finish(outs: tuple[torch.Tensor, ...], b: dict[str, Any]) -> torch.Tensor:
-        i = method._variant(b.get("variant"))
-        return torch.cat(list(outs), 1) if i is None else outs[i]
-
-    module = (_Split1, _Split2)[len(inputs) - 1](_cat_module(method.generator, len(inputs)), k, c)
-    return ExportGraph(module, inputs, tuple(f"v{i}" for i in range(k)), finish)
-
-
-def pose_example(method: Any, n: int, h: int, w: int) -> dict[str, Any]:
-    from pairgan.data.poses import N_KEYPOINTS
-
-    return {"source": torch.rand(n, method.data.input_nc, h, w) * 2 - 1,
-            "target_pose": torch.rand(n, N_KEYPOINTS, h, w),
-            "target": torch.rand(n, method.data.output_nc, h, w) * 2 - 1}
-
-
-#: Interim export hooks for methods whose own file does not define ``export_module`` yet (they
-#: were written in parallel with export): (class, hook). A method's own ``export_module`` wins.
-_INTERIM_HOOKS: tuple[tuple[str, Any], ...] = (
-    ("pairgan.methods.pix2pixhd:Pix2PixHD", _pix2pixhd_graph),
-    ("pairgan.methods.crn:CRN", _crn_graph),
-)
-
-
-def example_batch(method: Any, n: int, h: int, w: int) -> dict[str, Any]:
-    """A batch of the method's input kinds (label maps, poses or images) for tracing and checks."""
-    keys = tuple(getattr(method, "input_keys", ("A",)))
-    if "label" in keys:
-        return label_example(method, n, h, w)
-    if "target_pose" in keys:
-        return pose_example(method, n, h, w)
-    return method.example_batch(n, h, w)
+# --------------------------------------------------------------------------- the hook
 
 
 def export_graph(method: Any, batch: dict[str, Any] | None = None) -> Any:
-    """The method's :meth:`~pairgan.methods.base.Method.export_module` (or its interim hook)."""
-    import importlib
-
-    from pairgan.methods.base import Method
-
-    if type(method).export_module is Method.export_module:
-        for target, hook in _INTERIM_HOOKS:
-            mod, _, name = target.partition(":")
-            try:
-                cls = getattr(importlib.import_module(mod), name)
-            except (ImportError, AttributeError):
-                continue
-            if isinstance(method, cls):
-                return hook(method, batch)
+    """The method's inference graph and its inputs for ``batch``: its own
+    :meth:`~pairgan.methods.base.Method.export_module` (an :class:`~pairgan.methods.base.ExportGraph`).
+    Export, the exported-file backends and the server all go through this one hook."""
     return method.export_module(batch)
 
 
@@ -517,7 +376,7 @@ def export_method(
 
     def sample(n: int, sh: int, sw: int, s: int) -> tuple[Any, dict[str, Any]]:
         torch.manual_seed(s)
-        batch = example_batch(method, n, sh, sw) | dict(options or {})
+        batch = method.example_batch(n, sh, sw) | dict(options or {})
         torch.manual_seed(s)
         with torch.no_grad():
             return export_graph(method, batch), batch

@@ -202,6 +202,30 @@ def variant_grid(columns: Sequence[Tensor], pad: int = 2) -> Tensor:
     return make_grid(cols, max_rows=max(c.shape[0] for c in cols.values()), pad=pad)
 
 
+class _VariantOutputs(nn.Module):
+    """The export graph of :meth:`CRN.export_module`: G on its conditioning map, its ``k * c``
+    output channels returned as ``k`` outputs of ``c`` (``v0 .. v{k-1}``)."""
+
+    def __init__(self, net: CascadedRefinementNetwork) -> None:
+        super().__init__()
+        self.net = net
+        self.k, self.c = int(net.k), int(net.output_nc)
+
+    def _split(self, y: Tensor) -> tuple[Tensor, ...]:
+        return tuple(y[:, i * self.c:(i + 1) * self.c] for i in range(self.k))
+
+    def forward(self, cond: Tensor) -> tuple[Tensor, ...]:
+        return self._split(self.net(cond))
+
+
+class _VariantOutputs2(_VariantOutputs):
+    """:class:`_VariantOutputs` with two graph inputs, one-hot labels and instance edges,
+    concatenated inside the graph."""
+
+    def forward(self, label: Tensor, edges: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        return self._split(self.net(torch.cat([label, edges], 1)))
+
+
 @register("method", "crn")
 class CRN(Method):
     """Cascaded refinement network + VGG feature loss (+ diversity); no discriminator."""
@@ -389,6 +413,47 @@ class CRN(Method):
             return out
         c = self.data.output_nc
         return out[:, i * c:(i + 1) * c]
+
+    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
+        """A random training batch (benchmarks, export tracing): blocky label maps (8x8 cells),
+        instance ids (Cityscapes convention, a few instances per class) with ``data.instance``, and
+        photos in [-1, 1]; image inputs (``label_nc`` 0): images A and B."""
+        if self.label_nc <= 0:
+            return super().example_batch(batch_size, height, width)
+        cells = torch.randint(0, self.label_nc, (batch_size, 1, height // 8 + 1, width // 8 + 1))
+        label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :height, :width].contiguous()
+        batch: dict[str, Any] = {"label": label}
+        if self.data.instance:
+            blocks = torch.arange(cells[0, 0].numel()).reshape(cells.shape[-2:]) % 3
+            blocks = blocks.repeat_interleave(8, 0).repeat_interleave(8, 1)[:height, :width]
+            batch["inst"] = torch.where(label > 0, label * 1000 + blocks, label)
+        batch[self.target_key] = torch.rand(batch_size, self.data.output_nc, height, width) * 2 - 1
+        return batch
+
+    def export_module(self, batch: dict[str, Any] | None = None) -> Any:
+        """G with graph inputs ``label`` (one-hot) [and ``edges``, the instance boundaries, with
+        ``data.instance``], or ``A`` for image inputs, and all ``k`` images as outputs
+        ``v0 .. v{k-1}``; ``finish`` picks ``batch["variant"]`` afterwards, as :meth:`translate`."""
+        from pairgan.methods.base import ExportGraph
+
+        if batch is None:
+            m = max(int(self.size_multiple), 16)
+            batch = self.example_batch(2, m, m)
+        if self.label_nc > 0:
+            cond = self.condition(batch).float()
+            nc = int(self.label_nc)
+            inputs = {"label": cond[:, :nc]}
+            if cond.shape[1] > nc:
+                inputs["edges"] = cond[:, nc:]
+        else:
+            inputs = {"A": batch["A"]}
+
+        def finish(outs: tuple[Tensor, ...], b: dict[str, Any]) -> Tensor:
+            i = self._variant(b.get("variant"))
+            return torch.cat(list(outs), 1) if i is None else outs[i]
+
+        module = (_VariantOutputs if len(inputs) == 1 else _VariantOutputs2)(self.generator)
+        return ExportGraph(module, inputs, tuple(f"v{i}" for i in range(self.num_variants)), finish)
 
     def split_outputs(self, out: Tensor) -> dict[str, Tensor]:
         """``translate(..., variant="all")``'s ``[N, 3k, H, W]`` -> ``{"v0": [N, 3, H, W], ...}``."""

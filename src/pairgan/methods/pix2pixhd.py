@@ -98,6 +98,25 @@ def _feature_mode(value: Any) -> str | None:
     return value
 
 
+class _ConcatInputs2(nn.Module):
+    """G on the channel concatenation of two graph inputs (the export graph of
+    :meth:`Pix2PixHD.export_module`: one-hot labels and instance edges or the feature map)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.net(torch.cat([a, b], 1))
+
+
+class _ConcatInputs3(_ConcatInputs2):
+    """G on [one-hot labels | instance edges | instance feature map], three graph inputs."""
+
+    def forward(self, a: Tensor, b: Tensor, c: Tensor) -> Tensor:  # type: ignore[override]
+        return self.net(torch.cat([a, b, c], 1))
+
+
 @register("method", "pix2pixhd")
 class Pix2PixHD(Method):
     """pix2pixHD: coarse-to-fine G, multi-scale D, feature matching, VGG loss, instance features."""
@@ -443,6 +462,39 @@ class Pix2PixHD(Method):
             g_in = torch.cat([cond, self.instance_features(batch, batch.get("features")).to(cond.dtype)], 1)
         with self._eval("G"):
             return self.nets["G"](g_in).float()
+
+    def export_module(self, batch: dict[str, Any] | None = None) -> Any:
+        """G with its input's parts as separate graph inputs: ``label`` (one-hot), ``edges``
+        (instance boundaries, with ``data.instance``) and ``features`` (the instance feature map,
+        with ``model.use_features``), concatenated inside the graph; image inputs (``label_nc``
+        0): G on ``A``. The feature map is made before the graph (``features`` ``random`` or
+        ``cluster:K`` from the run's clusters, which travel in the file); ``encode`` runs E, which
+        an exported file does not hold."""
+        from pairgan.methods.base import ExportGraph
+
+        if self.label_nc <= 0:
+            return super().export_module(batch)
+        if batch is None:
+            m = max(int(self.size_multiple), 16)
+            batch = self.example_batch(2, m, m)
+        cond = self.condition(batch).float()
+        nc = int(self.label_nc)
+        inputs = {"label": cond[:, :nc]}
+        if cond.shape[1] > nc:
+            inputs["edges"] = cond[:, nc:]
+        if "E" in self.nets:
+            mode = _feature_mode(batch.get("features"))
+            if mode is None:  # as instance_features decides
+                mode = "encode" if torch.is_tensor(batch.get(self.target_key)) else "random"
+            if "feat_map" not in batch and mode.startswith("encode") and next(self.nets["E"].parameters()).is_meta:
+                from pairgan.export import ExportError
+
+                raise ExportError("features 'encode' runs the encoder E, which an exported file does not contain: "
+                                  "use features random or cluster:K (the run's clusters travel in the file)")
+            inputs["features"] = self.instance_features(batch, mode).float()
+        G = self.nets["G"]
+        module = G if len(inputs) == 1 else (_ConcatInputs2 if len(inputs) == 2 else _ConcatInputs3)(G)
+        return ExportGraph(module, inputs)
 
     def load_inference_input(
         self, path: Path, *, aligned: bool = False, options: dict[str, Any] | None = None

@@ -27,7 +27,6 @@ offset 0. Widths follow the reference's table by module height (:data:`REFERENCE
 
 from __future__ import annotations
 
-import math
 from typing import Iterator, Sequence
 
 import torch
@@ -65,14 +64,28 @@ def reference_widths(height: int, base: int = 4) -> list[int]:
     return out
 
 
+def _ceil_div(n: int, f: int) -> int:
+    """``ceil(n / f)``, at least 1 (``n`` itself for ``f`` 1), in integer arithmetic so that a
+    symbolic size (a ``SymInt`` under ``torch.export``) stays symbolic. The exact case is plain
+    ``n // f``: for a dynamic size declared as a multiple of the size multiple, ``n % f == 0`` and
+    ``n >= f`` are decided from that declaration alone, so nothing is specialised to the sample."""
+    if f == 1:
+        return n
+    if n % f == 0 and n >= f:
+        return n // f
+    return max(1, -(-n // f))
+
+
 def module_sizes(height: int, width: int, n_modules: int) -> list[tuple[int, int]]:
     """(height, width) of each module, coarse to fine, for a ``height`` x ``width`` target:
-    module ``i`` of ``m`` works at the target size / 2^(m-1-i) (rounded up when not exact)."""
-    sizes = [(int(height), int(width))]
-    for _ in range(n_modules - 1):
-        h, w = sizes[0]
-        sizes.insert(0, (max(1, math.ceil(h / 2)), max(1, math.ceil(w / 2))))
-    return sizes
+    module ``i`` of ``m`` works at the target size / 2^(m-1-i) (rounded up when not exact; halving
+    and rounding up ``m-1-i`` times is the same as one division by 2^(m-1-i) rounded up).
+
+    Integer arithmetic only (no ``int()``, ``math.ceil`` or float division): with ``height`` and
+    ``width`` symbolic (``torch.export`` with dynamic sizes) the sizes stay symbolic, so a
+    dynamic-size export is correct at every size, not just the traced one."""
+    return [(_ceil_div(height, 2 ** (n_modules - 1 - i)), _ceil_div(width, 2 ** (n_modules - 1 - i)))
+            for i in range(n_modules)]
 
 
 class RefinementModule(nn.Module):

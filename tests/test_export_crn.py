@@ -1,0 +1,118 @@
+"""CRN's export hook and ``--dynamic-size`` export: the module sizes are integer arithmetic on the
+input's (symbolic) size, so one exported file is right at every multiple of the size multiple."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from pairgan.config import build_config  # noqa: E402
+from pairgan.export import ExportedTranslator, export_method, read_metadata  # noqa: E402
+from pairgan.infer import Translator  # noqa: E402
+from pairgan.methods.base import Method  # noqa: E402
+from pairgan.nets.crn import module_sizes  # noqa: E402
+from pairgan.train.trainer import build_method  # noqa: E402
+
+TINY = ["model.vgg_pretrained=false", "data.load_size=32", "data.crop_size=32"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny graphs gain nothing from a second thread on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_crn(extra: list[str]):
+    cfg = build_config("crn-demo", TINY + extra)
+    torch.manual_seed(0)
+    return cfg, build_method(cfg, training=False)
+
+
+def test_module_sizes_are_the_recursive_ceil_halvings():
+    """The integer-arithmetic sizes equal the former recursive max(1, ceil(h / 2)) for any size."""
+    def recursive(h: int, w: int, n: int) -> list[tuple[int, int]]:
+        sizes = [(h, w)]
+        for _ in range(n - 1):
+            sizes.insert(0, (max(1, math.ceil(sizes[0][0] / 2)), max(1, math.ceil(sizes[0][1] / 2))))
+        return sizes
+
+    for n in range(1, 9):
+        for h in range(0, 140):
+            for w in (1, 5, 64, 129):
+                assert module_sizes(h, w, n) == recursive(h, w, n), (h, w, n)
+
+
+def test_export_hooks_live_in_the_methods():
+    from pairgan.methods.crn import CRN
+    from pairgan.methods.pix2pixhd import Pix2PixHD
+
+    assert CRN.export_module is not Method.export_module
+    assert Pix2PixHD.export_module is not Method.export_module
+    _, m = tiny_crn(["model.widths=[4,4,4]", "model.k=2", "data.instance=true"])
+    g = m.export_module()  # an example batch of 2
+    assert list(g.inputs) == ["label", "edges"] and g.output_names == ("v0", "v1")
+    with torch.no_grad():
+        outs = g.module(*g.inputs.values())
+        eager = m.translate({**m.example_batch(2, 16, 16), "variant": "all"})
+    assert len(outs) == 2 and outs[0].shape == (2, 3, 16, 16) and eager.shape == (2, 6, 16, 16)
+
+
+@pytest.mark.parametrize("extra, sizes", [
+    # 3 modules (size multiple 4), k = 3, 9 classes: the crn-demo shape of tests/test_export.py
+    (["model.widths=[8,8,8]"], [(1, 24, 40), (3, 48, 20)]),
+    # 5 modules (size multiple 16) with instance edges; one size of a single multiple (1x1 first module)
+    (["model.widths=[6,6,6,6,5]", "model.k=2", "data.instance=true"], [(2, 16, 16), (1, 80, 48)]),
+])
+def test_crn_dynamic_size_onnx_agrees_with_eager_at_other_sizes(tmp_path: Path, extra, sizes):
+    import onnxruntime as ort
+
+    cfg, m = tiny_crn(extra)
+    out = tmp_path / "crn.onnx"
+    res = export_method(m, cfg, out, dynamic_size=True)
+    print(res.summary())
+    assert res.max_abs_diff <= 1e-4 and len(res.checks) == 2  # the sample and another batch and size
+    meta = read_metadata(out)
+    mult = m.size_multiple
+    assert meta["dynamic_size"] and meta["size_multiple"] == mult and meta["inputs"]["label"][2:] == ["height", "width"]
+    G = m.generator.eval()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names == [f"v{u}" for u in range(G.k)]
+    g = torch.Generator().manual_seed(0)
+    for n, h, w in sizes:
+        assert h % mult == 0 and w % mult == 0 and (h, w) != tuple(res.size)
+        batch = {"label": torch.randint(0, 9, (n, 1, h, w), generator=g)}
+        if cfg.data.instance:
+            batch["inst"] = batch["label"] * 1000 + torch.randint(0, 2, (n, 1, h, w), generator=g)
+        cond = m.condition(batch).float()
+        with torch.no_grad():
+            want = G.split(G(cond))  # [n, k, 3, h, w]
+        feeds = {"label": cond[:, :9].numpy()} | ({"edges": cond[:, 9:].numpy()} if cfg.data.instance else {})
+        got = session.run(names, feeds)
+        assert [o.shape for o in got] == [(n, 3, h, w)] * G.k
+        diff = max(float((torch.from_numpy(o) - want[:, u]).abs().max()) for u, o in enumerate(got))
+        print(f"onnxruntime vs eager at {n}x{h}x{w}: max abs diff {diff:.3g}")
+        assert diff <= 1e-4, (n, h, w, diff)
+
+
+def test_crn_dynamic_size_backend_pads_other_sizes(tmp_path: Path):
+    """Through the onnxruntime backend at a size that is no multiple: padded, translated, cropped."""
+    cfg, m = tiny_crn(["model.widths=[8,8,8]"])
+    out = tmp_path / "crn.onnx"
+    export_method(m, cfg, out, dynamic_size=True)
+    eager = Translator(cfg, m, torch.device("cpu"), None)
+    ort = ExportedTranslator.from_file(out)
+    labels = {"label": torch.randint(0, 9, (2, 1, 30, 45), generator=torch.Generator().manual_seed(1))}
+    for variant in ("all", 1):
+        a, b = eager.translate_batch({**labels, "variant": variant}), ort.translate_batch({**labels, "variant": variant})
+        assert a.shape == b.shape == (2, 9 if variant == "all" else 3, 30, 45)
+        assert float((a - b).abs().max()) <= 1e-4
