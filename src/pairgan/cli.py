@@ -552,6 +552,10 @@ def info(
 
 
 def main() -> None:
+    from pairgan.runtime import tune_host_allocator
+
+    # Before any tensor exists: freed activations stay in the process (see pairgan.runtime).
+    tune_host_allocator()
     app()
 
 

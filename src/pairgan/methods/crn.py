@@ -49,6 +49,7 @@ from pairgan.methods.base import Method, StepContext
 from pairgan.nets.crn import CascadedRefinementNetwork, reference_widths
 from pairgan.nets.pix2pixhd import instance_edges, one_hot
 from pairgan.registry import create, register
+from pairgan.train.optim import adam
 
 __all__ = ["CRN", "CRNConfig", "CRNLoss", "LAYER_WEIGHTS", "VGG_LAYERS", "variant_grid"]
 
@@ -314,7 +315,7 @@ class CRN(Method):
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         params = [p for p in self.nets["G"].parameters() if p.requires_grad]
-        return {"G": torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2))}
+        return {"G": adam(params, train)}
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         if self.cfg.init_from and not self._init_done and ctx.step == 0:

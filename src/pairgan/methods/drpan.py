@@ -51,6 +51,7 @@ from pairgan.nets.drpan import (
 )
 from pairgan.nets.patchgan import receptive_field
 from pairgan.registry import create, register
+from pairgan.train.optim import adam
 
 
 def _fields_missing_from(cls: type, base: type) -> list[tuple[str, Any, Any]]:
@@ -165,7 +166,7 @@ class DRPAN(Method):
                               "gradient accumulation cannot split: use train.accumulate=1 (raise "
                               "train.batch_size instead)")
         opts = super().configure_optimizers(train)
-        opts["R"] = torch.optim.Adam(self.nets["R"].parameters(), lr=train.lr, betas=(train.beta1, train.beta2))
+        opts["R"] = adam(self.nets["R"].parameters(), train)
         return opts
 
     def propose(self, score_map: Tensor, image_size: tuple[int, int]) -> Tensor:

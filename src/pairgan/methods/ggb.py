@@ -40,6 +40,7 @@ from pairgan.methods.base import Method, StepContext, set_requires_grad
 from pairgan.nets.blocks import init_weights
 from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator, valid_levels
 from pairgan.registry import register
+from pairgan.train.optim import adam
 
 
 @dataclass
@@ -174,17 +175,12 @@ class GGB(Method):
                 p.requires_grad_(flag)
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (train.beta1, train.beta2)
-
-        def adam(params: Any) -> torch.optim.Optimizer:
-            return torch.optim.Adam(params, lr=train.lr, betas=betas)
-
-        opts = {"G": adam(self.nets["G"].parameters()), "D": adam(self.nets["D"].parameters())}
+        opts = {"G": adam(self.nets["G"].parameters(), train), "D": adam(self.nets["D"].parameters(), train)}
         if self.cfg.g_update == "two_step" and self.guided_step:
             # Its own moments: the Eq. 9 step reaches only the layers up to each level.
-            opts["G_GGB"] = adam(self.nets["G"].parameters())
+            opts["G_GGB"] = adam(self.nets["G"].parameters(), train)
         for f in self.ggb_levels:
-            opts[f"GGB{f}"] = adam(self._block_params(f))
+            opts[f"GGB{f}"] = adam(self._block_params(f), train)
         return opts
 
     def _d_input(self, image: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

@@ -19,6 +19,7 @@ from pairgan.losses import GANLoss
 from pairgan.methods.base import Method, StepContext, set_requires_grad
 from pairgan.nets.blocks import init_weights
 from pairgan.registry import create, register
+from pairgan.train.optim import adam
 
 
 @dataclass
@@ -81,11 +82,7 @@ class Pix2Pix(Method):
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (train.beta1, train.beta2)
-        return {
-            "G": torch.optim.Adam(self.nets["G"].parameters(), lr=train.lr, betas=betas),
-            "D": torch.optim.Adam(self.nets["D"].parameters(), lr=train.lr, betas=betas),
-        }
+        return {"G": adam(self.nets["G"].parameters(), train), "D": adam(self.nets["D"].parameters(), train)}
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         G, D = self.nets["G"], self.nets["D"]

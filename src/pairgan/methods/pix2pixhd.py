@@ -44,6 +44,7 @@ from pairgan.nets.pix2pixhd import (
     one_hot,
 )
 from pairgan.registry import create, register
+from pairgan.train.optim import adam
 
 
 @dataclass
@@ -205,13 +206,9 @@ class Pix2PixHD(Method):
         return list(G.parameters()) + e_params, []
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        betas = (train.beta1, train.beta2)
         trained, fixed = self._g_groups()
         groups = [{"params": trained}] + ([{"params": fixed}] if fixed else [])
-        return {
-            "G": torch.optim.Adam(groups, lr=train.lr, betas=betas),
-            "D": torch.optim.Adam(self.nets["D"].parameters(), lr=train.lr, betas=betas),
-        }
+        return {"G": adam(groups, train), "D": adam(self.nets["D"].parameters(), train)}
 
     def global_fixed(self, epoch: int) -> bool:
         """Whether G's global part is fixed at ``epoch`` (0-based; the reference's epochs

@@ -37,6 +37,7 @@ from torch import nn
 from pairgan.config import ConfigError, DataConfig, TrainConfig
 from pairgan.methods.base import Method, StepContext
 from pairgan.registry import create, register
+from pairgan.train.optim import adam
 
 __all__ = ["SEGMENTER_DEFAULTS", "Segmenter", "SegmenterConfig", "build_segmenter_config", "load_segmenter",
            "score_real"]
@@ -170,7 +171,7 @@ class Segmenter(Method):
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        return {"S": torch.optim.Adam(self.nets["S"].parameters(), lr=train.lr, betas=(train.beta1, train.beta2))}
+        return {"S": adam(self.nets["S"].parameters(), train)}
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         photo, ids = self.photo_of(batch), self.ids_of(batch)
