@@ -87,7 +87,7 @@ def bench(
     cfg: Config,
     *,
     mode: str = "train",
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
     batch: int = 1,
     steps: int = 10,
     warmup: int = 3,
@@ -100,7 +100,8 @@ def bench(
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
-    h = w = size or cfg.data.crop_size
+    # size: N (square) or (height, width); default the preset's crop size.
+    h, w = (size, size) if isinstance(size, int) else (size or (cfg.data.crop_size, cfg.data.crop_size))
     info: dict[str, Any] = {
         "preset_method": cfg.method,
         "mode": mode,
@@ -188,7 +189,7 @@ def format_result(r: dict[str, Any]) -> str:
     """A few readable lines."""
     s = r["seconds_per_step"]
     lines = [
-        f"{r['preset_method']} {r['mode']} batch {r['batch']} at {r['size'][0]}x{r['size'][1]} on {r['device']} "
+        f"{r['preset_method']} {r['mode']} batch {r['batch']} at {r['size'][1]}x{r['size'][0]} (WxH) on {r['device']} "
         f"(torch {r['torch']}, {r['threads']} threads, {r['precision']})",
         f"  s/step median {s['median']:.4f} (min {s['min']:.4f}, max {s['max']:.4f}) over {r['steps_measured']} steps; "
         f"{r['images_per_second']:.3f} img/s",

@@ -84,6 +84,10 @@ class TrainConfig:
     #: Adam through PyTorch's fused kernel (one pass over all parameters; same arithmetic,
     #: rounded differently): about 3x faster optimiser steps on CPU. False = PyTorch's default.
     fused_optimizer: bool = True
+    #: Activation checkpointing in the generators that offer it (pix2pixHD's, the ResNet one):
+    #: keeps about sqrt(layers) activations and recomputes the rest in backward. Same results,
+    #: less memory, one more generator forward per step.
+    grad_checkpoint: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"
     #: Deterministic algorithms and a fixed data order: bitwise-repeatable runs on CPU.

@@ -6,9 +6,11 @@ initial statistics match the published models.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 NORM_KINDS = ("batch", "instance", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
@@ -80,3 +82,42 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
 
     net.apply(init_module)
     return net
+
+
+# --------------------------------------------------------------------------- activation checkpointing
+def run_sequential(seq: nn.Sequential, x: Tensor, checkpoint: bool) -> Tensor:
+    """``seq(x)``, or with ``checkpoint`` (and gradients being recorded) the same computation
+    keeping only about sqrt(len(seq)) segment boundaries and recomputing the rest in backward.
+
+    Outputs and gradients are the same; the cost is one more forward of the checkpointed layers.
+    Random layers (dropout) replay their draws, because the RNG state is saved per segment.
+    """
+    if not (checkpoint and torch.is_grad_enabled()) or len(seq) < 4:
+        return seq(x)
+    from torch.utils.checkpoint import checkpoint_sequential
+
+    return checkpoint_sequential(seq, max(2, round(math.sqrt(len(seq)))), x, use_reentrant=False)
+
+
+def set_grad_checkpointing(net: nn.Module, enabled: bool = True) -> int:
+    """Switch activation checkpointing on the modules of ``net`` that offer it (those with a
+    ``grad_checkpointing`` attribute: pix2pixHD's global and local generators and its
+    multi-scale discriminator, the ResNet generator, the VGG feature extractor of the perceptual
+    loss); returns how many it switched.
+
+    Raises ``ValueError`` when such a module holds batch norm with running statistics: its
+    recomputation in backward would update those statistics a second time.
+    """
+    count = 0
+    for module in net.modules():
+        if not hasattr(module, "grad_checkpointing"):
+            continue
+        if enabled:
+            for sub in module.modules():
+                if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:
+                    raise ValueError(f"{type(module).__name__} uses batch norm with running statistics, which "
+                                     "activation checkpointing would update twice per step: use "
+                                     "model.norm=instance or train.grad_checkpoint=false")
+        module.grad_checkpointing = enabled
+        count += 1
+    return count

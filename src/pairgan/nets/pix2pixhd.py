@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from pairgan.nets.blocks import norm_layer, uses_bias
+from pairgan.nets.blocks import norm_layer, run_sequential, uses_bias
 from pairgan.nets.resnet import ResnetBlock
 from pairgan.registry import register
 
@@ -214,9 +214,11 @@ class GlobalGenerator(nn.Module):
             layers += _up(ngf * 2**i, ngf * 2 ** (i - 1), norm)
         layers += _to_image(ngf, output_nc)
         self.model = nn.Sequential(*layers)
+        #: Activation checkpointing in training (:func:`pairgan.nets.blocks.set_grad_checkpointing`).
+        self.grad_checkpointing = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return run_sequential(self.model, x, self.grad_checkpointing)
 
 
 class _Enhancer(nn.Module):
@@ -234,8 +236,8 @@ class _Enhancer(nn.Module):
             back += _to_image(width, output_nc)
         self.back = nn.Sequential(*back)
 
-    def forward(self, x: Tensor, coarse: Tensor) -> Tensor:
-        return self.back(self.front(x) + coarse)
+    def forward(self, x: Tensor, coarse: Tensor, checkpoint: bool = False) -> Tensor:
+        return run_sequential(self.back, run_sequential(self.front, x, checkpoint) + coarse, checkpoint)
 
 
 @register("generator", "pix2pixhd_local")
@@ -284,6 +286,8 @@ class LocalEnhancer(nn.Module):
             for n in range(1, n_local_enhancers + 1)
         )
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        #: Activation checkpointing in training (:func:`pairgan.nets.blocks.set_grad_checkpointing`).
+        self.grad_checkpointing = False
 
     def pyramid(self, x: Tensor) -> list[Tensor]:
         """``[x, x/2, x/4, ...]``: the input and its ``n_local_enhancers`` downsamplings."""
@@ -294,9 +298,9 @@ class LocalEnhancer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         levels = self.pyramid(x)
-        features = self.model(levels[-1])
+        features = run_sequential(self.model, levels[-1], self.grad_checkpointing)
         for i, enhancer in enumerate(self.enhancers):
-            features = enhancer(levels[-2 - i], features)
+            features = enhancer(levels[-2 - i], features, self.grad_checkpointing)
         return features
 
     def finest_parameters(self) -> Iterator[nn.Parameter]:
@@ -368,11 +372,20 @@ class NLayerFeatureDiscriminator(nn.Module):
             width = nxt
         blocks.append(nn.Sequential(nn.Conv2d(width, 1, 4, stride=1, padding=pad)))
         self.layers = nn.ModuleList(blocks)
+        #: Activation checkpointing in training (:func:`pairgan.nets.blocks.set_grad_checkpointing`):
+        #: each block keeps only its output (feature matching reads it anyway).
+        self.grad_checkpointing = False
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
         outputs = []
         for layer in self.layers:
-            x = layer(x)
+            if checkpoint and len(layer) > 1:
+                from torch.utils.checkpoint import checkpoint as run_checkpointed
+
+                x = run_checkpointed(layer, x, use_reentrant=False)
+            else:
+                x = layer(x)
             outputs.append(x)
         return outputs
 
@@ -399,6 +412,8 @@ class MultiscaleDiscriminator(nn.Module):
         self.n_layers = n_layers
         self.scales = nn.ModuleList(NLayerFeatureDiscriminator(input_nc, ndf, n_layers, norm) for _ in range(num_D))
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        #: Activation checkpointing in training (:func:`pairgan.nets.blocks.set_grad_checkpointing`).
+        self.grad_checkpointing = False
 
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         results = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pairgan.nets.blocks import norm_layer, uses_bias
+from pairgan.nets.blocks import norm_layer, run_sequential, uses_bias
 from pairgan.registry import register
 
 PADDING_KINDS = ("reflect", "replicate", "zero")
@@ -89,6 +89,8 @@ class ResnetGenerator(nn.Module):
             ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        #: Activation checkpointing in training (:func:`pairgan.nets.blocks.set_grad_checkpointing`).
+        self.grad_checkpointing = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return run_sequential(self.model, x, self.grad_checkpointing)

@@ -226,6 +226,8 @@ class VGGFeatures(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         super().train(False)
+        #: Activation checkpointing (:func:`pairgan.nets.blocks.set_grad_checkpointing`).
+        self.grad_checkpointing = False
 
     def train(self, mode: bool = True) -> "VGGFeatures":
         """Always eval: a frozen feature extractor (parents' ``.train()`` cannot switch it)."""
@@ -242,15 +244,22 @@ class VGGFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.preprocess(x)
-        wanted = {i: k for k, i in enumerate(self._taps)}
-        out: list[torch.Tensor | None] = [None] * len(self._taps)
-        for i, module in enumerate(self.features):
-            x = module(x)
-            if i in wanted:
-                for k, tap in enumerate(self._taps):  # a layer may be asked for twice
-                    if tap == i:
-                        out[k] = x
-        return out  # type: ignore[return-value]
+        checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
+        at: dict[int, torch.Tensor] = {}
+        start = 0
+        # Run the layers in segments that end at the taps; with checkpointing only the taps
+        # (which the loss reads anyway) are kept for backward, the layers between are recomputed.
+        for end in sorted(set(self._taps)):
+            segment = self.features[start : end + 1]
+            if checkpoint:
+                from torch.utils.checkpoint import checkpoint as run_checkpointed
+
+                x = run_checkpointed(segment, x, use_reentrant=False)
+            else:
+                x = segment(x)
+            at[end] = x
+            start = end + 1
+        return [at[tap] for tap in self._taps]  # a layer may be asked for twice
 
     def extra_repr(self) -> str:
         return (f"arch={self.arch}, layers={list(self.layers)}, normalize={self.normalize}, pool={self.pool}, "

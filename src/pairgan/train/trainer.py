@@ -18,9 +18,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from pairgan.config import Config, save_config
+from pairgan.config import Config, ConfigError, save_config
 from pairgan.methods.base import Method, StepContext
 from pairgan.registry import lookup
 from pairgan.train import checkpoint as ckpt
@@ -135,8 +136,23 @@ class _BatchStream:
 
 
 def build_method(cfg: Config, *, training: bool) -> Method:
-    """The registered method of ``cfg.method`` with its networks built."""
-    return lookup("method", cfg.method)(cfg.model, cfg.data, training=training)
+    """The registered method of ``cfg.method`` with its networks built (for training: with
+    ``train.grad_checkpoint`` applied)."""
+    method = lookup("method", cfg.method)(cfg.model, cfg.data, training=training)
+    if training and cfg.train.grad_checkpoint:
+        from pairgan.nets.blocks import set_grad_checkpointing
+
+        try:
+            # Every module the method owns: its networks and loss networks (pix2pixHD's VGG).
+            owned = [m for m in vars(method).values() if isinstance(m, nn.Module)]
+            switched = sum(set_grad_checkpointing(m) for m in owned)
+        except ValueError as exc:
+            raise ConfigError(f"train.grad_checkpoint: {exc}") from exc
+        if not switched:
+            raise ConfigError(f"train.grad_checkpoint: none of {cfg.method}'s networks "
+                              f"({', '.join(type(n).__name__ for n in method.nets.values())}) offers activation "
+                              "checkpointing (pix2pixHD's generators and the ResNet generator do)")
+    return method
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
