@@ -224,7 +224,10 @@ def main() -> None:
                    "images_per_s": batch / med, "speedup_vs_reference": base / med,
                    "gflop_per_step": fp["flops"][workload] / 1e9,
                    "fraction_of_peak": fp["flops"][workload] / med / 1e9 / peak,
-                   "peak_rss_gib": rss[side], "steps_timed": len(times[side])}
+                   "peak_rss_gib": rss[side], "steps_timed": len(times[side]),
+                   # Other work on the machine distorts multi-threaded timings badly: keep the
+                   # load next to each figure so a reader can tell an idle measurement.
+                   "load_average_after": os.getloadavg()}
             rows.append(row)
             print(f"{workload:7s} {side:20s} {med:8.4f} s/step (min {row['s_per_step_min']:.4f})  "
                   f"{row['images_per_s']:6.2f} img/s  x{row['speedup_vs_reference']:.2f}  "

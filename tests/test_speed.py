@@ -214,3 +214,17 @@ def test_grad_checkpoint_pix2pixhd_step_is_unchanged():
     (l0, p0), (l1, p1) = results
     assert l0 == l1
     assert all(torch.equal(a, b) for a, b in zip(p0, p1))
+
+
+def test_tf32_switch_and_determinism_wins():
+    from pairgan.train.trainer import set_determinism
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        set_determinism(False, tf32=True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        set_determinism(False)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert TrainConfig().tf32 is False  # true fp32 unless asked
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = before

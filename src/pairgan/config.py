@@ -88,6 +88,9 @@ class TrainConfig:
     #: keeps about sqrt(layers) activations and recomputes the rest in backward. Same results,
     #: less memory, one more generator forward per step.
     grad_checkpoint: bool = False
+    #: CUDA only: TensorFloat-32 matmuls and convolutions (Ampere and newer). Faster; inputs
+    #: rounded to a 10-bit mantissa, so results move at the 1e-3 level. Off = true fp32.
+    tf32: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"
     #: Deterministic algorithms and a fixed data order: bitwise-repeatable runs on CPU.

@@ -61,7 +61,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_determinism(deterministic: bool) -> None:
+def set_determinism(deterministic: bool, tf32: bool = False) -> None:
+    """Deterministic kernels (bitwise-repeatable runs) or the fastest ones (cuDNN autotuning);
+    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (Ampere and newer: faster,
+    10-bit mantissa inputs), never together with ``deterministic``."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32) and not deterministic
+    torch.backends.cudnn.allow_tf32 = bool(tf32) and not deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -235,7 +240,7 @@ class Trainer:
             device = torch.device("cuda", info.local_rank)
         info = distributed.init(device)
         main = info.is_main
-        set_determinism(t.deterministic)
+        set_determinism(t.deterministic, tf32=t.tf32)
         seed_everything(cfg.seed)
 
         method = build_method(cfg, training=True)
