@@ -17,13 +17,7 @@ from pairgan.methods.crn import CRN, LAYER_WEIGHTS, PIXEL_SCALE, CRNConfig, CRNL
 from pairgan.nets.crn import CascadedRefinementNetwork, module_sizes, reference_widths
 from pairgan.nets.pix2pixhd import one_hot
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: one intra-op thread avoids oversubscription stalls (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(widths=[8, 8, 8, 8], k=2, perceptual="vgg16", vgg_pretrained=False)

@@ -155,13 +155,7 @@ def test_metadata_carries_config_and_palette(run: Path, dynamic_onnx):
 # --------------------------------------------------------------------------- the other methods
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny graphs gain nothing from a second thread on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _same_files(a: Translator, b: Translator, files, tmp_path: Path, options: dict) -> int:

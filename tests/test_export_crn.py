@@ -22,13 +22,7 @@ from pairgan.train.trainer import build_method  # noqa: E402
 TINY = ["model.vgg_pretrained=false", "data.load_size=32", "data.crop_size=32"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny graphs gain nothing from a second thread on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_crn(extra: list[str]):

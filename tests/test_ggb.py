@@ -32,14 +32,7 @@ TINY_GGB = [
 PRESETS = ["ggb", "ggb-no-ggb", "ggb-no-rapd", "ggb-no-nvtd", "ggb-1", "ggb-2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions gain nothing from a second thread and, on a busy 2-core machine, lose a
-    lot waiting for it (measured: 0.14 s/step with one thread, 1-18 s with two under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -627,3 +627,21 @@ def _strip(path: Any, exc: Exception) -> str:
     prefix = f"{path}: "
     return msg[len(prefix):] if msg.startswith(prefix) else msg
 
+
+
+def random_label_batch(batch_size: int, height: int, width: int, label_nc: int, *, instance: bool,
+                       output_nc: int, target_key: str = "B") -> dict:
+    """A random label-map training batch (benchmarks, export tracing): blocky label maps of 8x8
+    cells, instance ids in the Cityscapes convention (class * 1000 + index, a few instances per
+    class, constant over each cell) when ``instance``, and photos in [-1, 1] under ``target_key``."""
+    import torch
+
+    cells = torch.randint(0, label_nc, (batch_size, 1, height // 8 + 1, width // 8 + 1))
+    label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :height, :width].contiguous()
+    batch = {"label": label}
+    if instance:
+        blocks = torch.arange(cells[0, 0].numel()).reshape(cells.shape[-2:]) % 3
+        blocks = blocks.repeat_interleave(8, 0).repeat_interleave(8, 1)[:height, :width]
+        batch["inst"] = torch.where(label > 0, label * 1000 + blocks, label)
+    batch[target_key] = torch.rand(batch_size, output_nc, height, width) * 2 - 1
+    return batch

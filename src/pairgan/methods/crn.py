@@ -421,15 +421,10 @@ class CRN(Method):
         photos in [-1, 1]; image inputs (``label_nc`` 0): images A and B."""
         if self.label_nc <= 0:
             return super().example_batch(batch_size, height, width)
-        cells = torch.randint(0, self.label_nc, (batch_size, 1, height // 8 + 1, width // 8 + 1))
-        label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :height, :width].contiguous()
-        batch: dict[str, Any] = {"label": label}
-        if self.data.instance:
-            blocks = torch.arange(cells[0, 0].numel()).reshape(cells.shape[-2:]) % 3
-            blocks = blocks.repeat_interleave(8, 0).repeat_interleave(8, 1)[:height, :width]
-            batch["inst"] = torch.where(label > 0, label * 1000 + blocks, label)
-        batch[self.target_key] = torch.rand(batch_size, self.data.output_nc, height, width) * 2 - 1
-        return batch
+        from pairgan.data.labels import random_label_batch
+
+        return random_label_batch(batch_size, height, width, self.label_nc, instance=self.data.instance,
+                                  output_nc=self.data.output_nc, target_key=self.target_key)
 
     def export_module(self, batch: dict[str, Any] | None = None) -> Any:
         """G with graph inputs ``label`` (one-hot) [and ``edges``, the instance boundaries, with

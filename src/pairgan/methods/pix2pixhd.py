@@ -308,13 +308,10 @@ class Pix2PixHD(Method):
         convention) when ``data.instance``, and photos in [-1, 1] (benchmarks, tracing)."""
         if self.label_nc <= 0:
             return super().example_batch(batch_size, height, width)
-        cells = torch.randint(0, self.label_nc, (batch_size, 1, height // 8 + 1, width // 8 + 1))
-        label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :height, :width].contiguous()
-        batch: dict[str, Any] = {"label": label}
-        if self.data.instance:
-            batch["inst"] = torch.where(label > 0, label * 1000 + torch.randint(0, 3, label.shape), label)
-        batch[self.target_key] = torch.rand(batch_size, self.data.output_nc, height, width) * 2 - 1
-        return batch
+        from pairgan.data.labels import random_label_batch
+
+        return random_label_batch(batch_size, height, width, self.label_nc, instance=self.data.instance,
+                                  output_nc=self.data.output_nc, target_key=self.target_key)
 
     def to(self, device: torch.device) -> "Pix2PixHD":
         super().to(device)
