@@ -630,12 +630,10 @@ def _strip(path: Any, exc: Exception) -> str:
 
 
 def random_label_batch(batch_size: int, height: int, width: int, label_nc: int, *, instance: bool,
-                       output_nc: int, target_key: str = "B") -> dict:
+                       output_nc: int, target_key: str = "B") -> dict[str, torch.Tensor]:
     """A random label-map training batch (benchmarks, export tracing): blocky label maps of 8x8
     cells, instance ids in the Cityscapes convention (class * 1000 + index, a few instances per
     class, constant over each cell) when ``instance``, and photos in [-1, 1] under ``target_key``."""
-    import torch
-
     cells = torch.randint(0, label_nc, (batch_size, 1, height // 8 + 1, width // 8 + 1))
     label = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[..., :height, :width].contiguous()
     batch = {"label": label}
@@ -645,3 +643,38 @@ def random_label_batch(batch_size: int, height: int, width: int, label_nc: int, 
         batch["inst"] = torch.where(label > 0, label * 1000 + blocks, label)
     batch[target_key] = torch.rand(batch_size, output_nc, height, width) * 2 - 1
     return batch
+
+
+def read_label_input(path: str | os.PathLike, label_nc: int, data: DataConfig) -> dict[str, torch.Tensor]:
+    """An inference item for a label-map method: ``{"label": 1xHxW ids}`` read from ``path``
+    (ids, or colours through ``data.palette``), plus ``"inst"`` (1xHxW instance ids, found by
+    :func:`find_partner`) when ``data.instance``. Errors name the file and what was expected."""
+    path = Path(path)
+    label = torch.as_tensor(read_label_map(path, label_nc, palette_file(data))).long()
+    label = label.reshape(1, *label.shape[-2:])
+    item = {"label": label}
+    if data.instance:
+        inst_path = find_partner(path, "inst")
+        if inst_path is None:
+            raise DataError(f"{path}: no instance map found (data.instance is on); expected it in the "
+                            "matching *_inst folder, or translate with --set data.instance=false")
+        inst = torch.as_tensor(read_instance_map(inst_path)).long()
+        inst = inst.reshape(1, *inst.shape[-2:])
+        if inst.shape != label.shape:
+            raise DataError(f"{inst_path}: instance map {tuple(inst.shape[-2:])} but label map "
+                            f"{path} is {tuple(label.shape[-2:])}; expected the same size")
+        item["inst"] = inst
+    return item
+
+
+def partner_photo_path(path: str | os.PathLike) -> Path:
+    """The photo that belongs to label map ``path`` (``--aligned`` targets), or a DataError."""
+    img_path = find_partner(Path(path), "img")
+    if img_path is None:
+        raise DataError(f"{path}: no photo found for --aligned (expected it in the matching *_img folder)")
+    return img_path
+
+
+def display_labels(label: torch.Tensor, data: DataConfig) -> torch.Tensor:
+    """Label ids (N x 1 x H x W) as colour pictures in [-1, 1] on their device (sample grids)."""
+    return colorize(label, palette_file(data)).to(label.device)

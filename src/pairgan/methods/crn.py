@@ -474,40 +474,25 @@ class CRN(Method):
         if self.label_nc <= 0:
             return super().load_inference_input(path, aligned=aligned, options=options)
         from pairgan.data.io import DataError, match_channels, read_image, to_unit_float
-        from pairgan.data.labels import find_partner, palette_file, read_instance_map, read_label_map
+        from pairgan.data.labels import partner_photo_path, read_label_input
         from pairgan.data.transforms import to_tensor
 
-        path = Path(path)
-        label = torch.as_tensor(read_label_map(path, self.label_nc, palette_file(self.data))).long()
-        label = label.reshape(1, *label.shape[-2:])
-        item: dict[str, Any] = {"label": label}
-        if self.data.instance:
-            inst_path = find_partner(path, "inst")
-            if inst_path is None:
-                raise DataError(f"{path}: no instance map found (data.instance is on); expected it in the "
-                                "matching *_inst folder, or translate with --set data.instance=false")
-            inst = read_instance_map(inst_path)
-            if inst.shape != tuple(label.shape[-2:]):
-                raise DataError(f"{inst_path}: instance map {inst.shape} but label map {path} is "
-                                f"{tuple(label.shape[-2:])}; expected the same size")
-            item["inst"] = torch.as_tensor(inst).long().reshape(1, *inst.shape)
+        item = read_label_input(path, self.label_nc, self.data)
+        size = tuple(item["label"].shape[-2:])
         target = None
         if aligned:
-            img_path = find_partner(path, "img")
-            if img_path is None:
-                raise DataError(f"{path}: no photo found for --aligned (expected it in the matching *_img folder)")
+            img_path = partner_photo_path(path)
             arr = match_channels(to_unit_float(read_image(img_path)), self.data.output_nc, img_path,
                                  key="data.output_nc")
-            if arr.shape[:2] != tuple(label.shape[-2:]):
+            if arr.shape[:2] != size:
                 raise DataError(f"{img_path}: photo size {arr.shape[:2]} differs from its label map {path} "
-                                f"({tuple(label.shape[-2:])}); expected the same size")
+                                f"({size}); expected the same size")
             target = to_tensor(arr)
         return item, target
 
     def display_input(self, batch: dict[str, Any]) -> Tensor:
         if self.label_nc <= 0:
             return batch["A"]
-        from pairgan.data.labels import colorize, palette_file
+        from pairgan.data.labels import display_labels
 
-        label = batch["label"]
-        return colorize(label, palette_file(self.data)).to(label.device)
+        return display_labels(batch["label"], self.data)

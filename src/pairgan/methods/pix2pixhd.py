@@ -499,34 +499,17 @@ class Pix2PixHD(Method):
         "encode:IMAGE"`` reads that image for E."""
         if self.label_nc <= 0:
             return super().load_inference_input(path, aligned=aligned, options=options)
-        from pairgan.data.io import DataError
-        from pairgan.data.labels import find_partner, palette_file, read_instance_map, read_label_map
+        from pairgan.data.labels import partner_photo_path, read_label_input
 
-        path = Path(path)
-        label = torch.as_tensor(read_label_map(path, self.label_nc, palette_file(self.data))).long()
-        label = label.reshape(1, *label.shape[-2:])
-        item: dict[str, Any] = {"label": label}
-        if self.data.instance:
-            inst_path = find_partner(path, "inst")
-            if inst_path is None:
-                raise DataError(f"{path}: no instance map found (data.instance is on); expected it in the "
-                                "matching *_inst folder, or translate with --set data.instance=false")
-            inst = torch.as_tensor(read_instance_map(inst_path)).long()
-            inst = inst.reshape(1, *inst.shape[-2:])
-            if inst.shape != label.shape:
-                raise DataError(f"{inst_path}: instance map {tuple(inst.shape[-2:])} but label map "
-                                f"{path} is {tuple(label.shape[-2:])}; expected the same size")
-            item["inst"] = inst
+        item = read_label_input(path, self.label_nc, self.data)
+        size = tuple(item["label"].shape[-2:])
         target = None
         if aligned:
-            img_path = find_partner(path, "img")
-            if img_path is None:
-                raise DataError(f"{path}: no photo found for --aligned (expected it in the matching *_img folder)")
-            target = self._read_encode_image(str(img_path), tuple(label.shape[-2:]))
+            target = self._read_encode_image(str(partner_photo_path(path)), size)
         mode = _feature_mode((options or {}).get("features"))
         if "E" in self.nets:
             if mode is not None and mode.startswith("encode:"):
-                item["encode_image"] = self._read_encode_image(mode[len("encode:"):], tuple(label.shape[-2:]))
+                item["encode_image"] = self._read_encode_image(mode[len("encode:"):], size)
             elif target is not None and mode in (None, "encode"):
                 item[self.target_key] = target
         return item, target
@@ -534,7 +517,6 @@ class Pix2PixHD(Method):
     def display_input(self, batch: dict[str, Any]) -> Tensor:
         if self.label_nc <= 0:
             return batch["A"]
-        from pairgan.data.labels import colorize, palette_file
+        from pairgan.data.labels import display_labels
 
-        label = batch["label"]
-        return colorize(label, palette_file(self.data)).to(label.device)
+        return display_labels(batch["label"], self.data)
