@@ -105,14 +105,6 @@ def build(side: str, mode: str, batch: int) -> tuple[Callable[[], Any], Any]:
 
 
 # --------------------------------------------------------------------------- one process
-def _peak_rss_gib() -> float:
-    # VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its parent's peak.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def worker(side: str, workload: str, steps: int, warmup: int) -> dict[str, Any]:
     mode, batch = WORKLOADS[workload]
     fn, _ = build(side, mode, batch)
@@ -123,7 +115,9 @@ def worker(side: str, workload: str, steps: int, warmup: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return {"times": times, "peak_rss_gib": _peak_rss_gib()}
+    from pairgan.bench import peak_rss_gib
+
+    return {"times": times, "peak_rss_gib": peak_rss_gib()}
 
 
 def numerics() -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,10 +21,21 @@ import torch.nn.functional as F
 from pairgan.config import Config
 
 
-def _peak_rss_gib() -> float:
-    # ru_maxrss is KiB on Linux (bytes on macOS); the process-wide high-water mark.
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib / 2**20
+def peak_rss_gib() -> float:
+    """This process's peak resident memory in GiB.
+
+    Linux: VmHWM of /proc/self/status. Not getrusage's ru_maxrss, which survives exec, so a
+    process started by a larger one would report its parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 2**30 if sys.platform == "darwin" else 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def _time(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> list[float]:
@@ -138,7 +150,7 @@ def bench(
 
         times = _time(next_batch, steps, warmup, torch.device("cpu"))
         result = info | _summary(times, batch, None, None) | {"workers": cfg.train.num_workers}
-        result["peak_rss_gib"] = _peak_rss_gib()
+        result["peak_rss_gib"] = peak_rss_gib()
         return result
 
     method = build_method(cfg, training=(mode == "train"))
@@ -173,7 +185,7 @@ def bench(
     result["parameters"] = {k: sum(p.numel() for p in n.parameters()) for k, n in method.nets.items()}
     if peak:
         result["machine_peak_gflops"] = peak
-    result["peak_rss_gib"] = _peak_rss_gib()
+    result["peak_rss_gib"] = peak_rss_gib()
     if device.type == "cuda":
         result["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
