@@ -178,32 +178,24 @@ def test_grad_checkpoint_config():
     assert not build_method(cfg, training=False).nets["G"].grad_checkpointing
 
 
-def test_grad_checkpoint_pix2pixhd_step_is_unchanged():
+def test_grad_checkpoint_pix2pixhd_step_is_unchanged(tmp_path: Path):
     """A whole pix2pixHD step (multi-scale D with feature matching, VGG loss) gives the same
     losses and weights with and without checkpointing."""
+    from safetensors.torch import save_file
+
     from pairgan.nets.vgg import VGGFeatures
 
+    # Random VGG weights in a local file, as the perceptual loss reads real ones.
+    weights = tmp_path / "vgg16.safetensors"
+    feats = VGGFeatures("vgg16", pretrained=False).features
+    save_file({f"features.{k}": v.contiguous() for k, v in feats.state_dict().items()}, str(weights))
     over = ["model.ngf=8", "model.ndf=8", "model.n_downsample_global=2", "model.n_blocks_global=2",
-            "data.label_nc=0", "data.instance=false", "model.perceptual=vgg16"]
+            "data.label_nc=0", "data.instance=false", "model.perceptual=vgg16", f"model.vgg_weights={weights}"]
     results = []
     for gc in ("false", "true"):
         cfg = build_config("pix2pixhd-demo", over + [f"train.grad_checkpoint={gc}"])
         torch.manual_seed(0)
-        import pairgan.nets.vgg as vgg_mod
-
-        # Random VGG weights (no files in unit tests): build the loss without pretrained weights.
-        orig = vgg_mod.VGGFeatures.__init__
-
-        def no_weights(self, *a, **k):
-            k["pretrained"] = False
-            k.pop("weights", None)
-            orig(self, *a, **k)
-
-        vgg_mod.VGGFeatures.__init__ = no_weights
-        try:
-            method = build_method(cfg, training=True)
-        finally:
-            vgg_mod.VGGFeatures.__init__ = orig
+        method = build_method(cfg, training=True)
         vggs = [m for m in method.vgg_loss.modules() if isinstance(m, VGGFeatures)]
         assert vggs and all(v.grad_checkpointing == (gc == "true") for v in vggs)
         ctx = StepContext(method.configure_optimizers(cfg.train), torch.device("cpu"))
