@@ -99,6 +99,16 @@ def run_sequential(seq: nn.Sequential, x: Tensor, checkpoint: bool) -> Tensor:
     return checkpoint_sequential(seq, max(2, round(math.sqrt(len(seq)))), x, use_reentrant=False)
 
 
+def run_checkpointed(module: nn.Module, x: Tensor, checkpoint: bool) -> Tensor:
+    """``module(x)``, or with ``checkpoint`` (and gradients being recorded) keeping only ``x``
+    for backward and recomputing the module's inside there. Same outputs and gradients."""
+    if not (checkpoint and torch.is_grad_enabled()):
+        return module(x)
+    from torch.utils.checkpoint import checkpoint as checkpoint_fn
+
+    return checkpoint_fn(module, x, use_reentrant=False)
+
+
 def set_grad_checkpointing(net: nn.Module, enabled: bool = True) -> int:
     """Switch activation checkpointing on the modules of ``net`` that offer it (those with a
     ``grad_checkpointing`` attribute: pix2pixHD's global and local generators and its

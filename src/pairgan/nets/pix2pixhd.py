@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from pairgan.nets.blocks import norm_layer, run_sequential, uses_bias
+from pairgan.nets.blocks import norm_layer, run_checkpointed, run_sequential, uses_bias
 from pairgan.nets.resnet import ResnetBlock
 from pairgan.registry import register
 
@@ -377,15 +377,10 @@ class NLayerFeatureDiscriminator(nn.Module):
         self.grad_checkpointing = False
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
         outputs = []
         for layer in self.layers:
-            if checkpoint and len(layer) > 1:
-                from torch.utils.checkpoint import checkpoint as run_checkpointed
-
-                x = run_checkpointed(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
+            # A lone conv (the last block) keeps nothing a recomputation would save.
+            x = run_checkpointed(layer, x, self.grad_checkpointing and len(layer) > 1)
             outputs.append(x)
         return outputs
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pairgan.nets.blocks import run_checkpointed
+
 __all__ = ["CFGS", "VGGFeatures", "VGGLoss", "conv_indices", "layer_indices", "load_vgg_state_dict",
            "make_features"]
 
@@ -244,19 +246,12 @@ class VGGFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.preprocess(x)
-        checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
         at: dict[int, torch.Tensor] = {}
         start = 0
         # Run the layers in segments that end at the taps; with checkpointing only the taps
         # (which the loss reads anyway) are kept for backward, the layers between are recomputed.
         for end in sorted(set(self._taps)):
-            segment = self.features[start : end + 1]
-            if checkpoint:
-                from torch.utils.checkpoint import checkpoint as run_checkpointed
-
-                x = run_checkpointed(segment, x, use_reentrant=False)
-            else:
-                x = segment(x)
+            x = run_checkpointed(self.features[start : end + 1], x, self.grad_checkpointing)
             at[end] = x
             start = end + 1
         return [at[tap] for tap in self._taps]  # a layer may be asked for twice
