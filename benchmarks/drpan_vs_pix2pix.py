@@ -107,7 +107,7 @@ def run_one(method: str, data: Path, out: Path, size: int, steps: int, batch: in
     from pairgan.evaluate import evaluate_split
     from pairgan.infer import Translator
     from pairgan.train import train
-    from pairgan.train.trainer import build_method
+    from pairgan.methods.build import build_method
 
     overrides = settings(size, steps, batch, seed) + (drpan_settings(size) if method == "drpan" else [])
     preset = "drpan" if method == "drpan" else "pix2pix"

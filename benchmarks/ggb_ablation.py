@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from pairgan.config import build_config
-    from pairgan.data.synth_poses import synth_poses
+    from pairgan.synth.poses import synth_poses
     from pairgan.infer import Translator
     from pairgan.methods.ggb import score_pose_split
     from pairgan.train.trainer import Trainer

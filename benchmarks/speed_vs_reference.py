@@ -53,7 +53,7 @@ def build(side: str, mode: str, batch: int) -> tuple[Callable[[], Any], Any]:
     import torch
     from pairgan.config import build_config
     from pairgan.methods.base import StepContext
-    from pairgan.train.trainer import build_method
+    from pairgan.methods.build import build_method
 
     torch.manual_seed(0)
     cfg = build_config("pix2pix")

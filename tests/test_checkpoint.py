@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from pairgan.config import build_config
-from pairgan.train import checkpoint as ckpt
+from pairgan import checkpoint as ckpt
 
 
 def _nets(seed: int = 0) -> dict[str, nn.Module]:
@@ -100,7 +100,7 @@ KILLER = textwrap.dedent(
     import sys, torch
     from torch import nn
     from pairgan.config import build_config
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
     d = __import__('pathlib').Path(sys.argv[1])
     cfg = build_config('pix2pix')
     net = nn.Linear(1024, 1024)

@@ -11,11 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig, build_config
+from pairgan.errors import ConfigError
+from pairgan.config import DataConfig, TrainConfig, build_config
 from pairgan.methods.base import StepContext
 from pairgan.methods.crn import CRN, LAYER_WEIGHTS, PIXEL_SCALE, CRNConfig, CRNLoss
 from pairgan.nets.crn import CascadedRefinementNetwork, module_sizes, reference_widths
-from pairgan.nets.pix2pixhd import one_hot
+from pairgan.nets.labels import one_hot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -193,7 +194,7 @@ def test_train_step_logs_the_terms_and_updates_G():
 
 def test_a_few_steps_lower_the_loss_on_the_synthetic_scenes(tmp_path: Path):
     from pairgan.data.datasets import build_dataset
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
 
     synth_scenes(tmp_path / "d", n=8, size=32)
     torch.manual_seed(0)
@@ -254,7 +255,7 @@ def test_config_errors():
 
 
 def test_missing_vgg_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from pairgan.weights import WeightsNotFound
+    from pairgan.errors import WeightsNotFound
 
     monkeypatch.setenv("PAIRGAN_WEIGHTS", str(tmp_path / "none"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -272,7 +273,7 @@ def test_missing_vgg_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: py
 
 
 def test_progressive_init_copies_shared_modules_and_freezes(tmp_path: Path):
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
 
     small = make(widths=[8, 8, 6], k=2)
     cfg = build_config("crn-256", ["model.widths=[8,8,6]", "model.k=2", "data.label_nc=5"])
@@ -309,7 +310,7 @@ def test_progressive_init_copies_shared_modules_and_freezes(tmp_path: Path):
 
 
 def test_init_from_a_model_that_does_not_fit(tmp_path: Path):
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
 
     other = make(widths=[4, 4], k=1)
     ckpt.save_checkpoint(tmp_path / "o", build_config("crn-256", ["model.widths=[4,4]"]), dict(other.nets))

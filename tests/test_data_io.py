@@ -12,16 +12,8 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from pairgan.data import io as dio
-from pairgan.data.io import (
-    IMAGE_EXTENSIONS,
-    DataError,
-    image_size,
-    list_images,
-    match_channels,
-    read_image,
-    to_unit_float,
-    write_image,
-)
+from pairgan.data.io import IMAGE_EXTENSIONS, image_size, list_images, match_channels, read_image, to_unit_float, write_image
+from pairgan.errors import DataError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

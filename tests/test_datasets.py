@@ -22,7 +22,8 @@ from pairgan.data.datasets import (
     detect_layout,
     split_exists,
 )
-from pairgan.data.io import DataError, write_image
+from pairgan.errors import DataError
+from pairgan.data.io import write_image
 
 OFFSET = 102  # B = A + OFFSET grey levels: a shared crop/flip keeps B - A constant
 

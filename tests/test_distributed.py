@@ -94,7 +94,7 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
     rank1 = torch.load(out2 / "rank1.pt")
     single = torch.load(out1 / "rank0.pt")
     from pairgan.config import build_config
-    from pairgan.train.trainer import build_method
+    from pairgan.methods.build import build_method
 
     nets = build_method(build_config("pix2pix", common), training=True).nets
     compared = 0
@@ -115,7 +115,7 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
                     reason="torch.distributed/torchrun not available")
 def test_resume_on_a_different_number_of_processes(tmp_path: Path):
     """Stop a 2-process run mid-epoch, continue it in one process with the same global batch."""
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
 
     data = write_aligned(tmp_path / "data", {"train": 8})
     script = tmp_path / "run.py"

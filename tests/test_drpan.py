@@ -10,7 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pairgan.config import ConfigError, build_config
+from pairgan.errors import ConfigError
+from pairgan.config import build_config
 from pairgan.methods.base import StepContext
 from pairgan.methods.drpan import DRPAN, DRPANPix2Pix, DRPANPix2PixHD
 from pairgan.nets.drpan import (
@@ -298,7 +299,7 @@ def test_exact_resume_with_the_reviser(aligned_data: Path, tmp_path: Path):
     """4 steps in one go == 2 steps, stop, resume, 2 steps (R's weights and Adam state included)."""
     from safetensors.torch import load_file
 
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
     from pairgan.train.trainer import Trainer
 
     cfg = build_config("drpan", TINY_DRPAN + ["model.ngf=4", "model.ndf=4", "train.batch_size=2",

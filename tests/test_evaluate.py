@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from pairgan.cli import app
-from pairgan.config import ConfigError, build_config
+from pairgan.errors import ConfigError
+from pairgan.config import build_config
 from pairgan.evaluate import evaluate, evaluate_split, parse_best_metric
 from pairgan.infer import Translator
 from pairgan.metrics.inception import preprocess

@@ -16,14 +16,8 @@ pytest.importorskip("onnxscript")
 
 from pairgan.cli import app  # noqa: E402
 from pairgan.config import build_config  # noqa: E402
-from pairgan.export import (  # noqa: E402
-    ExportedTranslator,
-    ExportError,
-    ExportMismatch,
-    export_checkpoint,
-    parse_size,
-    read_metadata,
-)
+from pairgan.export import ExportedTranslator, export_checkpoint, parse_size, read_metadata
+from pairgan.errors import ExportError, ExportMismatch
 from pairgan.infer import Translator  # noqa: E402
 from pairgan.train.trainer import Trainer  # noqa: E402
 from tests.conftest import TINY, write_aligned  # noqa: E402
@@ -175,7 +169,7 @@ HD_TINY = ["model.ngf=4", "model.n_downsample_global=2", "model.n_blocks_global=
 @pytest.fixture(scope="module")
 def hd_run(tmp_path_factory) -> Path:
     """A 2-step pix2pixHD with instance maps and the feature encoder, and its feature clusters."""
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
 
     root = tmp_path_factory.mktemp("hd")
     synth_scenes(root / "scenes", n=6, size=32, seed=0)
@@ -208,7 +202,7 @@ def test_pix2pixhd_export_inputs_clusters_and_backend(hd_run: Path, tmp_path: Pa
 
 
 def test_ggb_export_source_and_pose_inputs(tmp_path: Path):
-    from pairgan.data.synth_poses import synth_poses
+    from pairgan.synth.poses import synth_poses
 
     synth_poses(tmp_path / "poses", n=10, poses=3, size=32, seed=0)
     tiny = ["model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.ggb_nef=8", "model.ggb_ndf=8",
@@ -246,7 +240,7 @@ CRN_TINY = ["model.widths=[8,8,8]", "model.vgg_pretrained=false", "data.load_siz
 
 def train_crn(root: Path) -> Path:
     """A 2-step CRN with k = 3 on 9-class synthetic label maps (random VGG: a shape test, not a loss)."""
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
 
     if not (root / "scenes").exists():
         synth_scenes(root / "scenes", n=6, size=32, seed=0)

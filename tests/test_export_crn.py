@@ -17,7 +17,7 @@ from pairgan.export import ExportedTranslator, export_method, read_metadata  # n
 from pairgan.infer import Translator  # noqa: E402
 from pairgan.methods.base import Method  # noqa: E402
 from pairgan.nets.crn import module_sizes  # noqa: E402
-from pairgan.train.trainer import build_method  # noqa: E402
+from pairgan.methods.build import build_method  # noqa: E402
 
 TINY = ["model.vgg_pretrained=false", "data.load_size=32", "data.crop_size=32"]
 

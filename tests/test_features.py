@@ -148,9 +148,9 @@ def test_edit_with_a_real_generator_changes_mostly_the_instance():
 def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path):
     from pairgan.data.io import read_image
     from pairgan.data.labels import find_partner, read_instance_map, read_label_map
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
     from pairgan.infer import Translator
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
 
     synth_scenes(tmp_path / "data", n=6, size=32)
     cfg = build_config("pix2pixhd-demo", [f"model.{k}={v}" for k, v in TINY.items()] + ["data.preprocess=none"],

@@ -11,16 +11,18 @@ import torch
 from typer.testing import CliRunner
 
 from pairgan.cli import app
-from pairgan.config import ConfigError, build_config
+from pairgan.errors import ConfigError
+from pairgan.config import build_config
 from pairgan.data.datasets import build_dataset
 from pairgan.data.poses import format_annotation, read_annotations
-from pairgan.data.synth_poses import synth_poses
+from pairgan.synth.poses import synth_poses
 from pairgan.infer import Translator
 from pairgan.methods.base import StepContext
 from pairgan.methods.ggb import score_pose_split
 from pairgan.metrics.masked import mask_ssim
 from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator
-from pairgan.train.trainer import Trainer, build_method
+from pairgan.train.trainer import Trainer
+from pairgan.methods.build import build_method
 from tests.conftest import SHARED_DATA
 
 TINY_GGB = [
@@ -333,7 +335,7 @@ def test_exact_resume_with_all_optimisers(poses_data, tmp_path: Path):
     separate G_GGB moments are checkpointed like G's and D's."""
     from safetensors.torch import load_file
 
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
 
     cfg = build_config("ggb", TINY_GGB + ["train.max_steps=4", "train.deterministic=true", "data.max_items=12"],
                        data_path=str(poses_data))

@@ -7,7 +7,8 @@ from PIL import Image
 
 import pairgan
 from pairgan.config import build_config
-from pairgan.infer import Translator, expand_inputs, pad_to_multiple
+from pairgan.infer import Translator, expand_inputs
+from pairgan.padding import pad_to_multiple
 from pairgan.train.trainer import Trainer
 
 

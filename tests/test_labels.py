@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pairgan.config import ConfigError, DataConfig
+from pairgan.errors import ConfigError
+from pairgan.config import DataConfig
 from pairgan.data.check import check_dataset
 from pairgan.data.datasets import build_dataset, detect_layout, split_exists
-from pairgan.data.io import DataError
+from pairgan.errors import DataError
 from pairgan.data.labels import (
     LabelMapDataset,
     colorize,
@@ -25,7 +26,7 @@ from pairgan.data.labels import (
     read_instance_map,
     read_label_map,
 )
-from pairgan.data.synth import PALETTE, synth_scenes
+from pairgan.synth.scenes import PALETTE, synth_scenes
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CITYSCAPES = SHARED_DATA / "cityscapes_sample"

@@ -157,7 +157,7 @@ def test_fid_inception_architecture_shapes() -> None:
 def test_load_inception_from_files(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from pairgan.weights import WeightsError, WeightsNotFound
+    from pairgan.errors import WeightsError, WeightsNotFound
 
     net = FIDInceptionV3(with_fc=True)
     sd = {k: v.contiguous() for k, v in net.state_dict().items()}
@@ -175,7 +175,7 @@ def test_load_inception_from_files(tmp_path: Path) -> None:
 
 
 def test_missing_inception_weights_name_the_fetch_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pairgan.weights import WeightsNotFound
+    from pairgan.errors import WeightsNotFound
 
     monkeypatch.setenv("PAIRGAN_WEIGHTS", str(tmp_path / "empty"))
     with pytest.raises(WeightsNotFound, match="pairgan weights fetch inception-fid"):

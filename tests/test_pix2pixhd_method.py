@@ -11,10 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig, build_config
+from pairgan.errors import ConfigError
+from pairgan.config import DataConfig, TrainConfig, build_config
 from pairgan.methods.base import StepContext
 from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
-from pairgan.nets.pix2pixhd import LocalEnhancer, one_hot
+from pairgan.nets.pix2pixhd import LocalEnhancer
+from pairgan.nets.labels import one_hot
 
 TINY = dict(ngf=4, n_downsample_global=2, n_blocks_global=1, n_blocks_local=1, ndf=4, n_layers_D=2,
             perceptual="none", nef=4, n_downsample_E=2)
@@ -168,7 +170,7 @@ def test_niter_fix_global_needs_the_local_enhancer():
 
 def test_init_from_a_global_checkpoint(tmp_path: Path):
     from pairgan.config import Config
-    from pairgan.train import checkpoint as ckpt
+    from pairgan import checkpoint as ckpt
 
     low = make(ngf=8, num_D=2, use_features=True)
     cfg = Config(method="pix2pixhd", data=low.data, model=low.cfg)
@@ -270,7 +272,7 @@ def test_presets():
     assert p1024.data.load_size == 2048 and p1024.model.init_from == "runs/x"
     demo = build_config("pix2pixhd-demo")
     assert demo.data.label_nc == 9 and demo.data.instance and demo.model.perceptual == "none"
-    from pairgan.train.trainer import build_method
+    from pairgan.methods.build import build_method
 
     m = build_method(demo, training=True)
     assert m.size_multiple == 8 and demo.data.crop_size % m.size_multiple == 0
@@ -281,7 +283,7 @@ def test_presets():
 
 def test_end_to_end_scenes_trainer_and_translator(tmp_path: Path):
     from pairgan.data.labels import colorize
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
     from pairgan.infer import Translator
     from pairgan.train.trainer import Trainer
 

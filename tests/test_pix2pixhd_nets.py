@@ -8,16 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairgan.losses import FeatureMatchingLoss, GANLoss
-from pairgan.nets.pix2pixhd import (
-    FeatureEncoder,
-    GlobalGenerator,
-    LocalEnhancer,
-    MultiscaleDiscriminator,
-    instance_edges,
-    instance_means,
-    instance_pool,
-    one_hot,
-)
+from pairgan.nets.pix2pixhd import FeatureEncoder, GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator, instance_means, instance_pool
+from pairgan.nets.labels import instance_edges, one_hot
 from pairgan.registry import available, create
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from pairgan.config import build_config
 from pairgan.data.datasets import build_dataset, detect_layout, split_exists
-from pairgan.data.io import DataError
+from pairgan.errors import DataError
 from pairgan.data.poses import (
     FLIP_PERMUTATION,
     KEYPOINT_NAMES,

@@ -22,7 +22,7 @@ TINY_SEG = ["model.num_downs=5", "model.ngf=8", "data.load_size=36", "data.crop_
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
 
     root = tmp_path_factory.mktemp("scenes")
     synth_scenes(root, n=20, size=32, seed=0, workers=1)
@@ -90,7 +90,7 @@ def test_kmeans_palette_and_cli(tmp_path: Path) -> None:
 
 
 def test_needs_classes(tmp_path: Path, aligned_data: Path) -> None:
-    from pairgan.config import ConfigError
+    from pairgan.errors import ConfigError
 
     cfg = build_segmenter_config(aligned_data, TINY_SEG)
     with pytest.raises(ConfigError, match="number of classes"):

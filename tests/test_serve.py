@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def train_palette_model(root: Path, steps: int = 1, size: int = 48, extra: list[str] | None = None) -> Path:
     """A tiny pix2pix on the synthetic scenes' colour-coded label images (so it has their palette)."""
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
 
     synth_scenes(root / "scenes", n=10, size=size, seed=0)
     cfg = build_config("pix2pix", TINY + [f"train.max_steps={steps}", "data.input_kind=label"] + (extra or []),
@@ -347,8 +347,8 @@ def train_method_models(root: Path) -> tuple[Path, Path]:
     from typer.testing import CliRunner
 
     from pairgan.cli import app as cli
-    from pairgan.data.synth import synth_scenes
-    from pairgan.data.synth_poses import synth_poses
+    from pairgan.synth.scenes import synth_scenes
+    from pairgan.synth.poses import synth_poses
     from tests.test_export import HD_TINY
 
     synth_scenes(root / "scenes", n=6, size=32, seed=0)

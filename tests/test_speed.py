@@ -14,8 +14,8 @@ from torch import nn
 
 from pairgan.config import TrainConfig, build_config
 from pairgan.methods.base import StepContext
-from pairgan.train.optim import adam
-from pairgan.train.trainer import build_method
+from pairgan.methods.optim import adam
+from pairgan.methods.build import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,7 +165,7 @@ def test_grad_checkpointing_same_results_less_saved_memory(name: str):
 
 
 def test_grad_checkpoint_config():
-    from pairgan.config import ConfigError
+    from pairgan.errors import ConfigError
 
     cfg = build_config("pix2pixhd-demo", ["train.grad_checkpoint=true"])
     method = build_method(cfg, training=True)
@@ -209,7 +209,7 @@ def test_grad_checkpoint_pix2pixhd_step_is_unchanged(tmp_path: Path):
 
 
 def test_tf32_switch_and_determinism_wins():
-    from pairgan.train.trainer import set_determinism
+    from pairgan.runtime import set_determinism
 
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
     try:

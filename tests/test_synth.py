@@ -1,4 +1,4 @@
-"""Tests for the procedural street-scene generator (pairgan.data.synth)."""
+"""Tests for the procedural street-scene generator (pairgan.synth.scenes)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pairgan.data.synth import (
-    CLASSES,
-    LABEL_NC,
-    PALETTE,
-    THING_CLASSES,
-    colorize,
-    instance_to_class,
-    render_scene,
-    synth_scenes,
-)
+from pairgan.synth.scenes import CLASSES, LABEL_NC, PALETTE, THING_CLASSES, colorize, instance_to_class, render_scene, synth_scenes
 
 SKY, BUILDING, WINDOW, ROAD, CAR = (CLASSES.index(c) for c in ("sky", "building", "window", "road", "car"))
 

@@ -13,7 +13,7 @@ from pairgan.cli import app
 from pairgan.config import build_config
 from pairgan.data.check import check_dataset
 from pairgan.data.poses import read_annotations, read_pairs, split_pairs
-from pairgan.data.synth_poses import draw_appearance, draw_pose, render_person, synth_poses
+from pairgan.synth.poses import draw_appearance, draw_pose, render_person, synth_poses
 
 
 def test_layout_pairs_and_identity_disjoint_splits(tmp_path: Path):

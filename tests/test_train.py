@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from pairgan.config import build_config
-from pairgan.train import checkpoint as ckpt
+from pairgan import checkpoint as ckpt
 from pairgan.train.trainer import EpochBatchSampler, Trainer
 
 

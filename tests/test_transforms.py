@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pairgan.data.io import DataError
+from pairgan.errors import DataError
 from pairgan.data.transforms import PairedTransform, resize, round_to_multiple, to_array, to_tensor
 
 

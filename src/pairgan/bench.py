@@ -108,7 +108,8 @@ def bench(
 ) -> dict[str, Any]:
     """Run one benchmark and return its figures (see the module docstring)."""
     from pairgan.methods.base import StepContext
-    from pairgan.train.trainer import build_method, resolve_device, seed_everything
+    from pairgan.methods.build import build_method
+    from pairgan.runtime import resolve_device, seed_everything
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
@@ -128,8 +129,9 @@ def bench(
         torch.cuda.reset_peak_memory_stats(device)
 
     if mode == "data":
-        from pairgan.data.datasets import build_dataset
         from torch.utils.data import DataLoader
+
+        from pairgan.data.datasets import build_dataset
 
         if not data_path and not cfg.data.path:
             raise ValueError("--mode data needs --data PATH")
@@ -192,7 +194,7 @@ def bench(
 
 
 def write_result(result: dict[str, Any], path: str | Path) -> None:
-    from pairgan.config import atomic_write_text
+    from pairgan.fsutil import atomic_write_text
 
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 

@@ -34,10 +34,8 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from pairgan.config import ConfigError
-    from pairgan.data.io import DataError
-    from pairgan.train.checkpoint import CheckpointError
-    from pairgan.weights import WeightsError
+    from pairgan.checkpoint import CheckpointError
+    from pairgan.errors import ConfigError, DataError, WeightsError
 
     return (ConfigError, DataError, CheckpointError, WeightsError, FileNotFoundError)
 
@@ -62,9 +60,9 @@ def train(
     ),
 ) -> None:
     """Train a model. A run folder gets the resolved config, logs, samples and checkpoints."""
+    from pairgan.checkpoint import load_checkpoint_config, resolve_checkpoint
     from pairgan.config import apply_overrides, build_config, config_from_dict
-    from pairgan.train.checkpoint import load_checkpoint_config, resolve_checkpoint
-    from pairgan.train.trainer import TrainingInterrupted, Trainer
+    from pairgan.train.trainer import Trainer, TrainingInterrupted
 
     extra = list(set_)
     if device:
@@ -188,7 +186,8 @@ def export(
     """Export the inference graph (eval mode) to ONNX or TorchScript and check the file against eager
     PyTorch (onnxruntime CPU / torch.jit.load); prints the max abs difference."""
     from pairgan.config import parse_override
-    from pairgan.export import ExportMismatch, export_checkpoint, parse_size
+    from pairgan.errors import ExportMismatch
+    from pairgan.export import export_checkpoint, parse_size
 
     options: dict = {}
     for text in option:
@@ -349,12 +348,11 @@ def segmenter_train(
 ) -> None:
     """Train the segmenter (photo -> label ids, cross-entropy) on the REAL pairs of a data set."""
     from pairgan.methods.segmenter import build_segmenter_config
-    from pairgan.train.trainer import TrainingInterrupted, Trainer
+    from pairgan.train.trainer import Trainer, TrainingInterrupted
 
     try:
         if resume:
-            from pairgan.train.checkpoint import load_checkpoint_config, resolve_checkpoint
-
+            from pairgan.checkpoint import load_checkpoint_config, resolve_checkpoint
             from pairgan.config import apply_overrides, config_from_dict
 
             cfg = load_checkpoint_config(resolve_checkpoint(out))
@@ -410,7 +408,7 @@ def data_check(
 
     from pairgan.config import build_config
     from pairgan.data.check import check_dataset
-    from pairgan.train.trainer import build_method
+    from pairgan.methods.build import build_method
 
     try:
         cfg = build_config(preset, list(set_), data_path=str(path))
@@ -437,7 +435,7 @@ def synth_scenes_cmd(
     seed: int = typer.Option(0, help="Same seed, same files."),
 ) -> None:
     """Street/facade-like scenes: label maps, instance maps and photos (aligned and folder layouts)."""
-    from pairgan.data.synth import synth_scenes
+    from pairgan.synth.scenes import synth_scenes
 
     result = synth_scenes(out, n=n, size=size, seed=seed, aspect=aspect)
     typer.echo(f"wrote {n} scenes to {out}: {result}")
@@ -453,7 +451,7 @@ def synth_poses_cmd(
     seed: int = typer.Option(0, help="Same seed, same files."),
 ) -> None:
     """Articulated people in several poses with COCO-18 keypoints (images/, annotations.csv, pairs*.csv)."""
-    from pairgan.data.synth_poses import synth_poses
+    from pairgan.synth.poses import synth_poses
 
     try:
         result = synth_poses(out, n=n, poses=poses, size=size, seed=seed, width=width)

@@ -17,9 +17,9 @@ def run_demo(out: str | Path, *, steps: int | None = None, n: int = 500, device:
     Returns a summary with the metrics and the paths written (all under ``out``).
     """
     from pairgan.config import build_config
-    from pairgan.data.synth import synth_scenes
     from pairgan.evaluate import evaluate_split
     from pairgan.infer import Translator
+    from pairgan.synth.scenes import synth_scenes
     from pairgan.train.trainer import Trainer
 
     out = Path(out)

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 import torch
 
-from pairgan.config import ConfigError, atomic_write_text
+from pairgan.errors import ConfigError
+from pairgan.fsutil import atomic_write_text
 from pairgan.infer import Translator
 from pairgan.metrics import compute_metrics
 
@@ -86,7 +87,7 @@ def evaluate(
     The report is ``index.html``; with ``gallery`` (:func:`evaluate_split`) ``index.html`` is the
     plain input | output | target gallery and the report ``report.html``.
     """
-    from pairgan.data.io import list_images, read_image, to_unit_float, match_channels, write_image
+    from pairgan.data.io import list_images, match_channels, read_image, to_unit_float, write_image
     from pairgan.data.transforms import to_array, to_tensor
     from pairgan.metrics.suite import PROTOCOL, PROTOCOL_VERSION, EvalContext, compute, parse_metrics
 
@@ -415,7 +416,7 @@ def evaluate_command(
     """``pairgan evaluate``: resolve the model (or, with ``outputs`` and no checkpoint, the data
     settings from ``preset`` + ``overrides``), the output folder (default ``RUN/eval_SPLIT``, or
     ``OUTPUTS/../eval_SPLIT``) and the device, then :func:`evaluate`."""
-    from pairgan.train.trainer import resolve_device
+    from pairgan.runtime import resolve_device
 
     dev = resolve_device(device)
     translator, data_cfg = None, None

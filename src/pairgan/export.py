@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pairgan.infer import Translator, _reflect_index, pad_batch
+from pairgan.errors import ExportError, ExportMismatch
+from pairgan.fsutil import publish, temp_name
+from pairgan.infer import Translator
+from pairgan.padding import fit_batch, pad_batch
 
 FORMATS = ("onnx", "torchscript")
 #: The dynamo-based exporter's own opset; lower ones are converted by onnx's version converter.
@@ -52,14 +54,6 @@ TOLERANCE = 1e-4
 METADATA_KEY = "pairgan"
 TORCHSCRIPT_EXTRA = "pairgan.json"
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, with room for the graph itself
-
-
-class ExportError(ValueError):
-    """An export failed or did not agree with eager PyTorch; the message says why."""
-
-
-class ExportMismatch(ExportError):
-    """The exported file ran but differs from eager PyTorch by more than the tolerance."""
 
 
 @dataclass
@@ -213,10 +207,6 @@ def _max_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
             raise ExportError(f"output shape {tuple(x.shape)} from the exported graph, {tuple(y.shape)} eager")
         diff = max(diff, float((x - y).abs().max()) if x.numel() else 0.0)
     return diff
-
-
-def _tmp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 # --------------------------------------------------------------------------- the hook
@@ -408,7 +398,7 @@ def export_method(
     out.parent.mkdir(parents=True, exist_ok=True)
     n_bytes = sum(p.numel() * p.element_size() for p in graph.module.parameters())
     large = fmt == "onnx" and n_bytes > _TWO_GB
-    tmp = out if large else _tmp_path(out)
+    tmp = out if large else temp_name(out)
     try:
         if fmt == "onnx":
             _write_onnx(graph, names, args, tmp, opset, dynamic_size, m, large, meta)
@@ -443,7 +433,7 @@ def export_method(
             )
         del runner
         if tmp != out:
-            os.replace(tmp, out)
+            publish(tmp, out)
     except BaseException:
         if tmp != out:
             tmp.unlink(missing_ok=True)
@@ -501,48 +491,6 @@ def _write_torchscript(graph: Any, args: tuple[torch.Tensor, ...], path: Path, m
 # --------------------------------------------------------------------------- the exported-file backend
 
 
-def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Reflect-pad NCHW ``x`` on the bottom/right to exactly (h, w) (replicate where too small)."""
-    ih, iw = x.shape[-2:]
-    ph, pw = h - ih, w - iw
-    if not (ph or pw):
-        return x
-    mode = "reflect" if ph < ih and pw < iw else "replicate"
-    if x.dtype.is_floating_point:
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
-    rows = _reflect_index(ih, h, mode, x.device)
-    cols = _reflect_index(iw, w, mode, x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
-
-
-def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    if x.dtype.is_floating_point:
-        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    rows = (torch.arange(h, device=x.device) * x.shape[-2] // h).clamp(max=x.shape[-2] - 1)
-    cols = (torch.arange(w, device=x.device) * x.shape[-1] // w).clamp(max=x.shape[-1] - 1)
-    return x.index_select(-2, rows).index_select(-1, cols)
-
-
-def fit_batch(batch: dict[str, Any], size: tuple[int, int]) -> tuple[dict[str, Any], tuple[int, int], tuple[int, int]]:
-    """Fit every NCHW tensor of ``batch`` to a fixed export size (height, width): scale down
-    (aspect kept) when larger, then reflect-pad to it. Returns (batch, original hw, scaled hw)."""
-    H, W = size
-    hw = next(tuple(v.shape[-2:]) for v in batch.values() if torch.is_tensor(v) and v.dim() == 4)
-    h, w = int(hw[0]), int(hw[1])
-    sh, sw = h, w
-    if h > H or w > W:
-        s = min(H / h, W / w)
-        sh, sw = max(1, min(H, int(h * s))), max(1, min(W, int(w * s)))
-    out = {}
-    for k, v in batch.items():
-        if torch.is_tensor(v) and v.dim() == 4:
-            if (sh, sw) != (h, w):
-                v = _resize(v, sh, sw)
-            v = _pad_to(v, H, W)
-        out[k] = v
-    return out, (h, w), (sh, sw)
-
-
 class ExportedTranslator(Translator):
     """A :class:`~pairgan.infer.Translator` that runs an exported file: onnxruntime (CPU) for
     ONNX, ``torch.jit`` for TorchScript. Pre- and post-processing are the method's own (its
@@ -569,7 +517,7 @@ class ExportedTranslator(Translator):
         """Load an exported file; ``backend``: ``onnxruntime`` (ONNX files) or ``torchscript``
         (TorchScript files); None picks by the file's format."""
         from pairgan.config import config_from_dict
-        from pairgan.train.trainer import build_method
+        from pairgan.methods.build import build_method
 
         path = Path(path)
         if path.is_dir():

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import typer
 
+from pairgan.fsutil import atomic_write, atomic_write_text
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -125,17 +127,6 @@ def instance_class(ids: "torch.Tensor") -> "torch.Tensor":
     return torch.where(ids >= 1000, ids // 1000, ids)
 
 
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_clusters(path: str | os.PathLike, centres: Mapping[int, "torch.Tensor"],
                   meta: dict[str, Any] | None = None) -> Path:
     """Write ``{class_id: [K, feat_num]}`` as ``.npz`` (arrays ``class_{id}``) plus a JSON sidecar
@@ -150,10 +141,10 @@ def save_clusters(path: str | os.PathLike, centres: Mapping[int, "torch.Tensor"]
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    _atomic(path, write_npz)
+    atomic_write(path, write_npz)
     readable = {"centres": {str(c): [[round(float(x), 6) for x in row] for row in arrays[f"class_{c}"].tolist()]
                             for c in sorted(int(c) for c in centres)}, **meta}
-    _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(readable, indent=1) + "\n"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(readable, indent=1) + "\n")
     return path
 
 
@@ -225,9 +216,9 @@ def cluster_features(run_dir: str | os.PathLike, data_path: str | os.PathLike | 
 
     import torch
 
+    from pairgan import checkpoint as ckpt
     from pairgan.data.datasets import build_dataset
     from pairgan.infer import Translator
-    from pairgan.train import checkpoint as ckpt
 
     run_dir = Path(run_dir)
     translator = Translator.from_checkpoint(run_dir, device=device)
@@ -367,7 +358,7 @@ def edit(model: Any, label: Any, inst: Any, edits: Mapping[int, int], base_featu
     if hasattr(model, "translate_batch"):
         out = model.translate_batch(batch, seed=seed)
     else:
-        from pairgan.infer import pad_batch
+        from pairgan.padding import pad_batch
 
         padded, size = pad_batch(batch, method.size_multiple)
         with torch.no_grad():
@@ -396,9 +387,8 @@ def cluster_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
 ) -> None:
     """Encode the training instances with E and k-means them per class (for --features cluster:K)."""
-    from pairgan.config import ConfigError
-    from pairgan.data.io import DataError
-    from pairgan.train.checkpoint import CheckpointError
+    from pairgan.checkpoint import CheckpointError
+    from pairgan.errors import ConfigError, DataError
 
     try:
         path = cluster_features(run, data, k=k, min_fraction=min_fraction, split=split, seed=seed, device=device)

@@ -14,53 +14,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from pairgan import checkpoint as ckpt
 from pairgan.config import Config
-from pairgan.train import checkpoint as ckpt
-from pairgan.train.trainer import build_method, resolve_device
+from pairgan.methods.build import build_method
+from pairgan.padding import pad_batch
+from pairgan.runtime import resolve_device
 from pairgan.visual import write_gallery
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad NCHW ``x`` on the bottom/right to multiples of ``multiple``; returns (x, (h, w)).
-
-    Integer tensors (label and instance ids) are padded by the same reflection, exactly.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        # Reflection needs pad < size; fall back to replicate for tiny inputs.
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        if x.dtype.is_floating_point:
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        else:
-            rows = _reflect_index(h, h + ph, mode, x.device)
-            cols = _reflect_index(w, w + pw, mode, x.device)
-            x = x.index_select(-2, rows).index_select(-1, cols)
-    return x, (h, w)
-
-
-def _reflect_index(n: int, total: int, mode: str, device: torch.device) -> torch.Tensor:
-    idx = torch.arange(total, device=device)
-    if mode == "replicate" or n == 1:
-        return idx.clamp(max=n - 1)
-    period = 2 * (n - 1)
-    idx = idx % period
-    return torch.where(idx < n, idx, period - idx)
-
-
-def pad_batch(batch: dict[str, Any], multiple: int) -> tuple[dict[str, Any], tuple[int, int] | None]:
-    """Pad every NCHW tensor of ``batch`` to ``multiple``; returns the batch and the original size."""
-    out: dict[str, Any] = {}
-    size = None
-    for k, v in batch.items():
-        if torch.is_tensor(v) and v.dim() == 4:
-            out[k], hw = pad_to_multiple(v, multiple)
-            size = size or hw
-        else:
-            out[k] = v
-    return out, size
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:

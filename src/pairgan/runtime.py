@@ -1,4 +1,6 @@
-"""Process-level settings that make PyTorch faster on a host without changing any result.
+"""Process-level settings: the device, seeds and determinism (:func:`resolve_device`,
+:func:`seed_everything`, :func:`set_determinism`), and allocator tuning that makes PyTorch faster
+on a host without changing any result.
 
 :func:`tune_host_allocator` is the one that matters on CPU. A pix2pix step allocates and frees
 activations of several MiB to tens of MiB. glibc's malloc hands large freed blocks back to the
@@ -13,7 +15,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import sys
+
+import numpy as np
+import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -43,3 +49,38 @@ def tune_host_allocator() -> bool:
     mallopt.restype = ctypes.c_int
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     return _tuned
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_determinism(deterministic: bool, tf32: bool = False) -> None:
+    """Deterministic kernels (bitwise-repeatable runs) or the fastest ones (cuDNN autotuning);
+    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (Ampere and newer: faster,
+    10-bit mantissa inputs), never together with ``deterministic``."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32) and not deterministic
+    torch.backends.cudnn.allow_tf32 = bool(tf32) and not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True

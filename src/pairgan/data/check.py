@@ -17,8 +17,9 @@ from rich.table import Table
 
 from pairgan.config import DataConfig
 from pairgan.data.datasets import LAYOUT_HELP, detect_layout, match_by_stem, split_aligned
-from pairgan.data.io import DataError, list_images, match_channels, read_image, to_unit_float
+from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
 from pairgan.data.transforms import PairedTransform
+from pairgan.errors import DataError
 
 _SHOW = 10
 

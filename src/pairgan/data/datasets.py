@@ -15,8 +15,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
-from pairgan.data.io import DataError, list_images, match_channels, read_image, to_unit_float
+from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
 from pairgan.data.transforms import PairedTransform, to_tensor
+from pairgan.errors import DataError
 from pairgan.registry import lookup, register
 
 LAYOUT_HELP = (

@@ -28,7 +28,6 @@ import io
 import os
 import struct
 import sys
-import uuid
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +37,9 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from pairgan.errors import DataError
+from pairgan.fsutil import atomic_write_bytes
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
 
 #: (found, wanted) channel conversions ``match_channels`` performs.
@@ -45,10 +47,6 @@ CHANNEL_CONVERSIONS = {(1, 3): "replicate", (3, 1): "luma", (4, 3): "drop alpha"
                        (4, 1): "luma of RGB"}
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
-
-
-class DataError(ValueError):
-    """A data problem: the message names the file, the offending value and what was expected."""
 
 
 def _err(path: Any, msg: str) -> DataError:
@@ -614,31 +612,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     )
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, unlike mkstemp
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (best effort; not possible on every platform)
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int = 8) -> None:
     """Write a float HxWxC image in [0, 1] atomically (temp file, fsync, ``os.replace``).
 
@@ -664,7 +637,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int = 8) ->
     if ext == ".npy":
         buf = io.BytesIO()
         np.save(buf, a, allow_pickle=False)
-        _atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
         return
     maxv = 65535 if bit_depth == 16 else 255
     q = np.rint(a.astype(np.float64) * maxv).astype(np.uint16 if bit_depth == 16 else np.uint8)
@@ -688,7 +661,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bit_depth: int = 8) ->
             payload = _pil_bytes(q, "BMP")
         else:
             payload = _pil_bytes(q, "JPEG", quality=95, subsampling=0)
-    _atomic_write_bytes(path, payload)
+    atomic_write_bytes(path, payload)
 
 
 def _pil_bytes(q: np.ndarray, fmt: str, **params: Any) -> bytes:

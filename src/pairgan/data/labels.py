@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairgan.config import ConfigError, DataConfig
+from pairgan.config import DataConfig
 from pairgan.data.datasets import PairedImageDataset, load_side
-from pairgan.data.io import DataError, list_images, read_image
+from pairgan.data.io import list_images, read_image
 from pairgan.data.transforms import PairedTransform, to_tensor
+from pairgan.errors import ConfigError, DataError
 from pairgan.registry import register
 
 __all__ = [

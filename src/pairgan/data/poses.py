@@ -45,8 +45,10 @@ from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
 from pairgan.data.datasets import sample_key
-from pairgan.data.io import DataError, _atomic_write_bytes, channels_convertible, read_image
+from pairgan.data.io import channels_convertible, read_image
 from pairgan.data.transforms import PairedTransform, resize, to_tensor
+from pairgan.errors import DataError
+from pairgan.fsutil import atomic_write_bytes
 from pairgan.registry import register
 
 # --------------------------------------------------------------------------- the keypoint set
@@ -193,7 +195,7 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def write_annotations(path: str | os.PathLike, rows: dict[str, np.ndarray]) -> None:
     """Write ``{name: keypoints}`` as an annotations file with its header (atomically)."""
     text = "\n".join([ANNOTATION_HEADER, *(format_annotation(n, k) for n, k in rows.items())]) + "\n"
-    _atomic_write_bytes(Path(path), text.encode())
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def parse_pairs(text: str, where: str = "<pairs>") -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -225,7 +227,7 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 def write_pairs(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> None:
     text = "\n".join([PAIRS_HEADER, *(f"{a},{b}" for a, b in pairs)]) + "\n"
-    _atomic_write_bytes(Path(path), text.encode())
+    atomic_write_bytes(Path(path), text.encode())
 
 
 # --------------------------------------------------------------------------- splits

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pairgan.data.io import DataError
+from pairgan.errors import DataError
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 

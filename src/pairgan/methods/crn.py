@@ -44,12 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.config import DataConfig, TrainConfig
+from pairgan.errors import ConfigError
 from pairgan.methods.base import Method, StepContext
+from pairgan.methods.optim import adam
 from pairgan.nets.crn import CascadedRefinementNetwork, reference_widths
-from pairgan.nets.pix2pixhd import instance_edges, one_hot
+from pairgan.nets.labels import instance_edges, one_hot
 from pairgan.registry import create, register
-from pairgan.train.optim import adam
 
 __all__ = ["CRN", "CRNConfig", "CRNLoss", "LAYER_WEIGHTS", "VGG_LAYERS", "variant_grid"]
 
@@ -276,7 +277,7 @@ class CRN(Method):
 
     def _make_loss(self, weights: Sequence[float]) -> CRNLoss:
         cfg = self.cfg
-        from pairgan.weights import WeightsNotFound
+        from pairgan.errors import WeightsNotFound
 
         try:
             return CRNLoss(cfg.perceptual, weights, weights=(cfg.vgg_weights or None) if cfg.vgg_pretrained else None,
@@ -339,7 +340,7 @@ class CRN(Method):
         ``{"copied": [module indices], "fresh": [module indices], "to_rgb": bool, "tensors": n}``."""
         from safetensors.torch import load_file
 
-        from pairgan.train import checkpoint as ckpt
+        from pairgan import checkpoint as ckpt
 
         folder = ckpt.resolve_checkpoint(path)
         file = folder / "G.safetensors"
@@ -473,9 +474,10 @@ class CRN(Method):
         :func:`pairgan.data.labels.find_partner`); ``aligned``: its photo as the target."""
         if self.label_nc <= 0:
             return super().load_inference_input(path, aligned=aligned, options=options)
-        from pairgan.data.io import DataError, match_channels, read_image, to_unit_float
+        from pairgan.data.io import match_channels, read_image, to_unit_float
         from pairgan.data.labels import partner_photo_path, read_label_input
         from pairgan.data.transforms import to_tensor
+        from pairgan.errors import DataError
 
         item = read_label_input(path, self.label_nc, self.data)
         size = tuple(item["label"].shape[-2:])

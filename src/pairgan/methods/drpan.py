@@ -36,8 +36,10 @@ from typing import Any, Iterator, Literal
 import torch
 from torch import Tensor, nn
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.config import DataConfig, TrainConfig
+from pairgan.errors import ConfigError
 from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.optim import adam
 from pairgan.methods.pix2pix import Pix2Pix, Pix2PixConfig
 from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
 from pairgan.nets.blocks import init_weights
@@ -51,7 +53,6 @@ from pairgan.nets.drpan import (
 )
 from pairgan.nets.patchgan import receptive_field
 from pairgan.registry import create, register
-from pairgan.train.optim import adam
 
 
 def _fields_missing_from(cls: type, base: type) -> list[tuple[str, Any, Any]]:

@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.config import DataConfig, TrainConfig
+from pairgan.errors import ConfigError
 from pairgan.losses import GANLoss
 from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.optim import adam
 from pairgan.nets.blocks import init_weights
 from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator, valid_levels
 from pairgan.registry import register
-from pairgan.train.optim import adam
 
 
 @dataclass
@@ -364,9 +365,10 @@ class GGB(Method):
         returned as the target. Source and pose go through the data set's evaluation geometry
         (``data.preprocess`` without random crop or flip), so the model sees what it was trained on.
         """
-        from pairgan.data.io import DataError, image_size
+        from pairgan.data.io import image_size
         from pairgan.data.poses import PoseGeometry, heatmaps, load_rgb
         from pairgan.data.transforms import PairedTransform, resize, to_tensor
+        from pairgan.errors import DataError
 
         options = options or {}
         spec = options.get("pose")
@@ -467,8 +469,9 @@ def resolve_pose(spec: str, data: DataConfig, annotations: str | None = None
                  ) -> tuple[np.ndarray, tuple[int, int] | None, Path | None]:
     """A ``--pose`` value -> (keypoints [18, 2] (y, x), NaN = missing; the (w, h) frame they are
     given in, or None for "the source image's"; the image that has this pose, if known)."""
-    from pairgan.data.io import IMAGE_EXTENSIONS, DataError, image_size
+    from pairgan.data.io import IMAGE_EXTENSIONS, image_size
     from pairgan.data.poses import IMAGES_DIR, parse_annotations
+    from pairgan.errors import DataError
 
     p = Path(spec)
     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:

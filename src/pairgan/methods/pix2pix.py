@@ -17,9 +17,9 @@ from torch import nn
 from pairgan.config import DataConfig, TrainConfig
 from pairgan.losses import GANLoss
 from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.optim import adam
 from pairgan.nets.blocks import init_weights
 from pairgan.registry import create, register
-from pairgan.train.optim import adam
 
 
 @dataclass

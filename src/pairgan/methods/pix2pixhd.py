@@ -30,21 +30,21 @@ from typing import Any, Iterator, Literal
 import torch
 from torch import Tensor, nn
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.config import DataConfig, TrainConfig
+from pairgan.errors import ConfigError
 from pairgan.losses import FeatureMatchingLoss, GANLoss
 from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.optim import adam
 from pairgan.nets.blocks import init_weights
+from pairgan.nets.labels import instance_edges, one_hot
 from pairgan.nets.pix2pixhd import (
     FeatureEncoder,
     LocalEnhancer,
     MultiscaleDiscriminator,
     init_reference,
-    instance_edges,
     instance_segments,
-    one_hot,
 )
 from pairgan.registry import create, register
-from pairgan.train.optim import adam
 
 
 @dataclass
@@ -282,7 +282,7 @@ class Pix2PixHD(Method):
         of tensors copied per network; raises when nothing of G matched."""
         from safetensors.torch import load_file
 
-        from pairgan.train import checkpoint as ckpt
+        from pairgan import checkpoint as ckpt
 
         folder = ckpt.resolve_checkpoint(path)
         copied: dict[str, int] = {}
@@ -481,7 +481,7 @@ class Pix2PixHD(Method):
             if mode is None:  # as instance_features decides
                 mode = "encode" if torch.is_tensor(batch.get(self.target_key)) else "random"
             if "feat_map" not in batch and mode.startswith("encode") and next(self.nets["E"].parameters()).is_meta:
-                from pairgan.export import ExportError
+                from pairgan.errors import ExportError
 
                 raise ExportError("features 'encode' runs the encoder E, which an exported file does not contain: "
                                   "use features random or cluster:K (the run's clusters travel in the file)")

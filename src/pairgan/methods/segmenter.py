@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pairgan.config import ConfigError, DataConfig, TrainConfig
+from pairgan.config import DataConfig, TrainConfig
+from pairgan.errors import ConfigError
 from pairgan.methods.base import Method, StepContext
+from pairgan.methods.optim import adam
 from pairgan.registry import create, register
-from pairgan.train.optim import adam
 
 __all__ = ["SEGMENTER_DEFAULTS", "Segmenter", "SegmenterConfig", "build_segmenter_config", "load_segmenter",
            "score_real"]
@@ -204,7 +205,7 @@ class Segmenter(Method):
     def predict(self, photo: torch.Tensor) -> torch.Tensor:
         """Class ids ``[N, H, W]`` of photos ``[N, C, H, W]`` in [-1, 1] of any size (reflect-padded
         to the network's multiple and cropped back)."""
-        from pairgan.infer import pad_to_multiple
+        from pairgan.padding import pad_to_multiple
 
         x, (h, w) = pad_to_multiple(photo.float(), self.size_multiple)
         with self._eval():
@@ -256,7 +257,7 @@ def build_segmenter_config(data: str | Path, overrides: list[str] | None = None,
 
     d = copy.deepcopy(SEGMENTER_DEFAULTS)
     if like is not None:
-        from pairgan.train.checkpoint import load_checkpoint_config, resolve_checkpoint
+        from pairgan.checkpoint import load_checkpoint_config, resolve_checkpoint
 
         run = load_checkpoint_config(resolve_checkpoint(like)).data
         keep = ("layout", "direction", "label_nc", "palette", "input_nc", "output_nc", "train_split", "val_split",
@@ -287,7 +288,7 @@ def score_real(checkpoint: str | Path, data: str | Path, split: str = "test", *,
 
     from pairgan.data.datasets import build_dataset
     from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
-    from pairgan.train.trainer import resolve_device
+    from pairgan.runtime import resolve_device
 
     dev = resolve_device(device)
     seg = load_segmenter(checkpoint, dev)

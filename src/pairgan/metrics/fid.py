@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from pairgan.fsutil import atomic_write, atomic_write_text
+
 __all__ = [
     "cache_dir",
     "feature_stats",
@@ -168,10 +170,6 @@ def save_cached_features(key: str, feats: torch.Tensor, meta: dict[str, Any], fo
     folder = folder or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.npy"
-    tmp = folder / f".{key}.{os.getpid()}.npy"
-    np.save(tmp, feats.float().numpy(), allow_pickle=False)
-    os.replace(tmp, path)
-    from pairgan.config import atomic_write_text
-
+    atomic_write(path, lambda tmp: np.save(tmp, feats.float().numpy(), allow_pickle=False))
     atomic_write_text(folder / f"{key}.json", json.dumps(meta, indent=2, default=str) + "\n")
     return path

@@ -326,9 +326,10 @@ def convert_fid_helper_torchscript(src: Path, dst: Path) -> None:
     ``beta``, ``mean``, ``var``; no batch-norm scale) -> safetensors with :class:`FIDInceptionV3`'s
     names (``bn.weight`` = 1). Refuses to write anything unless our network reproduces the
     TorchScript network's pool3 features on a fixed input (max difference < 1e-3)."""
-    from pairgan.weights import WeightsError, write_safetensors
-
     import warnings
+
+    from pairgan.errors import WeightsError
+    from pairgan.weights import write_safetensors
 
     try:
         with warnings.catch_warnings():  # torch.jit.load is deprecated; read once, here, to convert
@@ -376,7 +377,8 @@ def convert_fid_helper_torchscript(src: Path, dst: Path) -> None:
 
 
 def _check_pytorch_fid_file(path: Path) -> None:
-    from pairgan.weights import WeightsError, sha256_file
+    from pairgan.errors import WeightsError
+    from pairgan.weights import sha256_file
 
     digest = sha256_file(path)
     if not digest.startswith(PYTORCH_FID_SHA256_PREFIX):
@@ -395,7 +397,8 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     ``pt_inception-2015-12-05-6726825d.pth`` (with the classifier: Inception Score available).
     Loaded networks are cached per process.
     """
-    from pairgan.weights import WeightsError, WeightsNotFound, resolve
+    from pairgan.errors import WeightsError, WeightsNotFound
+    from pairgan.weights import resolve
 
     if weights is None or str(weights) == "inception-fid":
         path = resolve("inception-fid")

@@ -75,7 +75,8 @@ class LPIPS(nn.Module):
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
         self.weights_path: str | None = None
         if pretrained:
-            from pairgan.weights import SOURCES, WeightsError, WeightsNotFound, resolve
+            from pairgan.errors import WeightsError, WeightsNotFound
+            from pairgan.weights import SOURCES, resolve
 
             name = WEIGHTS[net] if weights is None else str(weights)
             path = resolve(name) if name in SOURCES else Path(name).expanduser()
@@ -161,7 +162,8 @@ def lpips_alex(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 def _convert(src: Path, dst: Path, net: str) -> None:
-    from pairgan.weights import WeightsError, load_numpy_pickle, write_safetensors
+    from pairgan.errors import WeightsError
+    from pairgan.weights import load_numpy_pickle, write_safetensors
 
     params = load_numpy_pickle(src)
     trunk_name = {"vgg": "VGG16_0", "alex": "AlexNet_0"}[net]

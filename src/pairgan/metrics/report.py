@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from pairgan.config import atomic_write_text
+from pairgan.fsutil import atomic_write_text
 
 __all__ = ["comparison_table", "find_metrics_file", "format_value", "load_result", "write_compare_html",
            "write_report"]

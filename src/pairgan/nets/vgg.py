@@ -96,7 +96,7 @@ def _init_random(features: nn.Sequential) -> None:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    from pairgan.weights import WeightsError
+    from pairgan.errors import WeightsError
 
     try:
         if path.suffix == ".safetensors":
@@ -119,7 +119,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_vgg_state_dict(features: nn.Sequential, path: str | os.PathLike, arch: str) -> None:
     """Load torchvision-style VGG weights (``features.N.*``; ``classifier.*`` ignored) into a
     possibly truncated ``features`` stack; wrong or missing keys raise WeightsError naming them."""
-    from pairgan.weights import WeightsError
+    from pairgan.errors import WeightsError
 
     path = Path(path)
     sd = _read_state_dict(path)
@@ -149,7 +149,8 @@ def load_vgg_state_dict(features: nn.Sequential, path: str | os.PathLike, arch: 
 
 
 def _default_weights(arch: str) -> Path:
-    from pairgan.weights import WeightsNotFound, get_source, resolve, search_places
+    from pairgan.errors import WeightsNotFound
+    from pairgan.weights import get_source, resolve, search_places
 
     if arch == "vgg19":
         return resolve("vgg19")
@@ -212,7 +213,7 @@ class VGGFeatures(nn.Module):
 
                 path = resolve(str(weights)) if str(weights) in SOURCES else Path(weights).expanduser()
                 if not path.is_file():
-                    from pairgan.weights import WeightsNotFound
+                    from pairgan.errors import WeightsNotFound
 
                     raise WeightsNotFound(f"{path}: VGG weights file not found (or a name from "
                                           f"`pairgan weights list`: {', '.join(sorted(SOURCES))})")

@@ -310,7 +310,7 @@ def _parse_edits(text: str) -> list[tuple[str, Any, int]]:
 
 def _decode(path: Path, what: str, reader: Callable[[Path], Any]) -> Any:
     """Run a pairgan reader on an upload saved under a server-chosen name; its errors -> 422."""
-    from pairgan.data.io import DataError
+    from pairgan.errors import DataError
 
     try:
         return reader(path)

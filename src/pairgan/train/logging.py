@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from pairgan.fsutil import atomic_write
 
 HISTORY = "history.jsonl"
 
@@ -120,9 +121,7 @@ def plot_history(history: Path, out_png: Path, width: int = 960, panel_h: int = 
         if len(coords) == 1:
             coords = coords * 2
         draw.line(coords, fill=_COLOURS[i % len(_COLOURS)], width=2)
-    tmp = out_png.with_name(f".{out_png.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, out_png)
+    atomic_write(out_png, lambda tmp: img.save(tmp, format="PNG"))
     return out_png
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import statistics
 import sys
@@ -18,13 +17,15 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from pairgan.config import Config, ConfigError, save_config
+from pairgan import checkpoint as ckpt
+from pairgan.config import Config, save_config
+from pairgan.errors import ConfigError
+from pairgan.fsutil import atomic_write
 from pairgan.methods.base import Method, StepContext
-from pairgan.registry import lookup
-from pairgan.train import checkpoint as ckpt
+from pairgan.methods.build import build_method
+from pairgan.runtime import resolve_device, seed_everything, set_determinism
 from pairgan.train import distributed
 from pairgan.train.distributed import env_info as dist_env
 from pairgan.train.logging import RunLogger, console_line
@@ -39,41 +40,6 @@ class TrainingInterrupted(RuntimeError):
         super().__init__(f"stopped by signal {signum}; saved {checkpoint}")
         self.signum = signum
         self.checkpoint = checkpoint
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return dev
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def set_determinism(deterministic: bool, tf32: bool = False) -> None:
-    """Deterministic kernels (bitwise-repeatable runs) or the fastest ones (cuDNN autotuning);
-    ``tf32`` lets CUDA matmuls and convolutions use TensorFloat-32 (Ampere and newer: faster,
-    10-bit mantissa inputs), never together with ``deterministic``."""
-    torch.backends.cuda.matmul.allow_tf32 = bool(tf32) and not deterministic
-    torch.backends.cudnn.allow_tf32 = bool(tf32) and not deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
 
 
 class EpochBatchSampler(Sampler):
@@ -138,26 +104,6 @@ class _BatchStream:
         if self.batch == len(self.sampler):
             self.epoch, self.batch, self._it = self.epoch + 1, 0, None
         return item
-
-
-def build_method(cfg: Config, *, training: bool) -> Method:
-    """The registered method of ``cfg.method`` with its networks built (for training: with
-    ``train.grad_checkpoint`` applied)."""
-    method = lookup("method", cfg.method)(cfg.model, cfg.data, training=training)
-    if training and cfg.train.grad_checkpoint:
-        from pairgan.nets.blocks import set_grad_checkpointing
-
-        try:
-            # Every module the method owns: its networks and loss networks (pix2pixHD's VGG).
-            owned = [m for m in vars(method).values() if isinstance(m, nn.Module)]
-            switched = sum(set_grad_checkpointing(m) for m in owned)
-        except ValueError as exc:
-            raise ConfigError(f"train.grad_checkpoint: {exc}") from exc
-        if not switched:
-            raise ConfigError(f"train.grad_checkpoint: none of {cfg.method}'s networks "
-                              f"({', '.join(type(n).__name__ for n in method.nets.values())}) offers activation "
-                              "checkpointing (pix2pixHD's generators and the ResNet generator do)")
-    return method
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -249,8 +195,6 @@ class Trainer:
         if cfg.data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and (
             cfg.data.crop_size % size_multiple
         ):
-            from pairgan.config import ConfigError
-
             raise ConfigError(
                 f"data.crop_size {cfg.data.crop_size} is not a multiple of {size_multiple}, which "
                 f"{cfg.method}'s generator needs (e.g. model.num_downs for a U-Net)"
@@ -386,9 +330,7 @@ class Trainer:
 
             (run_dir / "samples").mkdir(exist_ok=True)
             name = f"step_{step:08d}.png"
-            tmp = run_dir / "samples" / f".{name}.tmp"
-            Image.fromarray(grid_to_uint8(grid)).save(tmp, format="PNG")
-            os.replace(tmp, run_dir / "samples" / name)
+            atomic_write(run_dir / "samples" / name, lambda tmp: Image.fromarray(grid_to_uint8(grid)).save(tmp, format="PNG"))
             logger.image("samples", step, grid)
             shots = sorted((run_dir / "samples").glob("step_*.png"), reverse=True)
             write_gallery(

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pairgan.fsutil import atomic_write, atomic_write_text
+
 __all__ = [
     "CLASSES",
     "PALETTE",
@@ -741,9 +743,7 @@ def _split_counts(n: int, splits) -> dict[str, int]:
 
 
 def _save_png(arr: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG", compress_level=1))
 
 
 def _write_one(job) -> None:
@@ -757,9 +757,7 @@ def _write_one(job) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 _README = """# pairgan synthetic street scenes
@@ -860,7 +858,7 @@ def synth_scenes(
         "seed": int(seed),
         "counts": counts,
         "direction": "AtoB",
-        "generator": "pairgan.data.synth.synth_scenes",
+        "generator": "pairgan.synth.scenes.synth_scenes",
     }
     _write_text(root / "classes.json", json.dumps(meta, indent=2) + "\n")
     classes_md = "\n".join(

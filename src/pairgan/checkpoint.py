@@ -27,23 +27,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from pairgan.config import Config, atomic_write_text, load_config, save_config
+from pairgan.config import Config, load_config, save_config
+from pairgan.errors import CheckpointError
+from pairgan.fsutil import atomic_folder, atomic_write_text
 
 LATEST = "latest"
 STATE_FILE = "state.pt"
+#: Checkpoints are built in a hidden folder of this prefix beside their final name (pairgan.fsutil).
+TEMP_PREFIX = ".tmp-"
 CONFIG_FILE = "config.yaml"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not fit the networks."""
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unwrap(net: nn.Module) -> nn.Module:
@@ -96,35 +88,14 @@ def save_checkpoint(
     """Write a complete checkpoint folder at ``directory`` atomically; returns its path."""
     final = Path(directory)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_folder(final, temp_prefix=TEMP_PREFIX) as tmp:
         save_config(cfg, tmp / CONFIG_FILE)
         for name, net in nets.items():
             tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
-            path = tmp / f"{name}.safetensors"
-            save_file(tensors, str(path), metadata={"format": "pt", "net": name})
-            _fsync_path(path)
+            save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt", "net": name})
         if state is not None:
-            path = tmp / STATE_FILE
-            with open(path, "wb") as f:
+            with open(tmp / STATE_FILE, "wb") as f:
                 torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-        _fsync_path(tmp)
-        old = None
-        if final.exists():
-            old = final.parent / f".old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        _fsync_path(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pairgan.data.io import _atomic_write_bytes
 from pairgan.data.poses import N_KEYPOINTS, format_annotation, write_pairs
+from pairgan.fsutil import atomic_write_bytes
 
 __all__ = ["Appearance", "PoseSpec", "draw_appearance", "draw_pose", "render_person", "synth_poses"]
 
@@ -401,19 +401,19 @@ def synth_poses(out: str | Path, n: int = 100, poses: int = 4, size: int = 128, 
             img, kp = render_person(app, pose, size, width)
             view = "front" if abs(pose.view) < 20 else "back" if abs(pose.view - 180) < 20 else "side"
             name = f"id{i:0{digits}d}_{jdx}{view}.png"
-            _atomic_write_bytes(root / "images" / name, _png(img))
+            atomic_write_bytes(root / "images" / name, _png(img))
             annotations[name] = np.where(kp < 0, np.nan, kp).astype(np.float32)
             names.append(name)
         pairs[identity_split(i, n)] += [(a, b) for a in names for b in names if a != b]
     lines = ["name:keypoints_y:keypoints_x", *(format_annotation(k, v) for k, v in annotations.items())]
-    _atomic_write_bytes(root / "annotations.csv", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(root / "annotations.csv", ("\n".join(lines) + "\n").encode())
     write_pairs(root / "pairs.csv", [p for s in ("train", "val", "test") for p in pairs[s]])
     for s, ps in pairs.items():
         write_pairs(root / f"pairs-{s}.csv", ps)
-    meta = {"generator": "pairgan.data.synth_poses.synth_poses", "identities": n, "poses_per_identity": poses,
+    meta = {"generator": "pairgan.synth.poses.synth_poses", "identities": n, "poses_per_identity": poses,
             "height": size, "width": width, "seed": int(seed), "images": len(annotations),
             "pairs": {s: len(p) for s, p in pairs.items()},
             "keypoints": "COCO-18 (OpenPose order), y then x, -1 = missing"}
-    _atomic_write_bytes(root / "synth.json", (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_bytes(root / "synth.json", (json.dumps(meta, indent=2) + "\n").encode())
     return {"root": str(root), "images": len(annotations), "pairs": sum(len(p) for p in pairs.values()),
             "counts": {s: len(p) for s, p in pairs.items()}}

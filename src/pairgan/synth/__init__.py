@@ -1,0 +1,1 @@
+"""Procedural data sets (no download needed): street scenes and articulated people."""
