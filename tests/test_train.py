@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from pairgan.config import build_config
 from pairgan import checkpoint as ckpt
-from pairgan.train.trainer import EpochBatchSampler, Trainer
+from pairgan.train.sampler import EpochBatchSampler
+from pairgan.train.trainer import Trainer
 
 
 def _cfg(data: Path, overrides: list[str], *extra: str):
