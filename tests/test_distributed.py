@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pairgan.train.trainer import EpochBatchSampler
+from pairgan.train.sampler import EpochBatchSampler
 from tests.conftest import TINY, write_aligned
 
 SCRIPT = textwrap.dedent(

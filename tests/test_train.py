@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,8 @@ from safetensors.torch import load_file
 
 from pairgan.config import build_config
 from pairgan import checkpoint as ckpt
-from pairgan.train.trainer import EpochBatchSampler, Trainer
+from pairgan.train.sampler import EpochBatchSampler
+from pairgan.train.trainer import Trainer
 
 
 def _cfg(data: Path, overrides: list[str], *extra: str):
@@ -56,7 +58,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_resume_is_bitwise_identical(aligned_data: Path, tmp_path: Path, tiny_overrides):
+def test_resume_is_bitwise_identical(aligned_data: Path, tmp_path: Path, tiny_overrides, caplog):
     """N steps in one go == N/2 steps, stop, resume, N/2 steps (deterministic CPU).
 
     5 items at batch 2 = 3 batches per epoch, so N = 8 crosses epoch boundaries and the split at 4
@@ -73,7 +75,11 @@ def test_resume_is_bitwise_identical(aligned_data: Path, tmp_path: Path, tiny_ov
     state = ckpt.load_state(ckpt.resolve_checkpoint(two))
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
     resumed = _cfg(aligned_data, base, "train.max_steps=8", "train.num_workers=2")
-    Trainer(resumed, two, resume=True, progress=False).fit()
+    with caplog.at_level(logging.INFO, logger="pairgan"):
+        Trainer(resumed, two, resume=True, progress=False).fit()
+    # Without a progress bar the trainer logs where it resumed and a plain progress line.
+    assert "resumed from" in caplog.text and "at step 4 (epoch 1, batch 1)" in caplog.text
+    assert "epoch 2 step 8/8" in caplog.text
 
     a, b = _weights(one), _weights(two)
     assert a.keys() == b.keys()

@@ -17,8 +17,14 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from pairgan.config import Config
+from pairgan.data.datasets import build_dataset
+from pairgan.fsutil import atomic_write_text
+from pairgan.methods.base import StepContext
+from pairgan.methods.build import build_method
+from pairgan.runtime import resolve_device, seed_everything
 
 
 def peak_rss_gib() -> float:
@@ -107,10 +113,6 @@ def bench(
     measure_peak: bool = True,
 ) -> dict[str, Any]:
     """Run one benchmark and return its figures (see the module docstring)."""
-    from pairgan.methods.base import StepContext
-    from pairgan.methods.build import build_method
-    from pairgan.runtime import resolve_device, seed_everything
-
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
     # size: N (square) or (height, width); default the preset's crop size.
@@ -129,10 +131,6 @@ def bench(
         torch.cuda.reset_peak_memory_stats(device)
 
     if mode == "data":
-        from torch.utils.data import DataLoader
-
-        from pairgan.data.datasets import build_dataset
-
         if not data_path and not cfg.data.path:
             raise ValueError("--mode data needs --data PATH")
         if data_path:
@@ -194,8 +192,7 @@ def bench(
 
 
 def write_result(result: dict[str, Any], path: str | Path) -> None:
-    from pairgan.fsutil import atomic_write_text
-
+    """Write a :func:`bench` result as JSON."""
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 

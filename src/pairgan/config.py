@@ -19,6 +19,7 @@ import yaml
 
 from pairgan.errors import ConfigError
 from pairgan.fsutil import atomic_write_text
+from pairgan.registry import lookup
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -210,8 +211,6 @@ def _build_dataclass(cls: type, values: dict[str, Any] | None, prefix: str) -> A
 
 def model_config_class(method: str) -> type:
     """The dataclass that types ``model`` for ``method`` (from the method registry)."""
-    from pairgan.registry import lookup
-
     try:
         return lookup("method", method).Config
     except KeyError as exc:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from pairgan.config import build_config
+from pairgan.evaluate import evaluate_split
+from pairgan.fsutil import atomic_write_text
+from pairgan.infer import Translator
+from pairgan.synth.scenes import synth_scenes
+from pairgan.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 DEMO_SIZE = 128
 
@@ -14,18 +24,13 @@ DEMO_SIZE = 128
 def run_demo(out: str | Path, *, steps: int | None = None, n: int = 500, device: str = "auto") -> dict[str, Any]:
     """Synthesize scenes -> train the ``demo`` preset -> translate the test split -> gallery + metrics.
 
-    Returns a summary with the metrics and the paths written (all under ``out``).
+    Returns a summary with the metrics and the paths written (all under ``out``). Each stage is
+    announced at INFO level on this module's logger.
     """
-    from pairgan.config import build_config
-    from pairgan.evaluate import evaluate_split
-    from pairgan.infer import Translator
-    from pairgan.synth.scenes import synth_scenes
-    from pairgan.train.trainer import Trainer
-
     out = Path(out)
     t0 = time.perf_counter()
     data_root = out / "data"
-    print(f"[1/3] synthesizing {n} scenes at {DEMO_SIZE}x{DEMO_SIZE} into {data_root}", flush=True)
+    log.info("[1/3] synthesizing %d scenes at %dx%d into %s", n, DEMO_SIZE, DEMO_SIZE, data_root)
     if data_root.exists():
         shutil.rmtree(data_root)
     synth_scenes(data_root, n=n, size=DEMO_SIZE, seed=0)
@@ -38,10 +43,10 @@ def run_demo(out: str | Path, *, steps: int | None = None, n: int = 500, device:
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    print(f"[2/3] training the demo preset for {cfg.train.max_steps} steps into {run_dir}", flush=True)
+    log.info("[2/3] training the demo preset for %s steps into %s", cfg.train.max_steps, run_dir)
     summary = Trainer(cfg, run_dir).fit()
 
-    print("[3/3] translating the held-out test split", flush=True)
+    log.info("[3/3] translating the held-out test split")
     results = out / "results"
     if results.exists():
         shutil.rmtree(results)
@@ -56,5 +61,5 @@ def run_demo(out: str | Path, *, steps: int | None = None, n: int = 500, device:
         "metrics_file": str(results / "metrics.json"),
         "run": str(run_dir),
     }
-    (out / "demo_summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "demo_summary.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -16,10 +16,17 @@ import numpy as np
 from rich.table import Table
 
 from pairgan.config import DataConfig
-from pairgan.data.datasets import LAYOUT_HELP, detect_layout, match_by_stem, split_aligned
+from pairgan.data.datasets import (
+    LAYOUT_HELP,
+    detect_layout,
+    match_by_stem,
+    split_aligned,
+    split_exists,
+)
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
 from pairgan.data.transforms import PairedTransform
 from pairgan.errors import DataError
+from pairgan.registry import lookup
 
 _SHOW = 10
 
@@ -94,8 +101,6 @@ def _as_list(value: Any) -> list[str]:
 
 
 def _default_splits(cfg: DataConfig, root: Path) -> list[str]:
-    from pairgan.data.datasets import split_exists
-
     splits = [cfg.train_split]
     for s in (cfg.val_split, cfg.test_split):
         if s and s not in splits and ((root / s).is_dir() or split_exists(cfg, s)):
@@ -210,8 +215,6 @@ def _check_split(
     if layout not in ("aligned", "folders"):
         # Label-map, pose and other registered layouts check themselves:
         # ``check_split(cfg, root, split, size_multiple) -> (row updates, [(file, problem)])``.
-        from pairgan.registry import lookup
-
         try:
             custom = getattr(lookup("dataset", layout), "check_split", None)
         except KeyError as exc:

@@ -18,7 +18,7 @@ from pairgan.config import DataConfig
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import DataError
-from pairgan.registry import lookup, register
+from pairgan.registry import available, lookup, register
 
 LAYOUT_HELP = (
     "expected either the aligned layout ROOT/{split}/*.jpg (each file holds A|B side by side) "
@@ -240,8 +240,6 @@ _LAYOUTS: dict[str, type[PairedImageDataset]] = {"aligned": AlignedDataset, "fol
 
 def _custom_layouts() -> dict[str, Any]:
     """Registered data set classes other than the two image-pair layouts defined here."""
-    from pairgan.registry import available
-
     return {name: lookup("dataset", name) for name in available("dataset") if name not in _LAYOUTS}
 
 

@@ -45,7 +45,12 @@ from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
 from pairgan.data.datasets import sample_key
-from pairgan.data.io import channels_convertible, read_image
+from pairgan.data.io import (
+    channels_convertible,
+    match_channels,
+    read_image,
+    to_unit_float,
+)
 from pairgan.data.transforms import PairedTransform, resize, to_tensor
 from pairgan.errors import DataError
 from pairgan.fsutil import atomic_write_bytes
@@ -541,8 +546,6 @@ def overlay_pose(image: torch.Tensor, hm: torch.Tensor) -> torch.Tensor:
 
 def load_rgb(path: Path, nc: int = 3) -> np.ndarray:
     """An image as float32 HxWx``nc`` in [0, 1]."""
-    from pairgan.data.io import match_channels, to_unit_float
-
     return match_channels(to_unit_float(read_image(path), path=path), nc, path, "data.input_nc")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pairgan.fsutil import atomic_write
+from pairgan.fsutil import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 HISTORY = "history.jsonl"
 
@@ -32,7 +35,7 @@ class RunLogger:
                 for line in self.history_path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= resume_step
             ]
-            self.history_path.write_text("".join(line + "\n" for line in kept))
+            atomic_write_text(self.history_path, "".join(line + "\n" for line in kept))
         elif resume_step is None and self.history_path.exists():
             self.history_path.unlink()
         self._file = open(self.history_path, "a")
@@ -65,7 +68,7 @@ class RunLogger:
         try:
             plot_history(self.history_path, self.run_dir / "losses.png")
         except Exception as exc:  # a plot must never fail a finished training
-            print(f"warning: could not plot losses: {exc}")
+            log.warning("warning: could not plot losses: %s", exc)
 
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

@@ -1,36 +1,59 @@
 """The training loop: one readable place that owns data order, devices, precision, schedules,
 checkpoints, logging and signals. It knows nothing about any one method: each method supplies
 its networks, optimisers and ``train_step`` (see :mod:`pairgan.methods.base`).
+
+:meth:`Trainer.fit` reads as the loop it is; each phase it calls (setup, restore, one
+optimisation step, progress, samples, validation, checkpoints, summary) is a method of its own
+working on a :class:`RunState`, the one object that holds what a run builds and advances.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from PIL import Image
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from torch.utils.data import DataLoader, Dataset
 
 from pairgan import checkpoint as ckpt
 from pairgan.config import Config, save_config
+from pairgan.data.check import check_dataset
+from pairgan.data.datasets import build_dataset, split_exists
 from pairgan.errors import ConfigError
-from pairgan.fsutil import atomic_write
+from pairgan.fsutil import atomic_write, atomic_write_text
 from pairgan.methods.base import Method, StepContext
 from pairgan.methods.build import build_method
 from pairgan.runtime import resolve_device, seed_everything, set_determinism
 from pairgan.train import distributed
-from pairgan.train.distributed import env_info as dist_env
+from pairgan.train.distributed import DistInfo
 from pairgan.train.logging import RunLogger, console_line
-from pairgan.train.schedules import make_schedule
+from pairgan.train.sampler import BatchStream, EpochBatchSampler
+from pairgan.train.schedules import Schedule, make_schedule
 from pairgan.visual import grid_to_uint8, make_grid, write_gallery
+
+log = logging.getLogger(__name__)
+
+#: Without a progress bar, a plain progress line is logged at most this often (and at the end).
+CONSOLE_EVERY_S = 10.0
 
 
 class TrainingInterrupted(RuntimeError):
@@ -42,72 +65,55 @@ class TrainingInterrupted(RuntimeError):
         self.checkpoint = checkpoint
 
 
-class EpochBatchSampler(Sampler):
-    """This rank's batches of ``(epoch, index)`` keys, in an order fixed by ``(seed, epoch)``.
-
-    The permutation is a pure function of the seed and the epoch; ``set_position`` lets a resumed
-    run start in the middle of an epoch at exactly the batch where it stopped. Datasets seed
-    their augmentation from the same key, so a sample never depends on worker processes.
-
-    Under torchrun each *global* batch of ``batch_size * world_size`` consecutive items of the
-    permutation is cut into ``world_size`` slices and rank ``r`` takes slice ``r``: together the
-    ranks see exactly the batches one process with the global batch size would see. With more
-    than one rank the epoch is padded by wrapping around so that every rank gets full batches.
-    """
-
-    def __init__(
-        self, n: int, batch_size: int, seed: int, shuffle: bool = True, *, world_size: int = 1, rank: int = 0
-    ) -> None:
-        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
-        self.world_size, self.rank = world_size, rank
-        self.epoch, self.start = 0, 0
-
-    def set_position(self, epoch: int, start_batch: int) -> None:
-        self.epoch, self.start = epoch, start_batch
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.world_size
-
-    def order(self, epoch: int) -> np.ndarray:
-        order = np.random.default_rng([self.seed, epoch, 0x5A3B]).permutation(self.n) if self.shuffle else (
-            np.arange(self.n)
-        )
-        pad = (-self.n) % self.global_batch if self.world_size > 1 else 0
-        return np.concatenate([order, np.resize(order, pad)]) if pad else order
-
-    def __len__(self) -> int:
-        """Global batches per epoch."""
-        return math.ceil(self.n / self.global_batch)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = self.order(self.epoch)
-        gb, b0 = self.global_batch, self.rank * self.batch_size
-        for b in range(self.start, len(self)):
-            chunk = order[b * gb : (b + 1) * gb]
-            yield [(self.epoch, int(i)) for i in chunk[b0 : b0 + self.batch_size]]
-
-
-class _BatchStream:
-    """An endless stream of this rank's batches across epochs, tracking (epoch, batch in epoch)."""
-
-    def __init__(self, loader: DataLoader, sampler: EpochBatchSampler, epoch: int, batch: int) -> None:
-        self.loader, self.sampler, self.epoch, self.batch = loader, sampler, epoch, batch
-        self._it: Iterator[Any] | None = None
-
-    def next(self) -> Any:
-        if self._it is None:
-            self.sampler.set_position(self.epoch, self.batch)
-            self._it = iter(self.loader)
-        item = next(self._it)
-        self.batch += 1
-        if self.batch == len(self.sampler):
-            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
-        return item
-
-
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _tensor_shapes(item: dict[str, Any]) -> tuple:
+    return tuple((k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v))
+
+
+@dataclass
+class RunState:
+    """What one :meth:`Trainer.fit` builds (setup) and advances (the loop)."""
+
+    device: torch.device
+    dist: DistInfo
+    method: Method
+    dataset: Dataset
+    sampler: EpochBatchSampler
+    stream: BatchStream
+    optimizers: dict[str, torch.optim.Optimizer]
+    #: Each optimiser's per-group learning rates before the schedule's factor.
+    base_lrs: dict[str, list[float]]
+    scaler: torch.amp.GradScaler
+    schedule: Schedule
+    ctx: StepContext
+    #: The run's length (the schedule's) and where this call stops (``until_step``).
+    total_steps: int
+    stop_step: int
+    #: Optimisation steps done.
+    step: int = 0
+    #: The epoch the last step started in (``stream.epoch`` is where the next one starts).
+    epoch: int = 0
+    #: The LR factor of the last step.
+    factor: float = 1.0
+    #: Rank 0's outputs (``None`` on other ranks and where switched off).
+    logger: RunLogger | None = None
+    sample_batch: dict[str, Any] | None = None
+    validator: Any = None
+    progress: Progress | None = None
+    progress_task: TaskID | None = None
+    #: Losses since the last log line, seconds per step, and when the console line last went out.
+    window: dict[str, list[float]] = field(default_factory=dict)
+    durations: list[float] = field(default_factory=list)
+    last_console: float = 0.0
+    started: float = 0.0
+    final: Path | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
 
 
 class Trainer:
@@ -129,45 +135,9 @@ class Trainer:
         #: The method being trained (set by :meth:`fit`; its networks hold the trained weights).
         self.method: Method | None = None
 
-    # ----------------------------------------------------------------- setup
-    def _check_data(self, size_multiple: int) -> None:
-        from pairgan.data.check import check_dataset
-
-        report = check_dataset(self.cfg.data, splits=[self.cfg.data.train_split], size_multiple=size_multiple)
-        report.raise_if_failed()
-
-    def _sample_batch(self, size_multiple: int) -> dict[str, Any] | None:
-        """A fixed, un-augmented batch for the periodic sample grids (val split if present)."""
-        from pairgan.data.datasets import build_dataset, split_exists
-
-        d = self.cfg.data
-        split = d.val_split if split_exists(d, d.val_split) else d.train_split
-        ds = build_dataset(d, split, train=False, size_multiple=size_multiple, seed=self.cfg.seed)
-        items = [ds[i] for i in range(min(4, len(ds)))]
-        if not items:
-            return None
-        def shapes(item: dict[str, Any]) -> tuple:
-            return tuple((k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v))
-
-        # Items of different sizes cannot stack: keep those shaped like the first.
-        items = [it for it in items if shapes(it) == shapes(items[0])]
-        return torch.utils.data.default_collate(items)
-
-    def _install_signals(self) -> dict[int, Any]:
-        previous: dict[int, Any] = {}
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._signal is not None:  # a second signal: stop at once
-                raise KeyboardInterrupt
-            self._signal = signum
-            print(f"\nsignal {signum}: saving a checkpoint after this step, then stopping", file=sys.stderr)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread: signals stay as they are
-                pass
-        return previous
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
 
     # ----------------------------------------------------------------- the loop
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
@@ -176,19 +146,88 @@ class Trainer:
         ``until_step`` stops earlier, at that step, with a checkpoint, as a time-limited job
         would; the schedule is still the full run's, so a later ``resume`` continues it exactly.
         """
-        from pairgan.data.datasets import build_dataset
+        t = self.cfg.train
+        run = self._setup(until_step)
+        if self.resume:
+            self._restore(run)
+        else:
+            self._start_fresh(run)
+        self._open_outputs(run)
+        run.validator = self._make_validator(run)
+        previous_handlers = self._install_signals()
+        try:
+            self._start_progress(run)
+            while run.step < run.stop_step:
+                self._optimisation_step(run)
+                if run.step % t.log_every == 0 or run.step == run.stop_step:
+                    self._report_progress(run)
+                if t.sample_every and run.step % t.sample_every == 0:
+                    self._write_samples(run)
+                if run.validator is not None and run.step % t.val_every == 0:
+                    self._validate(run)
+                self._save_scheduled_checkpoints(run)
+                self._stop_if_signalled(run)
+            run.final = self._save(run, f"step_{run.step:08d}")
+            if t.sample_every:
+                self._write_samples(run)
+        finally:
+            self._close(run, previous_handlers)
+        return self._summary(run)
 
+    # ----------------------------------------------------------------- setup
+    def _setup(self, until_step: int | None) -> RunState:
+        """Process, method, data and optimisers, in the order that fixes every random draw."""
         cfg, t = self.cfg, self.cfg.train
-        run_dir, ckpt_dir = self.run_dir, self.run_dir / "checkpoints"
-        device = resolve_device(t.device)
-        info = dist_env()
-        if info.enabled and device.type == "cuda":
-            device = torch.device("cuda", info.local_rank)
-        info = distributed.init(device)
-        main = info.is_main
-        set_determinism(t.deterministic, tf32=t.tf32)
-        seed_everything(cfg.seed)
+        device, info = self._setup_process()
+        method = self._build_method()
+        dataset = self._build_train_dataset(method.size_multiple)
+        self._place_method(method, device, info)
+        optimizers = method.configure_optimizers(t)
+        scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
+        sampler = EpochBatchSampler(len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=t.num_workers,
+            persistent_workers=t.num_workers > 0,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        # len(sampler): global batches per epoch (micro-batches when accumulating).
+        total_steps = (
+            t.max_steps if t.max_steps > 0 else math.ceil(len(sampler) * (t.n_epochs + t.n_epochs_decay) / t.accumulate)
+        )
+        return RunState(
+            device=device,
+            dist=info,
+            method=method,
+            dataset=dataset,
+            sampler=sampler,
+            stream=BatchStream(loader, sampler, 0, 0),
+            optimizers=optimizers,
+            base_lrs={k: [g["lr"] for g in o.param_groups] for k, o in optimizers.items()},
+            scaler=scaler,
+            schedule=make_schedule(t),
+            ctx=StepContext(optimizers, device, t.precision, scaler, accumulate=t.accumulate,
+                            world_size=info.world_size),
+            total_steps=total_steps,
+            stop_step=min(total_steps, until_step) if until_step is not None else total_steps,
+        )
 
+    def _setup_process(self) -> tuple[torch.device, DistInfo]:
+        """The device, the process group under torchrun, determinism and the seed."""
+        t = self.cfg.train
+        device = resolve_device(t.device)
+        launched = distributed.env_info()
+        if launched.enabled and device.type == "cuda":
+            device = torch.device("cuda", launched.local_rank)
+        info = distributed.init(device)
+        set_determinism(t.deterministic, tf32=t.tf32)
+        seed_everything(self.cfg.seed)
+        return device, info
+
+    def _build_method(self) -> Method:
+        cfg = self.cfg
         method = build_method(cfg, training=True)
         self.method = method
         size_multiple = method.size_multiple
@@ -199,9 +238,17 @@ class Trainer:
                 f"data.crop_size {cfg.data.crop_size} is not a multiple of {size_multiple}, which "
                 f"{cfg.method}'s generator needs (e.g. model.num_downs for a U-Net)"
             )
-        if t.check_data:
-            self._check_data(size_multiple)
-        dataset = build_dataset(cfg.data, cfg.data.train_split, train=True, size_multiple=size_multiple, seed=cfg.seed)
+        return method
+
+    def _build_train_dataset(self, size_multiple: int) -> Dataset:
+        cfg = self.cfg
+        if cfg.train.check_data:
+            check_dataset(cfg.data, splits=[cfg.data.train_split], size_multiple=size_multiple).raise_if_failed()
+        return build_dataset(cfg.data, cfg.data.train_split, train=True, size_multiple=size_multiple, seed=cfg.seed)
+
+    @staticmethod
+    def _place_method(method: Method, device: torch.device, info: DistInfo) -> None:
+        """Networks on the device, in train mode, with rank 0's initial weights on every rank."""
         if info.enabled:
             for name in list(method.nets):
                 method.nets[name] = distributed.convert_sync_batchnorm(method.nets[name], device)
@@ -209,231 +256,257 @@ class Trainer:
         distributed.broadcast_modules(list(method.nets.values()))
         for net in method.nets.values():
             net.train()
-        optimizers = method.configure_optimizers(t)
-        base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in optimizers.items()}
-        scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
-        schedule = make_schedule(t)
 
-        sampler = EpochBatchSampler(
-            len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank
-        )
-        batches_per_epoch = len(sampler)  # global batches (micro-batches when accumulating)
-        loader = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=t.num_workers,
-            persistent_workers=t.num_workers > 0,
-            pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        accumulate = t.accumulate
-        total_steps = (
-            t.max_steps
-            if t.max_steps > 0
-            else math.ceil(batches_per_epoch * (t.n_epochs + t.n_epochs_decay) / accumulate)
-        )
-        stop_step = min(total_steps, until_step) if until_step is not None else total_steps
+    # ----------------------------------------------------------------- start or resume
+    def _start_fresh(self, run: RunState) -> None:
+        if run.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if run.dist.rank > 0:
+            # Ranks share the initial weights (broadcast above) but not their noise (dropout).
+            seed_everything(self.cfg.seed + 7919 * run.dist.rank)
 
-        step, epoch, batch_in_epoch = 0, 0, 0
-        if self.resume:
-            latest = ckpt.resolve_checkpoint(run_dir)
-            ckpt.load_weights(latest, dict(method.nets))
-            state = ckpt.load_state(latest)
-            for k, o in optimizers.items():
-                o.load_state_dict(state["optimizers"][k])
-            if "scaler" in state and scaler.is_enabled():
-                scaler.load_state_dict(state["scaler"])
-            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-            data_state = state.get("data", {})
-            if data_state.get("num_items", len(dataset)) != len(dataset) and main:
-                print(
-                    f"warning: the data set now has {len(dataset)} items, the checkpoint was trained on "
-                    f"{data_state['num_items']}: the data order will differ from an uninterrupted run",
-                    file=sys.stderr,
+    def _restore(self, run: RunState) -> None:
+        """Weights, optimiser, scaler, position and RNG from the run folder's latest checkpoint."""
+        latest = ckpt.resolve_checkpoint(self.run_dir)
+        ckpt.load_weights(latest, dict(run.method.nets))
+        state = ckpt.load_state(latest)
+        for k, o in run.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        if "scaler" in state and run.scaler.is_enabled():
+            run.scaler.load_state_dict(state["scaler"])
+        run.step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        data_state = state.get("data", {})
+        num_items, global_batch = len(run.dataset), run.sampler.global_batch
+        if data_state.get("num_items", num_items) != num_items and run.main:
+            log.warning(
+                "warning: the data set now has %d items, the checkpoint was trained on %s: "
+                "the data order will differ from an uninterrupted run", num_items, data_state["num_items"],
+            )
+        if data_state.get("global_batch", global_batch) != global_batch:
+            # A different number of processes or batch size: continue at the same sample.
+            batch_in_epoch = min(data_state["samples_in_epoch"] // global_batch, len(run.sampler) - 1)
+            if run.main:
+                log.info(
+                    "note: global batch %s -> %d; continuing epoch %s at sample %s",
+                    data_state["global_batch"], global_batch, epoch, batch_in_epoch * global_batch,
                 )
-            if data_state.get("global_batch", sampler.global_batch) != sampler.global_batch:
-                # A different number of processes or batch size: continue at the same sample.
-                batch_in_epoch = min(data_state["samples_in_epoch"] // sampler.global_batch, batches_per_epoch - 1)
-                if main:
-                    print(
-                        f"note: global batch {data_state['global_batch']} -> {sampler.global_batch}; "
-                        f"continuing epoch {epoch} at sample {batch_in_epoch * sampler.global_batch}",
-                        file=sys.stderr,
-                    )
-            if info.rank == 0:
-                ckpt.set_rng_state(state["rng"])
-            else:
-                seed_everything(hash((cfg.seed, step, info.rank)) % 2**31)
-            if main:
-                print(f"resumed from {latest} at step {step} (epoch {epoch}, batch {batch_in_epoch})", file=sys.stderr)
+        run.epoch = run.stream.epoch = epoch
+        run.stream.batch = batch_in_epoch
+        if run.dist.rank == 0:
+            ckpt.set_rng_state(state["rng"])
         else:
-            if main:
-                run_dir.mkdir(parents=True, exist_ok=True)
-            if info.rank > 0:
-                # Ranks share the initial weights (broadcast above) but not their noise (dropout).
-                seed_everything(cfg.seed + 7919 * info.rank)
-        if main:
-            save_config(cfg, run_dir / "config.yaml")
+            seed_everything(hash((self.cfg.seed, run.step, run.dist.rank)) % 2**31)
+        if run.main:
+            log.info("resumed from %s at step %s (epoch %s, batch %s)", latest, run.step, epoch, batch_in_epoch)
 
-        logger = RunLogger(run_dir, resume_step=step if self.resume else None) if main else None
-        sample_batch = self._sample_batch(size_multiple) if main else None
-        validator = None
-        if main and t.val_every > 0:  # val/<metric> scores and the best checkpoint (pairgan.evaluate)
-            from pairgan.evaluate import Validator
+    def _open_outputs(self, run: RunState) -> None:
+        """Rank 0: the run's config.yaml, its step log and the fixed batch for sample grids."""
+        if not run.main:
+            return
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        run.logger = RunLogger(self.run_dir, resume_step=run.step if self.resume else None)
+        run.sample_batch = self._sample_batch(run.method.size_multiple)
 
-            validator = Validator(cfg, method, device, run_dir, resume=self.resume)
-        ctx = StepContext(
-            optimizers, device, t.precision, scaler, accumulate=accumulate, world_size=info.world_size
+    def _make_validator(self, run: RunState) -> Any:
+        """Rank 0 with ``train.val_every``: val/<metric> scores and the best checkpoint."""
+        if not (run.main and self.cfg.train.val_every > 0):
+            return None
+        from pairgan.evaluate import Validator
+
+        return Validator(self.cfg, run.method, run.device, self.run_dir, resume=self.resume)
+
+    def _sample_batch(self, size_multiple: int) -> dict[str, Any] | None:
+        """A fixed, un-augmented batch for the periodic sample grids (val split if present)."""
+        d = self.cfg.data
+        split = d.val_split if split_exists(d, d.val_split) else d.train_split
+        ds = build_dataset(d, split, train=False, size_multiple=size_multiple, seed=self.cfg.seed)
+        items = [ds[i] for i in range(min(4, len(ds)))]
+        if not items:
+            return None
+        # Items of different sizes cannot stack: keep those shaped like the first.
+        items = [it for it in items if _tensor_shapes(it) == _tensor_shapes(items[0])]
+        return torch.utils.data.default_collate(items)
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._signal is not None:  # a second signal: stop at once
+                raise KeyboardInterrupt
+            self._signal = signum
+            log.warning("signal %d: saving a checkpoint after this step, then stopping", signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: signals stay as they are
+                pass
+        return previous
+
+    def _start_progress(self, run: RunState) -> None:
+        """Start the clock and, when asked for (an interactive terminal), rank 0's progress bar."""
+        run.started = time.perf_counter()
+        if not (self.progress and run.main):
+            return
+        run.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.2f} it/s"), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
         )
-        previous_handlers = self._install_signals()
-        stream = _BatchStream(loader, sampler, epoch, batch_in_epoch)
+        run.progress_task = run.progress.add_task(
+            "train", total=run.total_steps, completed=run.step, epoch=run.epoch, rate=0.0, losses=""
+        )
+        run.progress.start()
 
-        def state_dict() -> dict[str, Any]:
-            return {
-                "step": step,
-                "epoch": stream.epoch,
-                "batch_in_epoch": stream.batch,
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "rng": ckpt.rng_state(),
-                "schedule": {"policy": schedule.policy, "unit": schedule.unit,
-                             "factor": schedule.factor(schedule.position(stream.epoch, step))},
-                "data": {
-                    "seed": cfg.seed,
-                    "num_items": len(dataset),
-                    "batches_per_epoch": batches_per_epoch,
-                    "global_batch": sampler.global_batch,
-                    "samples_in_epoch": stream.batch * sampler.global_batch,
-                    "world_size": info.world_size,
-                },
-            }
+    # ----------------------------------------------------------------- one step and what follows it
+    def _optimisation_step(self, run: RunState) -> None:
+        """One optimiser step at the scheduled LR over ``train.accumulate`` micro-batches."""
+        tic = time.perf_counter()
+        run.epoch = run.stream.epoch
+        run.factor = run.schedule.factor(run.schedule.position(run.epoch, run.step))
+        for k, o in run.optimizers.items():
+            for g, lr0 in zip(o.param_groups, run.base_lrs[k]):
+                g["lr"] = lr0 * run.factor
+        run.ctx.step, run.ctx.epoch = run.step, run.epoch
+        for micro in range(self.cfg.train.accumulate):
+            run.ctx.micro = micro
+            losses = run.method.train_step(_to_device(run.stream.next(), run.device), run.ctx)
+            for k, v in losses.items():
+                run.window.setdefault(k, []).append(v)
+        if run.scaler.is_enabled():
+            run.scaler.update()
+        run.step += 1
+        if run.device.type == "cuda":
+            torch.cuda.synchronize()
+        run.durations.append(time.perf_counter() - tic)
 
-        def save(name: str) -> Path | None:
-            if not main:
-                return None
-            path = ckpt.save_checkpoint(ckpt_dir / name, cfg, dict(method.nets), state_dict())
-            ckpt.point_latest(ckpt_dir, name)
-            ckpt.prune_step_checkpoints(ckpt_dir, t.keep_last)
-            return path
-
-        def sample() -> None:
-            if sample_batch is None or logger is None:
-                return
-            batch = _to_device(sample_batch, device)
-            # A forked RNG: drawing dropout masks for a picture must not change training randomness.
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                columns = method.visuals(batch)
-            for net in method.nets.values():
-                net.train()
-            grid = make_grid(columns)
-            from PIL import Image
-
-            (run_dir / "samples").mkdir(exist_ok=True)
-            name = f"step_{step:08d}.png"
-            atomic_write(run_dir / "samples" / name, lambda tmp: Image.fromarray(grid_to_uint8(grid)).save(tmp, format="PNG"))
-            logger.image("samples", step, grid)
-            shots = sorted((run_dir / "samples").glob("step_*.png"), reverse=True)
-            write_gallery(
-                run_dir / "samples",
-                [{"name": p.stem, "grid": p.name} for p in shots],
-                ["grid"],
-                title=f"{cfg.method} samples — {run_dir.name}",
-                notes="Each grid: one row per sample; columns " + " | ".join(columns) + ".",
+    def _report_progress(self, run: RunState) -> None:
+        """Mean losses since the last report (over all ranks) to the step log and the progress bar
+        or, without one, a plain line every :data:`CONSOLE_EVERY_S` seconds."""
+        means = {k: float(np.mean(v)) for k, v in run.window.items()}
+        means = distributed.mean_across_ranks(means, run.device) if run.dist.enabled else means
+        means["lr"] = run.base_lrs[next(iter(run.base_lrs))][0] * run.factor
+        run.window = {}
+        rate = 1.0 / statistics.median(run.durations[-50:])
+        if run.logger is not None:
+            run.logger.log(run.step, run.epoch, means)
+        if run.progress is not None:
+            run.progress.update(
+                run.progress_task, completed=run.step, epoch=run.stream.epoch, rate=rate,
+                losses=" ".join(f"{k}={v:.3f}" for k, v in means.items() if k != "lr"),
             )
+        elif run.main and (time.perf_counter() - run.last_console > CONSOLE_EVERY_S or run.step == run.stop_step):
+            run.last_console = time.perf_counter()
+            log.info("%s", console_line(run.step, run.total_steps, run.epoch, means, rate))
 
-        durations: list[float] = []
-        window: dict[str, list[float]] = {}
-        last_print, t_start = 0.0, time.perf_counter()
-        progress_bar = None
-        if self.progress and main:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def _write_samples(self, run: RunState) -> None:
+        """Rank 0: the sample batch's visuals as ``samples/step_*.png``, in TensorBoard and the gallery."""
+        if run.sample_batch is None or run.logger is None:
+            return
+        batch = _to_device(run.sample_batch, run.device)
+        # A forked RNG: drawing dropout masks for a picture must not change training randomness.
+        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+            columns = run.method.visuals(batch)
+        for net in run.method.nets.values():
+            net.train()
+        grid = make_grid(columns)
+        samples = self.run_dir / "samples"
+        samples.mkdir(exist_ok=True)
+        name = f"step_{run.step:08d}.png"
+        atomic_write(samples / name, lambda tmp: Image.fromarray(grid_to_uint8(grid)).save(tmp, format="PNG"))
+        run.logger.image("samples", run.step, grid)
+        shots = sorted(samples.glob("step_*.png"), reverse=True)
+        write_gallery(
+            samples,
+            [{"name": p.stem, "grid": p.name} for p in shots],
+            ["grid"],
+            title=f"{self.cfg.method} samples — {self.run_dir.name}",
+            notes="Each grid: one row per sample; columns " + " | ".join(columns) + ".",
+        )
 
-            progress_bar = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.2f} it/s"), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-            )
-            task = progress_bar.add_task("train", total=total_steps, completed=step, epoch=epoch, rate=0.0, losses="")
-            progress_bar.start()
+    def _validate(self, run: RunState) -> None:
+        """Score the validation split; a new best score saves the checkpoint ``best``."""
+        if run.validator(run.step, run.stream.epoch, run.logger):
+            self._save(run, "best")
 
-        final: Path | None = None
-        try:
-            while step < stop_step:
-                tic = time.perf_counter()
-                epoch = stream.epoch
-                factor = schedule.factor(schedule.position(epoch, step))
-                for k, o in optimizers.items():
-                    for g, lr0 in zip(o.param_groups, base_lrs[k]):
-                        g["lr"] = lr0 * factor
-                ctx.step, ctx.epoch = step, epoch
-                for micro in range(accumulate):
-                    ctx.micro = micro
-                    losses = method.train_step(_to_device(stream.next(), device), ctx)
-                    for k, v in losses.items():
-                        window.setdefault(k, []).append(v)
-                if scaler.is_enabled():
-                    scaler.update()
-                step += 1
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                durations.append(time.perf_counter() - tic)
+    def _save_scheduled_checkpoints(self, run: RunState) -> None:
+        """``epoch_*`` for every epoch this step finished (``train.save_epoch_every``) and
+        ``step_*`` every ``train.save_every`` steps."""
+        t = self.cfg.train
+        for finished in range(run.epoch + 1, run.stream.epoch + 1):
+            if t.save_epoch_every and finished % t.save_epoch_every == 0:
+                self._save(run, f"epoch_{finished:04d}")
+        if t.save_every and run.step % t.save_every == 0:
+            self._save(run, f"step_{run.step:08d}")
 
-                if step % t.log_every == 0 or step == stop_step:
-                    means = {k: float(np.mean(v)) for k, v in window.items()}
-                    means = distributed.mean_across_ranks(means, device) if info.enabled else means
-                    means["lr"] = base_lrs[next(iter(base_lrs))][0] * factor
-                    window = {}
-                    rate = 1.0 / statistics.median(durations[-50:])
-                    if logger is not None:
-                        logger.log(step, epoch, means)
-                    if progress_bar is not None:
-                        progress_bar.update(
-                            task, completed=step, epoch=stream.epoch, rate=rate,
-                            losses=" ".join(f"{k}={v:.3f}" for k, v in means.items() if k != "lr"),
-                        )
-                    elif main and (time.perf_counter() - last_print > 10 or step == stop_step):
-                        last_print = time.perf_counter()
-                        print(console_line(step, total_steps, epoch, means, rate), file=sys.stderr)
-                if t.sample_every and step % t.sample_every == 0:
-                    sample()
-                if validator is not None and step % t.val_every == 0 and validator(step, stream.epoch, logger):
-                    save("best")
-                for finished in range(epoch + 1, stream.epoch + 1):
-                    if t.save_epoch_every and finished % t.save_epoch_every == 0:
-                        save(f"epoch_{finished:04d}")
-                if t.save_every and step % t.save_every == 0:
-                    save(f"step_{step:08d}")
-                stop = self._signal is not None
-                if info.enabled:
-                    stop = distributed.any_rank(stop, device)
-                if stop:
-                    path = save(f"step_{step:08d}")
-                    raise TrainingInterrupted(self._signal or signal.SIGTERM, path or ckpt_dir)
-            final = save(f"step_{step:08d}")
-            if t.sample_every:
-                sample()
-        finally:
-            if progress_bar is not None:
-                progress_bar.stop()
-            for sig, h in previous_handlers.items():
-                signal.signal(sig, h)
-            if logger is not None:
-                logger.close()
+    def _stop_if_signalled(self, run: RunState) -> None:
+        """After a SIGINT/SIGTERM on any rank: every rank saves at this step and stops."""
+        stop = self._signal is not None
+        if run.dist.enabled:
+            stop = distributed.any_rank(stop, run.device)
+        if stop:
+            path = self._save(run, f"step_{run.step:08d}")
+            raise TrainingInterrupted(self._signal or signal.SIGTERM, path or self.checkpoint_dir)
 
-        elapsed = time.perf_counter() - t_start
+    # ----------------------------------------------------------------- checkpoints
+    def _state_dict(self, run: RunState) -> dict[str, Any]:
+        """Everything besides the weights that exact resume needs (``state.pt``)."""
+        schedule, global_batch = run.schedule, run.sampler.global_batch
+        return {
+            "step": run.step,
+            "epoch": run.stream.epoch,
+            "batch_in_epoch": run.stream.batch,
+            "optimizers": {k: o.state_dict() for k, o in run.optimizers.items()},
+            "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
+            "rng": ckpt.rng_state(),
+            "schedule": {"policy": schedule.policy, "unit": schedule.unit,
+                         "factor": schedule.factor(schedule.position(run.stream.epoch, run.step))},
+            "data": {
+                "seed": self.cfg.seed,
+                "num_items": len(run.dataset),
+                "batches_per_epoch": len(run.sampler),
+                "global_batch": global_batch,
+                "samples_in_epoch": run.stream.batch * global_batch,
+                "world_size": run.dist.world_size,
+            },
+        }
+
+    def _save(self, run: RunState, name: str) -> Path | None:
+        """Rank 0: checkpoint ``name``, pointed to by ``latest``; old step checkpoints pruned."""
+        if not run.main:
+            return None
+        folder = self.checkpoint_dir
+        path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run))
+        ckpt.point_latest(folder, name)
+        ckpt.prune_step_checkpoints(folder, self.cfg.train.keep_last)
+        return path
+
+    # ----------------------------------------------------------------- the end
+    @staticmethod
+    def _close(run: RunState, previous_handlers: dict[int, Any]) -> None:
+        """Stop the progress bar, give the signals back, close the logs (also after an error)."""
+        if run.progress is not None:
+            run.progress.stop()
+        for sig, h in previous_handlers.items():
+            signal.signal(sig, h)
+        if run.logger is not None:
+            run.logger.close()
+
+    def _summary(self, run: RunState) -> dict[str, Any]:
+        """The run's figures; rank 0 also writes them to ``train_summary.json``."""
         summary = {
-            "steps": step,
-            "epochs": stream.epoch,
-            "seconds": round(elapsed, 2),
-            "seconds_per_step_median": round(statistics.median(durations), 4) if durations else None,
-            "device": str(device),
-            "world_size": info.world_size,
-            "global_batch": sampler.global_batch * accumulate,
+            "steps": run.step,
+            "epochs": run.stream.epoch,
+            "seconds": round(time.perf_counter() - run.started, 2),
+            "seconds_per_step_median": round(statistics.median(run.durations), 4) if run.durations else None,
+            "device": str(run.device),
+            "world_size": run.dist.world_size,
+            "global_batch": run.sampler.global_batch * self.cfg.train.accumulate,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "checkpoint": str(final),
+            "checkpoint": str(run.final),
         }
-        if main:
-            (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if run.main:
+            atomic_write_text(self.run_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
 
