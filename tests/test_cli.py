@@ -108,3 +108,35 @@ def test_info_lists_presets_keys_registry():
     assert r.exit_code == 0
     for word in ("pix2pix-paper", "demo", "model.num_downs", "unet", "patch", "aligned", "folders"):
         assert word in r.output
+
+
+def test_library_log_records_reach_stderr_as_bare_lines(tmp_path: Path, monkeypatch):
+    """The command shows the library's INFO records (logging, not print) as the message alone, in
+    process too (CliRunner swaps stderr); --quiet keeps only warnings; nothing stays configured."""
+    import logging
+
+    import pairgan.cli.data as data_cli
+
+    def fake_synth_scenes(out, **kwargs):
+        log = logging.getLogger("pairgan.synth.scenes")
+        log.info("made 1 scene")
+        log.warning("warning: a made-up problem")
+        return {}
+
+    monkeypatch.setattr(data_cli, "synth_scenes", fake_synth_scenes)
+    logger = logging.getLogger("pairgan")
+    handlers, level = list(logger.handlers), logger.level
+    r = runner.invoke(app, ["data", "synth", "scenes", str(tmp_path / "s"), "--n", "1"])
+    assert r.exit_code == 0, r.output
+    assert "made 1 scene\n" in r.output.splitlines(keepends=True)
+    assert "warning: a made-up problem\n" in r.output.splitlines(keepends=True)
+    r = runner.invoke(app, ["--quiet", "data", "synth", "scenes", str(tmp_path / "s"), "--n", "1"])
+    assert r.exit_code == 0, r.output
+    assert "made 1 scene" not in r.output and "warning: a made-up problem" in r.output
+    assert logger.handlers == handlers and logger.level == level
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path: Path):
+    r = runner.invoke(app, ["translate", str(tmp_path / "no_run"), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert r.output.startswith("error: ") and "Traceback" not in r.output

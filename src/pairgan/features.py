@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
-
-import typer
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pairgan.fsutil import atomic_write, atomic_write_text
 
@@ -40,7 +37,6 @@ __all__ = [
     "cluster_features",
     "edit",
     "encode_instances",
-    "features_app",
     "find_clusters_file",
     "instance_class",
     "instance_features",
@@ -368,34 +364,3 @@ def edit(model: Any, label: Any, inst: Any, edits: Mapping[int, int], base_featu
         out = out.float().clamp(-1, 1)
     return (out, fmap) if return_features else out
 
-
-# --------------------------------------------------------------------------- the CLI
-
-
-features_app = typer.Typer(help="pix2pixHD instance features: cluster them for multimodal translation and editing.",
-                           no_args_is_help=True)
-
-
-@features_app.command("cluster")
-def cluster_cmd(
-    run: Path = typer.Argument(..., help="A pix2pixhd run (or checkpoint) folder trained with model.use_features."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data set root (default: the run's data.path)."),
-    k: int = typer.Option(10, "--k", help="Clusters per class."),
-    min_fraction: float = typer.Option(1 / 64, help="Ignore instances smaller than this share of their image."),
-    split: Optional[str] = typer.Option(None, help="Split to encode (default: the training split)."),
-    seed: int = typer.Option(0, help="k-means++ seed."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
-) -> None:
-    """Encode the training instances with E and k-means them per class (for --features cluster:K)."""
-    from pairgan.checkpoint import CheckpointError
-    from pairgan.errors import ConfigError, DataError
-
-    try:
-        path = cluster_features(run, data, k=k, min_fraction=min_fraction, split=split, seed=seed, device=device)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    per_class = ", ".join(f"class {c}: {n}" for c, n in meta["instances_per_class"].items())
-    typer.echo(f"wrote {path} ({meta['instances']} instances from {meta['images']} images; {per_class})")
-    print(f"use it: pairgan translate {run} LABELS --out OUT --features cluster:0", file=sys.stderr)

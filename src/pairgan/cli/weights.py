@@ -1,4 +1,4 @@
-"""``pairgan weights``: list the pinned pretrained weights and fetch them (only when asked)."""
+"""``pairgan weights list|fetch``: the pinned pretrained weights, fetched only when asked."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from pairgan.cli.common import user_errors_reported
+from pairgan.errors import WeightsError
+from pairgan.weights import SOURCES, fetch, find, get_source, verify_file, weights_dir
+
+__all__ = ["app"]
 
 app = typer.Typer(
     help="Pretrained weights (VGG for perceptual losses, ...): list them, fetch them. "
@@ -14,22 +22,11 @@ app = typer.Typer(
 )
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
 @app.command("list")
 def list_cmd(
     verify: bool = typer.Option(False, "--verify", help="Also hash the files found (seconds for large files)."),
 ) -> None:
     """Name, file, pinned sha256, where it comes from, and whether it is present here."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from pairgan.errors import WeightsError
-    from pairgan.weights import SOURCES, find, verify_file, weights_dir
-
     table = Table(title=f"pretrained weights (folder: {weights_dir()})")
     for col in ("name", "file", "sha256", "source", "present"):
         table.add_column(col, overflow="fold")
@@ -65,13 +62,8 @@ def fetch_cmd(
     ),
 ) -> None:
     """Download (or extract and convert) weights NAME into $PAIRGAN_WEIGHTS, checking its sha256."""
-    from pairgan.errors import WeightsError
-    from pairgan.weights import fetch, get_source
-
-    try:
+    with user_errors_reported():
         source = get_source(name)
         typer.echo(f"fetching {name}: {source.source_text()}", err=True)
         path = fetch(name, force=force, from_file=from_)
-    except WeightsError as exc:
-        _fail(str(exc))
     typer.echo(f"{name}: {path} (sha256 verified)")

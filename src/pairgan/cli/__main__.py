@@ -1,0 +1,5 @@
+"""``python -m pairgan.cli``."""
+
+from pairgan.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""``pairgan translate``: images of any size through a trained checkpoint or an exported file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pairgan.cli.common import fail, parse_options, user_errors_reported
+from pairgan.export import ExportedTranslator
+from pairgan.infer import Translator, expand_inputs
+
+__all__ = ["translate"]
+
+
+def translate(
+    checkpoint: Path = typer.Argument(..., help="A run folder or a checkpoint folder."),
+    inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (gets NAME.png per input and index.html)."),
+    mode: Optional[str] = typer.Option(
+        None,
+        help="pix2pix: 'paper' (default: dropout and batch statistics on at test time, as pix2pix does; "
+        "each image run alone, dropout seeded by --seed) or 'eval' (running statistics, no dropout).",
+    ),
+    aligned: bool = typer.Option(
+        False, "--aligned", help="Inputs are A|B side-by-side files: translate the input half, show the other as target."
+    ),
+    batch_size: int = typer.Option(4, help="Images of equal size per forward pass."),
+    bit_depth: int = typer.Option(8, help="Output PNG bit depth: 8 or 16."),
+    seed: int = typer.Option(0, help="Seed for stochastic inference (dropout in paper mode)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, mps."),
+    gallery: bool = typer.Option(True, help="Write index.html with input | output (| target)."),
+    features: Optional[str] = typer.Option(
+        None, help="pix2pixHD instance features: encode:IMAGE, random, or cluster:K."
+    ),
+    pose: Optional[str] = typer.Option(None, help="GGB: the target pose (a keypoint file or an annotation name)."),
+    variant: Optional[int] = typer.Option(None, help="CRN: write only output variant i (default: all k)."),
+    option: List[str] = typer.Option([], "--option", "-O", help="A method's inference option key=value (repeatable)."),
+    tile: int = typer.Option(0, help="Translate in tiles of this size (images too large for memory); 0 = whole."),
+    overlap: int = typer.Option(32, help="Tile overlap in pixels, blended smoothly."),
+    backend: str = typer.Option(
+        "torch", help="torch (CHECKPOINT is a run/checkpoint folder), onnxruntime or torchscript (CHECKPOINT is "
+        "a file from `pairgan export`; same pre/post-processing, eval mode)."),
+) -> None:
+    """Translate images of any size with a trained checkpoint (no training flags to repeat)."""
+    if bit_depth not in (8, 16):
+        fail(f"--bit-depth {bit_depth}: expected 8 or 16")
+    options = parse_options(option)
+    for key, value in (("features", features), ("pose", pose), ("variant", variant)):
+        if value is not None:
+            options[key] = value
+    with user_errors_reported(ValueError):
+        if backend == "torch":
+            tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode)
+        elif backend in ("onnxruntime", "torchscript"):
+            tr = ExportedTranslator.from_file(checkpoint, backend=backend, mode=mode)
+        else:
+            fail(f"--backend {backend!r}: expected torch, onnxruntime or torchscript")
+        files = expand_inputs(inputs)
+        if not files:
+            fail("no input images found")
+        written = tr.translate_files(
+            files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
+            options=options, tile=tile, overlap=overlap,
+        )
+    typer.echo(f"wrote {len(written)} images to {out}" + (f"; gallery {out / 'index.html'}" if gallery else ""))
