@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 from pairgan.cli import app
 from pairgan.errors import ConfigError
 from pairgan.config import build_config
-from pairgan.evaluate import evaluate, evaluate_split, parse_best_metric
+from pairgan.evaluate import evaluate, evaluate_split
 from pairgan.infer import Translator
 from pairgan.metrics.inception import preprocess
 from pairgan.metrics.suite import PROTOCOL_VERSION
 from pairgan.train.trainer import Trainer
+from pairgan.train.validation import Validator, parse_best_metric
 
 runner = CliRunner()
 
@@ -206,8 +207,6 @@ def test_validation_keeps_training_bitwise_and_the_best(aligned_data: Path, tmp_
     assert (tmp_path / "val" / "checkpoints" / "best" / "G.safetensors").is_file()
     assert Translator.from_checkpoint(tmp_path / "val" / "checkpoints" / "best", device="cpu") is not None
     # resuming keeps the best value found so far
-    from pairgan.evaluate import Validator
-
     v = Validator(val, Translator.from_checkpoint(tmp_path / "val").method, torch.device("cpu"), tmp_path / "val",
                   resume=True)
     assert v.best_value == best["value"]

@@ -30,6 +30,7 @@ from pairgan.train import distributed
 from pairgan.train.distributed import env_info as dist_env
 from pairgan.train.logging import RunLogger, console_line
 from pairgan.train.schedules import make_schedule
+from pairgan.train.validation import Validator
 from pairgan.visual import grid_to_uint8, make_grid, write_gallery
 
 
@@ -278,9 +279,7 @@ class Trainer:
         logger = RunLogger(run_dir, resume_step=step if self.resume else None) if main else None
         sample_batch = self._sample_batch(size_multiple) if main else None
         validator = None
-        if main and t.val_every > 0:  # val/<metric> scores and the best checkpoint (pairgan.evaluate)
-            from pairgan.evaluate import Validator
-
+        if main and t.val_every > 0:  # val/<metric> scores and the best checkpoint
             validator = Validator(cfg, method, device, run_dir, resume=self.resume)
         ctx = StepContext(
             optimizers, device, t.precision, scaler, accumulate=accumulate, world_size=info.world_size
