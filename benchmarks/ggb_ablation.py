@@ -8,7 +8,7 @@
 For every preset (ggb, ggb-no-ggb, ggb-no-rapd, ggb-no-nvtd, ggb-1, ggb-2) and seed: train with the
 same small settings (64x64, half-width networks, batch 8, the same steps, data order and
 initialisation seed), then score the held-out people (``pairs-test.csv``: identities never
-trained on) with SSIM and mask-SSIM (:func:`pairgan.methods.ggb.score_pose_split`). A "copy the
+trained on) with SSIM and mask-SSIM (:func:`pairgan.evaluate.score_pose_split`). A "copy the
 source" row shows what no learning at all scores. Writes a JSON of every number and a Markdown
 table (``--md``).
 """
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from pairgan.config import build_config
     from pairgan.synth.poses import synth_poses
     from pairgan.infer import Translator
-    from pairgan.methods.ggb import score_pose_split
+    from pairgan.evaluate import score_pose_split
     from pairgan.train.trainer import Trainer
 
     torch.set_num_threads(args.threads)

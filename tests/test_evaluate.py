@@ -7,6 +7,7 @@ real input protocol at 32 px + a fixed random conv) and a randomly initialised L
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ from typer.testing import CliRunner
 from pairgan.cli import app
 from pairgan.errors import ConfigError
 from pairgan.config import build_config
-from pairgan.evaluate import evaluate, evaluate_split, parse_best_metric
+from pairgan.evaluate import evaluate, evaluate_split, iter_split, split_dataset
 from pairgan.infer import Translator
+from pairgan.methods.build import build_method
 from pairgan.metrics.inception import preprocess
 from pairgan.metrics.suite import PROTOCOL_VERSION
 from pairgan.train.trainer import Trainer
+from pairgan.train.validation import Validator, parse_best_metric
 
 runner = CliRunner()
 
@@ -172,6 +175,19 @@ def test_evaluate_split_keeps_its_contract(run: Path, aligned_data: Path, tmp_pa
     assert (tmp_path / "res" / "report.html").is_file() and (tmp_path / "res" / "outputs").is_dir()
 
 
+def test_iter_split_walks_the_split_in_order(aligned_data: Path, tiny_overrides) -> None:
+    cfg = build_config("pix2pix", tiny_overrides, data_path=str(aligned_data))
+    ds = split_dataset(cfg.data, aligned_data, "test", size_multiple=32)
+    parts = list(iter_split(ds, lambda batch: -batch["A"], batch_size=2, target_key="B"))
+    assert [len(p.items) for p in parts] == [2, 1] and [n for p in parts for n in p.names] == ["000", "001", "002"]
+    for p in parts:
+        assert torch.equal(p.outputs, -p.batch["A"]) and torch.equal(p.targets, p.batch["B"])
+        assert p.batch["A"].shape[1:] == ds[0]["A"].shape
+    assert all(p.outputs is None and p.targets is None for p in iter_split(ds))
+    with pytest.raises(ValueError, match="the test split has no target images"):
+        next(iter_split(ds, target_key="image"))
+
+
 # --------------------------------------------------------------------------- validation during training
 
 
@@ -206,8 +222,6 @@ def test_validation_keeps_training_bitwise_and_the_best(aligned_data: Path, tmp_
     assert (tmp_path / "val" / "checkpoints" / "best" / "G.safetensors").is_file()
     assert Translator.from_checkpoint(tmp_path / "val" / "checkpoints" / "best", device="cpu") is not None
     # resuming keeps the best value found so far
-    from pairgan.evaluate import Validator
-
     v = Validator(val, Translator.from_checkpoint(tmp_path / "val").method, torch.device("cpu"), tmp_path / "val",
                   resume=True)
     assert v.best_value == best["value"]
@@ -227,3 +241,12 @@ def test_validation_config_errors(aligned_data: Path, tmp_path: Path, tiny_overr
                                                     "train.val_metrics=l1,seg"], data_path=str(aligned_data))
     with pytest.raises(ConfigError, match="segmenter"):
         Trainer(cfg, tmp_path / "r3", progress=False).fit()
+
+
+def test_validation_without_its_split_logs_a_warning(aligned_data: Path, tmp_path: Path, tiny_overrides,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    cfg = build_config("pix2pix", tiny_overrides + ["train.val_every=1", "train.val_metrics=l1",
+                                                    "data.val_split=nope"], data_path=str(aligned_data))
+    with caplog.at_level(logging.WARNING, logger="pairgan.train.validation"):
+        v = Validator(cfg, build_method(cfg, training=True), torch.device("cpu"), tmp_path / "run")
+    assert not v.enabled and "no 'nope' split" in caplog.text and v(1, 0, None) is False

@@ -15,10 +15,10 @@ from pairgan.errors import ConfigError
 from pairgan.config import build_config
 from pairgan.data.datasets import build_dataset
 from pairgan.data.poses import format_annotation, read_annotations
+from pairgan.evaluate import score_pose_split
 from pairgan.synth.poses import synth_poses
 from pairgan.infer import Translator
 from pairgan.methods.base import StepContext
-from pairgan.methods.ggb import score_pose_split
 from pairgan.metrics.masked import mask_ssim
 from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator
 from pairgan.train.trainer import Trainer

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 import pairgan
 from pairgan.cli import app
-from pairgan.methods.segmenter import Segmenter, build_segmenter_config, load_segmenter, score_real
+from pairgan.evaluate import score_real
+from pairgan.methods.segmenter import Segmenter, build_segmenter_config, load_segmenter
 from pairgan.train.trainer import Trainer
 
 TINY_SEG = ["model.num_downs=5", "model.ngf=8", "data.load_size=36", "data.crop_size=32", "train.batch_size=2",

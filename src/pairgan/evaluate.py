@@ -1,60 +1,203 @@
 """Translate a data split through a trained model (or take images already generated) and score it.
 
-:func:`evaluate` is what ``pairgan evaluate`` runs: it reads the split as the model was trained
-(without augmentation: :class:`pairgan.data.transforms.PairedTransform` with ``train=False``),
-translates it (or reads ``outputs_dir/NAME.png``), computes the requested metrics
-(:mod:`pairgan.metrics.suite`) and writes ``outputs/``, ``inputs/``, ``targets/``,
-``metrics.json`` (with ``protocol_version``) and the report ``index.html`` into ``out_dir``.
-:func:`evaluate_split` is the older, L1/PSNR/SSIM entry point (same files). :class:`Validator`
-scores the validation split during training (``train.val_every``) and keeps the best checkpoint.
+:func:`iter_split` is the one place that translates every item of a split: the data set comes
+from :func:`split_dataset` (read as the model was trained, without augmentation:
+:class:`pairgan.data.transforms.PairedTransform` with ``train=False``), and every caller below
+walks it through :func:`iter_split`.
+
+:func:`evaluate` is what ``pairgan evaluate`` runs: it translates the split (or reads
+``outputs_dir/NAME.png``), loads the networks the requested metrics need
+(:func:`load_metric_networks`), computes the metrics (:mod:`pairgan.metrics.suite`) and writes
+``outputs/``, ``inputs/``, ``targets/``, ``metrics.json`` (with ``protocol_version``) and the
+report ``index.html`` into ``out_dir``. :func:`evaluate_split` is the older, L1/PSNR/SSIM entry
+point (same files); :func:`heldout_l1` the mean L1 alone; :func:`score_real` scores a segmenter
+on the real photos of a split and :func:`score_pose_split` a GGB model on a split of pose pairs.
+Validation during training lives in :mod:`pairgan.train.validation`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-from pairgan.errors import ConfigError
+from pairgan.config import DataConfig
+from pairgan.data.datasets import build_dataset
+from pairgan.data.io import list_images, match_channels, read_image, to_unit_float, write_image
+from pairgan.data.labels import colorize
+from pairgan.data.poses import person_mask
+from pairgan.data.transforms import to_array, to_tensor
 from pairgan.fsutil import atomic_write_text
 from pairgan.infer import Translator
+from pairgan.methods.segmenter import load_segmenter
 from pairgan.metrics import compute_metrics
+from pairgan.metrics.basic import l1, ssim
+from pairgan.metrics.fid import files_key
+from pairgan.metrics.inception import PROTOCOL as INCEPTION_PROTOCOL
+from pairgan.metrics.inception import load_inception
+from pairgan.metrics.lpips import lpips_model
+from pairgan.metrics.masked import mask_ssim
+from pairgan.metrics.report import write_report
+from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
+from pairgan.metrics.suite import (
+    INCEPTION_METRICS,
+    LPIPS_NETS,
+    PROTOCOL,
+    PROTOCOL_VERSION,
+    EvalContext,
+    compute,
+    parse_metrics,
+)
+from pairgan.runtime import resolve_device
+from pairgan.visual import write_gallery
 
-__all__ = ["Validator", "evaluate", "evaluate_split", "heldout_l1", "parse_best_metric", "real_cache_key"]
+__all__ = [
+    "SplitBatch",
+    "evaluate",
+    "evaluate_split",
+    "heldout_l1",
+    "iter_split",
+    "load_metric_networks",
+    "real_cache_key",
+    "score_pose_split",
+    "score_real",
+    "split_dataset",
+]
+
+#: ``translate`` of :func:`iter_split`: a batch of NCHW tensors -> one output per item (NCHW or NHW).
+TranslateFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
-def _dataset(data_cfg: Any, data_path: str | os.PathLike, split: str, max_items: int, size_multiple: int, seed: int):
-    from pairgan.data.datasets import build_dataset
+# --------------------------------------------------------------------------- one split, in batches
 
+
+def split_dataset(data_cfg: DataConfig, data_path: str | os.PathLike, split: str, *, max_items: int = 0,
+                  size_multiple: int = 1, seed: int = 0) -> Dataset:
+    """``split`` of the data set at ``data_path``, read with ``data_cfg`` as a model was trained on
+    it but without augmentation, at sizes that are multiples of ``size_multiple`` (the model's);
+    ``max_items`` > 0 keeps the first items only."""
     cfg = dataclasses.replace(data_cfg, path=str(data_path), max_items=max_items)
     return build_dataset(cfg, split, train=False, size_multiple=size_multiple, seed=seed)
+
+
+@dataclass
+class SplitBatch:
+    """One batch of a split, as :func:`iter_split` yields it."""
+
+    #: The data set's items (CHW tensors, file paths, index).
+    items: list[dict[str, Any]]
+    #: Their tensors stacked (NCHW): what ``translate`` was given.
+    batch: dict[str, torch.Tensor]
+    #: Per item the stem of its input file (its index, ``00012``, when it has none).
+    names: list[str]
+    #: ``translate(batch)`` on the CPU; None without ``translate``.
+    outputs: torch.Tensor | None
+    #: ``batch[target_key]``; None without ``target_key``.
+    targets: torch.Tensor | None
+    #: Seconds spent in ``translate``.
+    seconds: float
 
 
 def _name_of(item: dict[str, Any], i: int) -> str:
     return Path(item.get("A_path") or f"{i:05d}").stem
 
 
+def _tensor_shapes(item: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v)]
+
+
+def iter_split(dataset: Dataset, translate: TranslateFn | None = None, *, batch_size: int = 1,
+               target_key: str | None = None) -> Iterator[SplitBatch]:
+    """Every item of ``dataset`` (from :func:`split_dataset`), in order, in batches of up to
+    ``batch_size`` items whose tensors have the same shapes, translated by ``translate`` (no
+    gradients; outputs moved to the CPU) when it is given.
+
+    ``target_key``: the key of the target image each item must have (a ValueError names the first
+    item without one, before it is translated); it is stacked into ``targets``. A batch is
+    translated as soon as it is full, so with ``batch_size=1`` (what evaluation and validation use:
+    outputs that depend on batch statistics or on a per-call seed stay those of one image at a
+    time) each item is translated before the next one is read.
+    """
+    size = max(1, int(batch_size))
+    pending: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> SplitBatch:
+        items = [item for _, item in pending]
+        batch = {k: torch.stack([item[k] for item in items]) for k, _ in _tensor_shapes(items[0])}
+        outputs, seconds = None, 0.0
+        if translate is not None:
+            tic = time.perf_counter()
+            with torch.no_grad():
+                outputs = translate(batch).cpu()
+            seconds = time.perf_counter() - tic
+        part = SplitBatch(items, batch, [_name_of(item, i) for i, item in pending], outputs,
+                          batch[target_key] if target_key is not None else None, seconds)
+        pending.clear()
+        return part
+
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        item = dataset[i]
+        if target_key is not None and target_key not in item:
+            raise ValueError(f"{item.get('A_path')}: the {dataset.split} split has no target images to score "
+                             "against")
+        if pending and _tensor_shapes(item) != _tensor_shapes(pending[0][1]):
+            yield flush()
+        pending.append((i, item))
+        if len(pending) >= size:
+            yield flush()
+    if pending:
+        yield flush()
+
+
+# --------------------------------------------------------------------------- the networks of the metrics
+
+
+def load_metric_networks(names: Sequence[str], device: str | torch.device, *, inception: str | None = None,
+                         segmenter: Any = None, feature_extractor: Any = None) -> dict[str, Any]:
+    """The networks the metrics ``names`` need, loaded on ``device``, as keyword arguments of
+    :class:`pairgan.metrics.suite.EvalContext`: the Inception network for ``fid``/``kid``/``is``
+    (``inception``: None for the ``inception-fid`` weights, or a file; not loaded when a
+    ``feature_extractor`` stands in), the LPIPS models, the segmenter for ``seg`` (``segmenter``:
+    its run or checkpoint folder, or a loaded one). A missing weights file stops here, before
+    anything is translated."""
+    nets: dict[str, Any] = {}
+    if feature_extractor is not None:
+        nets["feature_extractor"] = feature_extractor
+    elif any(n in names for n in INCEPTION_METRICS):
+        nets["inception_net"] = load_inception(inception, device)
+    lpips = {n: lpips_model(trunk, device) for n, trunk in LPIPS_NETS.items() if n in names}
+    if lpips:
+        nets["lpips_nets"] = lpips
+    if "seg" in names and segmenter is not None:
+        nets["segmenter"] = load_segmenter(segmenter, device) if isinstance(segmenter, (str, os.PathLike)) \
+            else segmenter
+    return nets
+
+
 def real_cache_key(ds: Any, target_key: str, inception: str | None) -> str:
     """The real-set feature cache key: protocol version, Inception weights, how the split is read
     (data settings, the target side) and every file (path, size, mtime)."""
-    from pairgan.metrics.fid import files_key
-    from pairgan.metrics.inception import PROTOCOL
-    from pairgan.metrics.suite import PROTOCOL_VERSION
-
     files = [str(p) for pair in getattr(ds, "pairs", []) for p in (pair if isinstance(pair, tuple) else (pair,))
              if p is not None]
     cfg = dataclasses.asdict(ds.cfg)
     cfg.pop("max_items", None)
-    extra = {"protocol_version": PROTOCOL_VERSION, "inception_protocol": PROTOCOL, "inception": inception or
+    extra = {"protocol_version": PROTOCOL_VERSION, "inception_protocol": INCEPTION_PROTOCOL, "inception": inception or
              "inception-fid", "data": cfg, "split": ds.split, "target": target_key,
              "size_multiple": ds.transform.size_multiple}
     return files_key(files, extra)
+
+
+# --------------------------------------------------------------------------- evaluate
 
 
 def evaluate(
@@ -87,10 +230,6 @@ def evaluate(
     The report is ``index.html``; with ``gallery`` (:func:`evaluate_split`) ``index.html`` is the
     plain input | output | target gallery and the report ``report.html``.
     """
-    from pairgan.data.io import list_images, match_channels, read_image, to_unit_float, write_image
-    from pairgan.data.transforms import to_array, to_tensor
-    from pairgan.metrics.suite import PROTOCOL, PROTOCOL_VERSION, EvalContext, compute, parse_metrics
-
     t_start = time.perf_counter()
     names = parse_metrics(metrics, segmenter=segmenter is not None)
     if "seg" in names and segmenter is None:
@@ -98,20 +237,13 @@ def evaluate(
     if translator is None and (outputs_dir is None or data_cfg is None):
         raise ValueError("evaluate needs a model to translate with, or outputs_dir and data_cfg")
     # the networks first: a missing weights file stops here, not after translating the split
-    if feature_extractor is None and any(n in names for n in ("fid", "kid", "is")):
-        from pairgan.metrics.inception import load_inception
-
-        load_inception(inception, device)
-    for net, name in (("vgg", "lpips"), ("alex", "lpips_alex")):
-        if name in names:
-            from pairgan.metrics.lpips import lpips_model
-
-            lpips_model(net, device)
+    networks = load_metric_networks(names, device, inception=inception, segmenter=segmenter,
+                                    feature_extractor=feature_extractor)
     out_dir = Path(out_dir)
     method = translator.method if translator is not None else None
     data_cfg = data_cfg if data_cfg is not None else translator.cfg.data  # type: ignore[union-attr]
     size_multiple = method.size_multiple if method is not None else 1
-    ds = _dataset(data_cfg, data_path, split, max_items, size_multiple, seed)
+    ds = split_dataset(data_cfg, data_path, split, max_items=max_items, size_multiple=size_multiple, seed=seed)
     target_key = method.target_key if method is not None else ("image" if ds.layout == "labels" else "B")
 
     given: dict[str, Path] = {}
@@ -129,51 +261,48 @@ def evaluate(
     labels: list[torch.Tensor | None] = []
     rows: list[dict[str, str]] = []
     t_translate = 0.0
-    for i in range(len(ds)):
-        item = ds[i]
-        name = _name_of(item, i)
-        batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
-        if target_key not in item:
-            raise ValueError(f"{item.get('A_path')}: the {split} split has no target images to score against")
-        target = item[target_key]
-        tic = time.perf_counter()
-        if outputs_dir is None:
-            fake = translator.translate_batch(batch, seed=seed)[0].cpu()  # type: ignore[union-attr]
-        else:
-            f = given.get(name)
-            if f is None:
-                raise FileNotFoundError(f"{outputs_dir}: no generated image for {name} (expected {name}.png)")
-            arr = match_channels(to_unit_float(read_image(f)), target.shape[0], f, key="generated image")
-            fake = to_tensor(arr)
-            if fake.shape != target.shape:
-                raise ValueError(f"{f}: {fake.shape[2]}x{fake.shape[1]}, but the target is read as "
-                                 f"{target.shape[2]}x{target.shape[1]} (data.preprocess / crop_size of the run)")
-        t_translate += time.perf_counter() - tic
-        if method is not None:
-            shown = method.display_input(batch)[0]
-        elif "label" in item:
-            from pairgan.data.labels import colorize
-
-            shown = colorize(item["label"])[0]
-        else:
-            shown = item["A"]
-        for sub, t in (("inputs", shown), ("outputs", fake), ("targets", target)):
-            write_image(out_dir / sub / f"{name}.png", to_array(t.cpu()))
-        rows.append({"name": name, **{c: f"{c}s/{name}.png" for c in ("input", "output", "target")}})
-        fakes.append(fake)
-        reals.append(target)
-        if "label" in item:
-            labels.append(item["label"][0])
-        elif "A" in item and item["A"].shape[0] in (1, 3):
-            labels.append(item["A"])  # a label image: the segmenter maps it to ids
-        else:
-            labels.append(None)
+    translate = functools.partial(translator.translate_batch, seed=seed) if outputs_dir is None else None
+    for part in iter_split(ds, translate, target_key=target_key):  # type: ignore[arg-type]
+        t_translate += part.seconds
+        shown_batch = method.display_input(part.batch) if method is not None else None
+        for j, (item, name) in enumerate(zip(part.items, part.names)):
+            target = part.targets[j]  # type: ignore[index]
+            if part.outputs is not None:
+                fake = part.outputs[j]
+            else:
+                tic = time.perf_counter()
+                f = given.get(name)
+                if f is None:
+                    raise FileNotFoundError(f"{outputs_dir}: no generated image for {name} (expected {name}.png)")
+                arr = match_channels(to_unit_float(read_image(f)), target.shape[0], f, key="generated image")
+                fake = to_tensor(arr)
+                if fake.shape != target.shape:
+                    raise ValueError(f"{f}: {fake.shape[2]}x{fake.shape[1]}, but the target is read as "
+                                     f"{target.shape[2]}x{target.shape[1]} (data.preprocess / crop_size of the run)")
+                t_translate += time.perf_counter() - tic
+            if shown_batch is not None:
+                shown = shown_batch[j]
+            elif "label" in item:
+                shown = colorize(item["label"])[0]
+            else:
+                shown = item["A"]
+            for sub, t in (("inputs", shown), ("outputs", fake), ("targets", target)):
+                write_image(out_dir / sub / f"{name}.png", to_array(t.cpu()))
+            rows.append({"name": name, **{c: f"{c}s/{name}.png" for c in ("input", "output", "target")}})
+            fakes.append(fake)
+            reals.append(target)
+            if "label" in item:
+                labels.append(item["label"][0])
+            elif "A" in item and item["A"].shape[0] in (1, 3):
+                labels.append(item["A"])  # a label image: the segmenter maps it to ids
+            else:
+                labels.append(None)
 
     key = None
     if cache_real and any(n in names for n in ("fid", "kid")):
         key = real_cache_key(ds, target_key, inception)
-    ctx = EvalContext(fakes, reals, labels, device=device, batch_size=batch_size, inception=inception,
-                      segmenter=segmenter, seed=seed, real_cache_key=key, feature_extractor=feature_extractor)
+    ctx = EvalContext(fakes, reals, labels, device=device, batch_size=batch_size, seed=seed, real_cache_key=key,
+                      **networks)
     scores, seconds = compute(names, ctx)
     total = time.perf_counter() - t_start
     result = {
@@ -194,12 +323,8 @@ def evaluate(
         "samples": rows,
     }
     atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
-    from pairgan.metrics.report import write_report
-
     report = write_report(out_dir, result, rows, max_rows=report_rows, name="report.html" if gallery else "index.html")
     if gallery:
-        from pairgan.visual import write_gallery
-
         notes = " · ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "count" and isinstance(v, float))
         write_gallery(out_dir, rows, ["input", "output", "target"], title=f"pairgan — {split} split",
                       notes=notes + " · full report: report.html")
@@ -224,169 +349,62 @@ def evaluate_split(
                     device=translator.device, gallery=True)
 
 
-@torch.no_grad()
 def heldout_l1(translator: Translator, data_path: str | os.PathLike, split: str, max_items: int = 0) -> float:
     """Mean L1 (in [0, 1] units) of the model on a split, without writing anything."""
-    from pairgan.data.datasets import build_dataset
-
-    data_cfg = dataclasses.replace(translator.cfg.data, path=str(data_path), max_items=max_items)
-    ds = build_dataset(data_cfg, split, train=False, size_multiple=translator.method.size_multiple)
-    key = translator.method.target_key
-    fakes, reals = [], []
-    for i in range(len(ds)):
-        item = ds[i]
-        batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
-        fakes.append(translator.translate_batch(batch)[0].cpu())
-        reals.append(item[key])
+    method = translator.method
+    ds = split_dataset(translator.cfg.data, data_path, split, max_items=max_items, size_multiple=method.size_multiple)
+    fakes: list[torch.Tensor] = []
+    reals: list[torch.Tensor] = []
+    for part in iter_split(ds, translator.translate_batch, target_key=method.target_key):
+        fakes += list(part.outputs)  # type: ignore[arg-type]
+        reals += list(part.targets)  # type: ignore[arg-type]
     return compute_metrics(fakes, reals, ("l1",))["l1"]
 
 
-# --------------------------------------------------------------------------- validation during training
+# --------------------------------------------------------------------------- method-specific scores
 
 
-def parse_best_metric(spec: str) -> tuple[str, bool] | None:
-    """``train.best_metric`` -> (metric, higher is better) or None when empty.
+def score_real(checkpoint: str | Path, data: str | Path, split: str = "test", *, max_items: int = 0,
+               device: str = "auto") -> dict[str, Any]:
+    """A segmenter (its run or checkpoint folder) on the REAL photos of ``split`` (read with its
+    own data settings, without augmentation): pixel accuracy, class accuracy, mean IoU and the
+    per-class values."""
+    dev = resolve_device(device)
+    seg = load_segmenter(checkpoint, dev)
+    ds = split_dataset(seg.data, data, split, max_items=max_items, size_multiple=seg.size_multiple)
 
-    ``NAME`` takes the metric's own direction (``fid``, ``lpips``, ``l1``: lower; ``psnr``,
-    ``ssim``, ``is``, ``seg_*``: higher); ``+NAME`` / ``-NAME`` say it explicitly (higher / lower
-    is better), required for metrics of unknown direction."""
-    from pairgan.metrics.suite import direction
+    def on_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(dev) for k, v in batch.items()}
 
-    spec = (spec or "").strip()
-    if not spec:
-        return None
-    if spec[0] in "+-":
-        name, higher = spec[1:].strip(), spec[0] == "+"
-    else:
-        name = spec
-        d = direction(name)
-        if d is None:
-            raise ConfigError(f"train.best_metric {spec!r}: the direction of {name!r} is unknown; write "
-                              f"+{name} (higher is better) or -{name} (lower is better)")
-        higher = d
-    if not name:
-        raise ConfigError(f"train.best_metric {spec!r}: expected NAME, +NAME or -NAME")
-    return name, higher
+    n = seg.n_classes
+    hist = torch.zeros(n, n, dtype=torch.long)
+    for part in iter_split(ds, lambda batch: seg.predict(seg.photo_of(on_device(batch)))):
+        hist += confusion_matrix(seg.ids_of(on_device(part.batch)).cpu(), part.outputs, n, seg.cfg.ignore_index)
+    return scores_from_confusion(hist, list(seg.cfg.class_names) or None) | {"images": len(ds)}
 
 
-class Validator:
-    """Scores the validation split every ``train.val_every`` steps (rank 0) and keeps the best.
+def score_pose_split(translator: Translator, data_path: str | Path, split: str, *, max_items: int = 0,
+                     batch_size: int = 8, limb_radius: float = 0.06, dilate: float = 0.02) -> dict[str, float]:
+    """SSIM, mask-SSIM and L1 of a trained GGB over a split's pairs, read as in evaluation (no
+    augmentation). Images are compared in [0, 1]; the mask of each pair is
+    :func:`pairgan.data.poses.person_mask` of the target's keypoints at the network resolution."""
+    ds = split_dataset(translator.cfg.data, data_path, split, max_items=max_items,
+                       size_multiple=translator.method.size_multiple)
 
-    Leaves training exactly as it was: the translation runs under a forked RNG (the Translator's
-    ``translate_batch``), with no gradients, and every network's buffers (batch-norm running
-    statistics) are restored and its train mode set back afterwards. Scores are logged as
-    ``val/<metric>``; when ``train.best_metric`` improves, :meth:`__call__` returns True (the
-    trainer then saves the checkpoint ``best``) and ``best.json`` records the step and scores.
-    """
+    def translate(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return translator.translate_batch({k: batch[k] for k in ("source", "target_pose")})
 
-    def __init__(self, cfg: Any, method: Any, device: torch.device, run_dir: Path, *, resume: bool = False) -> None:
-        from pairgan.data.datasets import split_exists
-        from pairgan.metrics.suite import parse_metrics
-
-        t = cfg.train
-        self.cfg, self.method, self.device, self.run_dir = cfg, method, device, Path(run_dir)
-        try:
-            self.names = parse_metrics(t.val_metrics, segmenter=False)
-        except ValueError as exc:
-            raise ConfigError(f"train.val_metrics: {exc}") from None
-        if "seg" in self.names:
-            raise ConfigError("train.val_metrics: seg needs a trained segmenter and is not available during "
-                              "training; score checkpoints with `pairgan evaluate --segmenter`")
-        self.best = parse_best_metric(t.best_metric)
-        if self.best is not None and self.best[0] not in self._outputs():
-            raise ConfigError(f"train.best_metric {t.best_metric!r}: {self.best[0]!r} is not computed by "
-                              f"train.val_metrics ({t.val_metrics}); outputs: {', '.join(self._outputs())}")
-        self.split = cfg.data.val_split
-        self.enabled = split_exists(cfg.data, self.split)
-        if not self.enabled:
-            import sys
-
-            print(f"warning: train.val_every is set but the data set has no '{self.split}' split "
-                  f"(data.val_split); no validation", file=sys.stderr)
-        if any(n in self.names for n in ("fid", "kid", "is")):
-            from pairgan.metrics.inception import load_inception
-
-            load_inception(None, device)  # fail now, not after hours of training
-        if any(n.startswith("lpips") for n in self.names):
-            from pairgan.metrics.lpips import lpips_model
-
-            lpips_model("alex" if "lpips_alex" in self.names else "vgg", device)
-        self.best_value: float | None = None
-        self.best_file = self.run_dir / "best.json"
-        if resume and self.best_file.is_file():
-            try:
-                self.best_value = json.loads(self.best_file.read_text()).get("value")
-            except (OSError, json.JSONDecodeError):
-                self.best_value = None
-        self._ds = None
-        self._key: str | None = None
-
-    def _outputs(self) -> list[str]:
-        out = []
-        for n in self.names:
-            out += {"kid": ["kid", "kid_std"], "is": ["is", "is_std"]}.get(n, [n])
-        return out
-
-    def _improved(self, value: float | None) -> bool:
-        if value is None or value != value:  # None or NaN
-            return False
-        if self.best_value is None:
-            return True
-        return value > self.best_value if self.best[1] else value < self.best_value  # type: ignore[index]
-
-    @torch.no_grad()
-    def __call__(self, step: int, epoch: int, logger: Any) -> bool:
-        """Validate now; returns True when the best metric improved (save ``best`` then)."""
-        if not self.enabled:
-            return False
-        from pairgan.metrics.suite import EvalContext, compute
-
-        method, t = self.method, self.cfg.train
-        if self._ds is None:
-            self._ds = _dataset(self.cfg.data, self.cfg.data.path, self.split, t.val_max_items,
-                                method.size_multiple, self.cfg.seed)
-            if any(n in self.names for n in ("fid", "kid")):
-                self._key = real_cache_key(self._ds, method.target_key, None)
-        nets = dict(method.nets)
-        modes = {k: [m.training for m in n.modules()] for k, n in nets.items()}
-        buffers = {k: {b: v.detach().clone() for b, v in n.named_buffers()} for k, n in nets.items()}
-        tic = time.perf_counter()
-        try:
-            method.set_inference_mode(method.inference_mode)
-            translator = Translator(self.cfg, method, self.device, None)
-            fakes, reals = [], []
-            for i in range(len(self._ds)):
-                item = self._ds[i]
-                batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
-                fakes.append(translator.translate_batch(batch, seed=self.cfg.seed)[0].cpu())
-                reals.append(item[method.target_key])
-            # Inception / LPIPS do not draw random numbers, but keep the training RNG out of reach anyway.
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                ctx = EvalContext(fakes, reals, device=self.device, real_cache_key=self._key,
-                                  seed=self.cfg.seed)
-                scores, _ = compute(self.names, ctx)
-        finally:
-            for k, n in nets.items():
-                for m, was in zip(n.modules(), modes[k]):
-                    m.training = was
-                for b, v in n.named_buffers():
-                    if b in buffers[k]:
-                        v.copy_(buffers[k][b])
-        seconds = time.perf_counter() - tic
-        values = {f"val/{k}": float(v) for k, v in scores.items()
-                  if k != "count" and isinstance(v, (int, float)) and v == v}
-        if logger is not None and values:
-            logger.log(step, epoch, values)
-        if self.best is None:
-            return False
-        value = scores.get(self.best[0])
-        if not self._improved(value):
-            return False
-        self.best_value = float(value)  # type: ignore[arg-type]
-        atomic_write_text(self.best_file, json.dumps({
-            "metric": self.best[0], "direction": "max" if self.best[1] else "min", "value": self.best_value,
-            "step": step, "epoch": epoch, "checkpoint": "checkpoints/best", "split": self.split,
-            "count": scores.get("count"), "scores": {k: v for k, v in scores.items()}, "seconds": round(seconds, 2),
-        }, indent=2, default=str) + "\n")
-        return True
+    totals = {"ssim": 0.0, "mask_ssim": 0.0, "l1": 0.0}
+    count = 0
+    for part in iter_split(ds, translate, batch_size=batch_size, target_key="target"):
+        fake = (part.outputs + 1) / 2  # type: ignore[operator]
+        real = (part.targets + 1) / 2  # type: ignore[operator]
+        h, w = real.shape[-2:]
+        masks = torch.from_numpy(np.stack([person_mask(k.numpy(), h, w, limb_radius, dilate)
+                                           for k in part.batch["target_keypoints"]]))
+        totals["ssim"] += float(ssim(fake, real).sum())
+        totals["mask_ssim"] += float(mask_ssim(fake, real, masks).sum())
+        totals["l1"] += float(l1(fake, real).sum())
+        count += len(part.items)
+    return {k: v / max(count, 1) for k, v in totals.items()} | {"count": count}
 

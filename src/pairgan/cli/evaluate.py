@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pairgan.cli.common import user_errors_reported
 from pairgan import evaluate as evaluation
+from pairgan.cli.common import user_errors_reported
 from pairgan.config import apply_overrides, build_config, config_from_dict
 from pairgan.infer import Translator
 from pairgan.metrics.report import comparison_table, format_value, load_result, write_compare_html

@@ -9,7 +9,8 @@ import typer
 
 from pairgan.cli.common import SET_HELP, fail, user_errors_reported
 from pairgan.cli.train import fit, resumed_config
-from pairgan.methods.segmenter import build_segmenter_config, score_real
+from pairgan.evaluate import score_real
+from pairgan.methods.segmenter import build_segmenter_config
 
 __all__ = ["app"]
 

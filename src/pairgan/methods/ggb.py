@@ -24,7 +24,6 @@ One iteration (paper section 2.3, ``g_update: two_step``):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -399,36 +398,6 @@ class GGB(Method):
         return item, target
 
 
-@torch.no_grad()
-def score_pose_split(translator: Any, data_path: str | Path, split: str, *, max_items: int = 0,
-                     batch_size: int = 8, limb_radius: float = 0.06, dilate: float = 0.02) -> dict[str, float]:
-    """SSIM, mask-SSIM and L1 of a trained GGB over a split's pairs, read as in evaluation (no
-    augmentation). Images are compared in [0, 1]; the mask of each pair is
-    :func:`pairgan.data.poses.person_mask` of the target's keypoints at the network resolution."""
-    from pairgan.data.datasets import build_dataset
-    from pairgan.data.poses import person_mask
-    from pairgan.metrics.basic import l1, ssim
-    from pairgan.metrics.masked import mask_ssim
-
-    data_cfg = dataclasses.replace(translator.cfg.data, path=str(data_path), max_items=max_items)
-    ds = build_dataset(data_cfg, split, train=False, size_multiple=translator.method.size_multiple)
-    totals = {"ssim": 0.0, "mask_ssim": 0.0, "l1": 0.0}
-    count = 0
-    for start in range(0, len(ds), batch_size):
-        items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-        batch = torch.utils.data.default_collate(items)
-        fake = (translator.translate_batch({k: batch[k] for k in ("source", "target_pose")}).cpu() + 1) / 2
-        real = (batch["target"] + 1) / 2
-        h, w = real.shape[-2:]
-        masks = torch.from_numpy(np.stack([person_mask(k.numpy(), h, w, limb_radius, dilate)
-                                           for k in batch["target_keypoints"]]))
-        totals["ssim"] += float(ssim(fake, real).sum())
-        totals["mask_ssim"] += float(mask_ssim(fake, real, masks).sum())
-        totals["l1"] += float(l1(fake, real).sum())
-        count += len(items)
-    return {k: v / max(count, 1) for k, v in totals.items()} | {"count": count}
-
-
 def _annotation_sources(data: DataConfig, extra: str | None, near: Path | None) -> list[Path]:
     from pairgan.data.poses import ANNOTATIONS_FILE
 
@@ -504,4 +473,4 @@ def resolve_pose(spec: str, data: DataConfig, annotations: str | None = None
     return kp, None, None
 
 
-__all__ = ["GGB", "GGBConfig", "resolve_pose", "score_pose_split"]
+__all__ = ["GGB", "GGBConfig", "resolve_pose"]

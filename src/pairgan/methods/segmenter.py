@@ -40,8 +40,7 @@ from pairgan.methods.base import Method, StepContext
 from pairgan.methods.optim import adam
 from pairgan.registry import create, register
 
-__all__ = ["SEGMENTER_DEFAULTS", "Segmenter", "SegmenterConfig", "build_segmenter_config", "load_segmenter",
-           "score_real"]
+__all__ = ["SEGMENTER_DEFAULTS", "Segmenter", "SegmenterConfig", "build_segmenter_config", "load_segmenter"]
 
 
 @dataclass
@@ -277,28 +276,3 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> Segm
                           "(train one with `pairgan segmenter train`)")
     tr.method.checkpoint = tr.checkpoint  # type: ignore[attr-defined]
     return tr.method
-
-
-@torch.no_grad()
-def score_real(checkpoint: str | Path, data: str | Path, split: str = "test", *, max_items: int = 0,
-               device: str = "auto") -> dict[str, Any]:
-    """The segmenter on the REAL photos of ``split`` (read with its own data settings, without
-    augmentation): pixel accuracy, class accuracy, mean IoU and the per-class values."""
-    import dataclasses
-
-    from pairgan.data.datasets import build_dataset
-    from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
-    from pairgan.runtime import resolve_device
-
-    dev = resolve_device(device)
-    seg = load_segmenter(checkpoint, dev)
-    cfg = dataclasses.replace(seg.data, path=str(data), max_items=max_items)
-    ds = build_dataset(cfg, split, train=False, size_multiple=seg.size_multiple)
-    n = seg.n_classes
-    hist = torch.zeros(n, n, dtype=torch.long)
-    for i in range(len(ds)):
-        item = ds[i]
-        batch = {k: v.unsqueeze(0).to(dev) for k, v in item.items() if torch.is_tensor(v)}
-        pred = seg.predict(seg.photo_of(batch))
-        hist += confusion_matrix(seg.ids_of(batch).cpu(), pred.cpu(), n, seg.cfg.ignore_index)
-    return scores_from_confusion(hist, list(seg.cfg.class_names) or None) | {"images": len(ds)}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pairgan.fsutil import atomic_write_text
+from pairgan.metrics.suite import PROTOCOL, direction
 
 __all__ = ["comparison_table", "find_metrics_file", "format_value", "load_result", "write_compare_html",
            "write_report"]
@@ -50,8 +51,6 @@ def format_value(v: Any) -> str:
 
 
 def _arrow(name: str) -> str:
-    from pairgan.metrics.suite import direction
-
     d = direction(name)
     return "" if d is None else (" ↑" if d else " ↓")
 
@@ -66,8 +65,6 @@ def write_report(out_dir: str | os.PathLike, result: dict[str, Any], rows: Seque
                  name: str = "index.html") -> Path:
     """``out_dir/NAME`` (``index.html``): the run, the metrics table (value, direction, protocol), the
     segmentation table, timing and a grid of the first ``max_rows`` samples."""
-    from pairgan.metrics.suite import PROTOCOL
-
     out_dir = Path(out_dir)
     m = result.get("metrics", {})
     info = [("checkpoint", result.get("checkpoint")), ("data", result.get("data")), ("split", result.get("split")),
@@ -165,8 +162,6 @@ def load_result(path: str | os.PathLike, split: str = "test") -> dict[str, Any]:
 def comparison_table(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str], list[set[int]]]:
     """(metric names, formatted rows (one per metric, one column per run), warnings,
     per row the indices of the best runs)."""
-    from pairgan.metrics.suite import direction
-
     names: list[str] = []
     for r in results:
         for k in r.get("metrics", {}):
@@ -210,15 +205,11 @@ def write_compare_html(out: str | os.PathLike, results: Sequence[dict[str, Any]]
         out = out / "compare.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     names, rows, warnings, best = comparison_table(results)
-    from pairgan.metrics.suite import direction
-
     head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
     body = []
     for n, row, b in zip(names, rows, best):
-        d = direction(n)
-        arrow = "" if d is None else (" ↑" if d else " ↓")
         cells = "".join(f"<td class='num{' best' if i in b else ''}'>{html.escape(v)}</td>" for i, v in enumerate(row))
-        body.append(f"<tr><td>{html.escape(n + arrow)}</td>{cells}</tr>")
+        body.append(f"<tr><td>{html.escape(n + _arrow(n))}</td>{cells}</tr>")
     parts = [f"<table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>"]
     parts += [f"<p class=note>warning: {html.escape(w)}</p>" for w in warnings]
     parts.append("<table>" + "".join(

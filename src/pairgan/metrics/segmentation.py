@@ -30,6 +30,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from pairgan.data.labels import load_palette
+
 __all__ = [
     "FACADES_CLASSES",
     "FACADES_PALETTE",
@@ -138,8 +140,6 @@ def kmeans_palette(pixels: np.ndarray, k: int, iters: int = 30, seed: int = 0) -
 
 
 def _load_palette_file(path: Path) -> list[list[int]]:
-    from pairgan.data.labels import load_palette
-
     return [[int(v) for v in c] for c in load_palette(path).tolist()]
 
 

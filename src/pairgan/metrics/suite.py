@@ -12,6 +12,10 @@ Two kinds of metric, one namespace (``--metrics l1,psnr,fid,...``):
 :data:`HIGHER_IS_BETTER` gives each metric's direction (used by ``compare`` and by
 ``train.best_metric``). :data:`PROTOCOL_VERSION` is written into every ``metrics.json``: it
 changes whenever a number computed by this module would change.
+
+The metrics load no network themselves: their caller (:func:`pairgan.evaluate.load_metric_networks`)
+loads the Inception network, the LPIPS models and the segmenter and hands them over in the
+:class:`EvalContext`.
 """
 
 from __future__ import annotations
@@ -22,13 +26,22 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from torch import nn
 
-from pairgan.metrics.basic import METRICS
+from pairgan.metrics.basic import METRICS, MetricFn
+from pairgan.metrics.fid import fid_from_features, inception_score, kid, load_cached_features, save_cached_features
+from pairgan.metrics.inception import InceptionFeatures
+# importing lpips and msssim also registers the pair metrics lpips, lpips_alex and ms_ssim
+from pairgan.metrics.lpips import LPIPS
+from pairgan.metrics.msssim import ms_ssim_is_standard
+from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
 
 __all__ = [
     "ALL",
     "EvalContext",
     "HIGHER_IS_BETTER",
+    "INCEPTION_METRICS",
+    "LPIPS_NETS",
     "PROTOCOL",
     "PROTOCOL_VERSION",
     "SET_METRICS",
@@ -42,6 +55,12 @@ PROTOCOL_VERSION = "pairgan-eval/1"
 
 #: What ``--metrics all`` means (``seg`` only with a segmenter).
 ALL = ("l1", "psnr", "ssim", "ms_ssim", "lpips", "fid", "kid", "is", "seg")
+
+#: The metrics computed from Inception features (``EvalContext.inception_net``).
+INCEPTION_METRICS = ("fid", "kid", "is")
+
+#: LPIPS metric -> its trunk (``EvalContext.lpips_nets`` holds the loaded models by metric name).
+LPIPS_NETS = {"lpips": "vgg", "lpips_alex": "alex"}
 
 HIGHER_IS_BETTER: dict[str, bool] = {
     "l1": False, "psnr": True, "ssim": True, "ms_ssim": True, "lpips": False, "lpips_alex": False,
@@ -83,6 +102,12 @@ class EvalContext:
     for the segmentation score (``[H, W]`` ids, or a ``[C, H, W]`` label image the segmenter
     converts), or None. ``real_cache_key``: a key under which the real set's Inception features
     are cached (``None``: not cached).
+
+    The networks, already loaded: ``inception_net`` (``fid``, ``kid``, ``is``;
+    :func:`pairgan.metrics.inception.load_inception`) unless a ``feature_extractor`` stands in,
+    ``lpips_nets`` (metric name -> LPIPS model; a metric missing there uses the registered
+    function, which loads its own) and ``segmenter`` (``seg``; a loaded
+    :class:`pairgan.methods.segmenter.Segmenter`).
     """
 
     fakes: list[torch.Tensor]
@@ -90,7 +115,8 @@ class EvalContext:
     labels: list[torch.Tensor | None] = field(default_factory=list)
     device: str | torch.device = "cpu"
     batch_size: int = 16
-    inception: str | None = None
+    inception_net: nn.Module | None = None
+    lpips_nets: dict[str, LPIPS] = field(default_factory=dict)
     segmenter: Any = None
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -104,9 +130,10 @@ class EvalContext:
 
     def extractor(self) -> Any:
         if self.feature_extractor is None:
-            from pairgan.metrics.inception import InceptionFeatures, load_inception
-
-            net = load_inception(self.inception, self.device)
+            net = self.inception_net
+            if net is None:
+                raise ValueError("fid, kid and is need the Inception network: pass EvalContext(inception_net="
+                                 "pairgan.metrics.inception.load_inception(...))")
             self.feature_extractor = InceptionFeatures(net, self.device, self.batch_size)
             self.details.setdefault("inception", {})["weights"] = getattr(net, "weights_path", None)
         return self.feature_extractor
@@ -119,8 +146,6 @@ class EvalContext:
     def real_features(self) -> torch.Tensor:
         if "real" in self._cache:
             return self._cache["real"]
-        from pairgan.metrics.fid import load_cached_features, save_cached_features
-
         info = self.details.setdefault("inception", {})
         feats = None
         if self.real_cache_key:
@@ -161,8 +186,6 @@ def register_set_metric(name: str, higher_is_better: bool | None = None) -> Call
 
 @register_set_metric("fid", higher_is_better=False)
 def _fid(ctx: EvalContext) -> dict[str, float | None]:
-    from pairgan.metrics.fid import fid_from_features
-
     fake, _ = ctx.fake_features()
     real = ctx.real_features()
     ctx.details["fid"] = {"n_fake": int(fake.shape[0]), "n_real": int(real.shape[0])}
@@ -171,8 +194,6 @@ def _fid(ctx: EvalContext) -> dict[str, float | None]:
 
 @register_set_metric("kid", higher_is_better=False)
 def _kid(ctx: EvalContext) -> dict[str, float | None]:
-    from pairgan.metrics.fid import kid
-
     fake, _ = ctx.fake_features()
     real = ctx.real_features()
     r = kid(real, fake, ctx.kid_subsets, ctx.kid_subset_size, seed=ctx.seed)
@@ -182,8 +203,6 @@ def _kid(ctx: EvalContext) -> dict[str, float | None]:
 
 @register_set_metric("is", higher_is_better=True)
 def _is(ctx: EvalContext) -> dict[str, float | None]:
-    from pairgan.metrics.fid import inception_score
-
     _, logits = ctx.fake_features()
     if logits is None:
         ctx.details["is"] = {
@@ -200,16 +219,13 @@ def _is(ctx: EvalContext) -> dict[str, float | None]:
 
 @register_set_metric("seg", higher_is_better=True)
 def _seg(ctx: EvalContext) -> dict[str, float | None]:
-    from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
-
     seg = ctx.segmenter
     if seg is None:
         raise ValueError("the segmentation score needs a segmenter: --segmenter CKPT "
                          "(train one with `pairgan segmenter train`)")
     if isinstance(seg, (str, Path)):
-        from pairgan.methods.segmenter import load_segmenter
-
-        seg = ctx.segmenter = load_segmenter(seg, ctx.device)
+        raise ValueError(f"the segmentation score needs a loaded segmenter, not the path {seg}: load it with "
+                         "pairgan.methods.segmenter.load_segmenter (pairgan.evaluate does)")
     n = seg.n_classes
     ignore = seg.cfg.ignore_index
     hist_fake = torch.zeros(n, n, dtype=torch.long)
@@ -249,7 +265,6 @@ def _seg(ctx: EvalContext) -> dict[str, float | None]:
 def parse_metrics(spec: str | Sequence[str], segmenter: bool = True) -> list[str]:
     """``"l1,psnr,fid"`` (or a list; ``all`` = :data:`ALL`, ``seg`` only with a segmenter) ->
     names, checked against both registries (unknown names raise ValueError listing the known)."""
-    _import_metric_modules()
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     out: list[str] = []
     for name in items:
@@ -264,22 +279,25 @@ def parse_metrics(spec: str | Sequence[str], segmenter: bool = True) -> list[str
     return list(dict.fromkeys(out))
 
 
-def _import_metric_modules() -> None:
-    import pairgan.metrics.lpips  # noqa: F401  registers lpips, lpips_alex
-    import pairgan.metrics.msssim  # noqa: F401  registers ms_ssim
+def _pair_metric(name: str, ctx: EvalContext) -> MetricFn:
+    """The per-image function of a pair metric; LPIPS with the caller's loaded model when given
+    (inputs in [0, 1], the model's in [-1, 1], as the registered LPIPS functions)."""
+    net = ctx.lpips_nets.get(name)
+    if net is None:
+        return METRICS[name]
+    return lambda fake, real: net(fake * 2 - 1, real * 2 - 1)
 
 
 def compute(names: Sequence[str], ctx: EvalContext) -> tuple[dict[str, Any], dict[str, float]]:
     """Compute ``names`` over ``ctx``: ``(scores, seconds per metric)``; ``scores`` also holds
     ``count`` (the number of pairs). Details land in ``ctx.details``."""
-    _import_metric_modules()
     scores: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     pair = [n for n in names if n in METRICS and n not in SET_METRICS]
     for n in pair:
         tic = time.perf_counter()
         total, count = 0.0, 0
-        fn = METRICS[n]
+        fn = _pair_metric(n, ctx)
         dev = ctx.device if n.startswith("lpips") else "cpu"
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -306,8 +324,6 @@ def compute(names: Sequence[str], ctx: EvalContext) -> tuple[dict[str, Any], dic
         scores[n] = total / max(count, 1)
         seconds[n] = round(time.perf_counter() - tic, 3)
         if n == "ms_ssim":
-            from pairgan.metrics.msssim import ms_ssim_is_standard
-
             small = [tuple(f.shape[-2:]) for f in ctx.fakes if not ms_ssim_is_standard(*f.shape[-2:])]
             ctx.details["ms_ssim"] = {"standard": not small} | (
                 {"note": f"images of {small[0][0]}x{small[0][1]} are below 161 px: the coarse scales use a shrunk "

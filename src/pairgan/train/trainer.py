@@ -48,6 +48,7 @@ from pairgan.train.distributed import DistInfo
 from pairgan.train.logging import RunLogger, console_line
 from pairgan.train.sampler import BatchStream, EpochBatchSampler
 from pairgan.train.schedules import Schedule, make_schedule
+from pairgan.train.validation import Validator
 from pairgan.visual import grid_to_uint8, make_grid, write_gallery
 
 log = logging.getLogger(__name__)
@@ -311,8 +312,6 @@ class Trainer:
         """Rank 0 with ``train.val_every``: val/<metric> scores and the best checkpoint."""
         if not (run.main and self.cfg.train.val_every > 0):
             return None
-        from pairgan.evaluate import Validator
-
         return Validator(self.cfg, run.method, run.device, self.run_dir, resume=self.resume)
 
     def _sample_batch(self, size_multiple: int) -> dict[str, Any] | None:
