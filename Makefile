@@ -6,6 +6,13 @@ PY     := $(VENV)/bin/python
 # (any torch>=2.3 that is already importable in the venv is kept).
 TORCH_PIN ?= torch==2.13.0
 
+# Tests never read the user's caches: each test run points every cache pairgan reads (weights,
+# FID features, torch.hub, pip, Hugging Face, XDG) at a fresh, empty folder, removed afterwards.
+# tests/conftest.py does the same for a plain `pytest`.
+EMPTY_CACHES = root=$$(mktemp -d "$${TMPDIR:-/tmp}/pairgan-test-caches-XXXXXX") && trap 'rm -rf "$$root"' EXIT && \
+	PAIRGAN_WEIGHTS=$$root/weights PAIRGAN_CACHE=$$root/pairgan-cache TORCH_HOME=$$root/torch \
+	XDG_CACHE_HOME=$$root/xdg-cache HF_HOME=$$root/huggingface PIP_CACHE_DIR=$$root/pip
+
 .PHONY: setup demo test test-fast clean
 
 $(VENV)/.installed: pyproject.toml
@@ -20,10 +27,10 @@ demo: setup
 	$(VENV)/bin/pairgan demo $(DEMO_ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(EMPTY_CACHES) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(EMPTY_CACHES) $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs demo_out .pytest_cache

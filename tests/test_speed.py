@@ -59,9 +59,11 @@ def test_adam_overrides_and_param_groups():
     assert all(g["lr"] == 1e-3 and g["betas"] == (0.9, 0.99) for g in opt.param_groups)
 
 
-def test_every_method_builds_fused_optimizers():
+def test_every_method_builds_fused_optimizers(random_vgg_weights):
+    # crn-demo's VGG16 loss reads pretrained weights: a local file of the right format stands in.
+    overrides = {"crn-demo": [f"model.vgg_weights={random_vgg_weights('vgg16')}"]}
     for preset in ("demo", "pix2pixhd-demo", "crn-demo", "drpan-demo", "ggb-demo"):
-        cfg = build_config(preset)
+        cfg = build_config(preset, overrides.get(preset, []))
         opts = build_method(cfg, training=True).configure_optimizers(cfg.train)
         assert opts and all(o.defaults.get("fused") is True for o in opts.values()), preset
 
@@ -178,17 +180,13 @@ def test_grad_checkpoint_config():
     assert not build_method(cfg, training=False).nets["G"].grad_checkpointing
 
 
-def test_grad_checkpoint_pix2pixhd_step_is_unchanged(tmp_path: Path):
+def test_grad_checkpoint_pix2pixhd_step_is_unchanged(random_vgg_weights):
     """A whole pix2pixHD step (multi-scale D with feature matching, VGG loss) gives the same
     losses and weights with and without checkpointing."""
-    from safetensors.torch import save_file
-
     from pairgan.nets.vgg import VGGFeatures
 
     # Random VGG weights in a local file, as the perceptual loss reads real ones.
-    weights = tmp_path / "vgg16.safetensors"
-    feats = VGGFeatures("vgg16", pretrained=False).features
-    save_file({f"features.{k}": v.contiguous() for k, v in feats.state_dict().items()}, str(weights))
+    weights = random_vgg_weights("vgg16")
     over = ["model.ngf=8", "model.ndf=8", "model.n_downsample_global=2", "model.n_blocks_global=2",
             "data.label_nc=0", "data.instance=false", "model.perceptual=vgg16", f"model.vgg_weights={weights}"]
     results = []

