@@ -85,7 +85,7 @@ class Translator:
         """Rebuild the method's inference networks from a checkpoint (config + safetensors)."""
         dev = resolve_device(device)
         method = load_method(path, dev, mode)
-        return cls(method.config, method, dev, method.checkpoint)
+        return cls(method.run_config, method, dev, method.checkpoint)
 
     @property
     def mode(self) -> str:

@@ -159,9 +159,9 @@ def export_checkpoint(
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     method = load_method(checkpoint, device="cpu")  # it finds the run's extra files (feature clusters)
     folder = method.checkpoint
-    assert folder is not None and method.config is not None  # load_method sets both
+    assert folder is not None and method.run_config is not None  # load_method sets both
     name = f"{folder.parent.parent.name}/{folder.name}"
-    return export_method(method, method.config, out, fmt=fmt, opset=opset, dynamic_size=dynamic_size, size=size,
+    return export_method(method, method.run_config, out, fmt=fmt, opset=opset, dynamic_size=dynamic_size, size=size,
                          options=options, tolerance=tolerance, seed=seed, source=name)
 
 

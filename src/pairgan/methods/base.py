@@ -147,7 +147,7 @@ class Method:
         self.inference_mode = "eval"
         #: The whole config this method was built from (``build_method`` sets it; None when the
         #: method was constructed directly from its ``model:`` and ``data:`` sections).
-        self.config: Config | None = None
+        self.run_config: Config | None = None
         #: The checkpoint folder the inference weights came from (``load_method`` sets it): the
         #: method finds its run's extra files (pix2pixHD's feature clusters) next to it.
         self.checkpoint: Path | None = None

@@ -25,7 +25,7 @@ def build_method(cfg: Config, *, training: bool) -> Method:
     """The registered method of ``cfg.method`` with its networks built (for training: with
     ``train.grad_checkpoint`` applied)."""
     method = lookup("method", cfg.method)(cfg.model, cfg.data, training=training)
-    method.config = cfg
+    method.run_config = cfg
     if training and cfg.train.grad_checkpoint:
         try:
             # Every module the method owns: its networks and loss networks (pix2pixHD's VGG).

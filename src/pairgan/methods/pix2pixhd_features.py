@@ -203,7 +203,7 @@ def cluster_features(run_dir: str | os.PathLike, data_path: str | os.PathLike | 
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     method = load_method(run_dir, dev)
-    cfg = method.config
+    cfg = method.run_config
     assert cfg is not None and method.checkpoint is not None  # load_method sets both
     data_cfg = dataclasses.replace(cfg.data, path=str(data_path or cfg.data.path), max_items=max_items)
     split = split or data_cfg.train_split

@@ -272,8 +272,8 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> Segm
     :attr:`~pairgan.methods.base.Method.checkpoint`."""
     seg = load_method(path, device, mode="eval")
     if not isinstance(seg, Segmenter):
-        method = seg.config.method if seg.config is not None else type(seg).__name__
-        raise ConfigError(f"{path}: a {method} checkpoint, expected a segmenter "
+        assert seg.run_config is not None  # load_method sets it
+        raise ConfigError(f"{path}: a {seg.run_config.method} checkpoint, expected a segmenter "
                           "(train one with `pairgan segmenter train`)")
     return seg
 
