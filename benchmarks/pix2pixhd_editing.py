@@ -13,7 +13,7 @@ and ``--instance``), then draws:
   the real photo | ``pairgan translate RUN LABEL --features encode:PHOTO`` (every instance in the
   style E reads from the real photo) | ``--features random`` (a random cluster centre per
   instance) | ``--features cluster:0`` (centre 0 of every class);
-* rows 2-3: ``pairgan.features.edit(model, label, inst, {car: k}, base_features="encode:PHOTO")``
+* rows 2-3: ``pairgan.methods.pix2pixhd_features.edit(model.method, label, inst, {car: k}, base_features="encode:PHOTO")``
   for every cluster k of the car class: the encoded image with only that car's feature vector
   replaced by cluster centre k.
 
@@ -109,7 +109,7 @@ def main() -> None:
 
     import pairgan
     from pairgan.data.labels import colorize, find_partner, load_palette, read_instance_map, read_label_map
-    from pairgan.features import attach_clusters, edit
+    from pairgan.methods.pix2pixhd_features import attach_clusters, edit
 
     if args.image is None:
         f, iid, area = largest_car(args.data / f"{args.split}_label")
@@ -123,7 +123,7 @@ def main() -> None:
     print(f"image {f.name}, car instance {iid} ({area} px), photo {photo}")
 
     model = pairgan.load(args.run, device="cpu")
-    clusters = attach_clusters(model)  # the run's features_clusters.npz
+    clusters = attach_clusters(model.method)  # the run's features_clusters.npz
     n_car = int(clusters[CAR].shape[0])
     label = read_label_map(f, model.cfg.data.label_nc)
     inst = read_instance_map(find_partner(f, "inst"))
@@ -141,14 +141,14 @@ def main() -> None:
         c0 = translate_cli(args.run, f, "cluster:0", Path(tmp) / "cluster0")
 
     base = f"encode:{photo}"
-    same = u8(edit(model, label, inst, {}, base_features=base))
+    same = u8(edit(model.method, label, inst, {}, base_features=base))
     diff_check = int(np.abs(same.astype(int) - enc.astype(int)).max())
     print(f"edit(..., {{}}, base_features=encode:PHOTO) vs translate --features encode:PHOTO: max |diff| "
           f"{diff_check} (of 255)")
     stats = []
     edits = []
     for k in range(n_car):
-        out = u8(edit(model, label, inst, {iid: k}, base_features=base))
+        out = u8(edit(model.method, label, inst, {iid: k}, base_features=base))
         d = np.abs(out.astype(np.float64) - same.astype(np.float64)).mean(-1) / 255
         stats.append({"cluster": k, "inside": round(float(d[mask].mean()), 4), "outside": round(float(d[~mask].mean()), 4),
                       "outside_max": round(float(d[~mask].max()), 4),

@@ -182,7 +182,7 @@ def hd_run(tmp_path_factory) -> Path:
 
 
 def test_pix2pixhd_export_inputs_clusters_and_backend(hd_run: Path, tmp_path: Path):
-    from pairgan.features import attach_clusters
+    from pairgan.methods.pix2pixhd_features import attach_clusters
 
     out = tmp_path / "hd.onnx"
     res = export_checkpoint(hd_run, out, dynamic_size=True, size=(32, 32))
@@ -192,7 +192,7 @@ def test_pix2pixhd_export_inputs_clusters_and_backend(hd_run: Path, tmp_path: Pa
     assert meta["inputs"]["label"] == ["batch", 9, "height", "width"] and meta["clusters"]
     assert len(meta["palette"]) == 9 and meta["classes"][6] == "car" and 6 in meta["thing_ids"]
     eager = Translator.from_checkpoint(hd_run, device="cpu")
-    attach_clusters(eager)
+    attach_clusters(eager.method)
     ort = ExportedTranslator.from_file(out)
     files = sorted((hd_run.parent / "scenes" / "val_label").glob("*.png"))
     for opts in ({"features": "cluster:1"}, {"features": "random"}):

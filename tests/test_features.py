@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pairgan.config import DataConfig, build_config
-from pairgan.features import (
+from pairgan.methods.pix2pixhd_features import (
     CLUSTERS_FILE,
     attach_clusters,
     cluster_features,
@@ -169,7 +169,7 @@ def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path
     assert 6 in centres  # cars (class 6) are large enough at this size
     # the same vectors by hand: E on every training image, instances above 1/64 of the image
     from pairgan.data.datasets import build_dataset
-    from pairgan.features import encode_instances, instance_class
+    from pairgan.methods.pix2pixhd_features import encode_instances, instance_class
 
     ds = build_dataset(cfg.data, "train", train=False, size_multiple=m.size_multiple)
     n_cars = 0
@@ -180,7 +180,7 @@ def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path
     assert meta["instances_per_class"]["6"] == n_cars
 
     tr = Translator.from_checkpoint(tmp_path / "run", device="cpu")
-    attach_clusters(tr)
+    attach_clusters(tr.method)
     assert set(tr.method.clusters) == set(centres)
     for label_file in sorted((tmp_path / "data" / "train_label").glob("*.png")):  # a scene with a car
         label = read_label_map(label_file, 9)
@@ -191,8 +191,8 @@ def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path
     assert cars
     target = max(cars, key=lambda i: int((torch.as_tensor(inst) == i).sum()))
     k = centres[6].shape[0]
-    out0 = edit(tr, label, inst, {target: 0}, base_features="cluster:0")
-    out1 = edit(tr, label, inst, {target: k - 1}, base_features="cluster:0")
+    out0 = edit(tr.method, label, inst, {target: 0}, base_features="cluster:0")
+    out1 = edit(tr.method, label, inst, {target: k - 1}, base_features="cluster:0")
     assert out0.shape == (1, 3, 32, 32)
     if k > 1:
         inside = torch.as_tensor(inst) == target

@@ -24,7 +24,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from pairgan.config import build_config  # noqa: E402
 from pairgan.infer import Translator  # noqa: E402
-from pairgan.serve.app import connected_components, create_app, derive_instances, load_models  # noqa: E402
+from pairgan.data.labels import connected_components, derive_instances  # noqa: E402
+from pairgan.serve.app import create_app  # noqa: E402
+from pairgan.serve.models import load_models  # noqa: E402
 from pairgan.serve.limits import Limits  # noqa: E402
 from pairgan.train.trainer import Trainer  # noqa: E402
 from tests.conftest import TINY  # noqa: E402

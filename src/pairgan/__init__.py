@@ -13,6 +13,8 @@ def load(checkpoint, device: str = "auto", mode: str | None = None):
     ``pairgan.load("runs/demo").translate(image)`` takes a PIL image, a NumPy array (HWC) or a
     tensor (CHW/NCHW in [-1, 1]) and returns the same kind of object.
     """
+    # Deferred: `import pairgan` (and so every `pairgan.x` import and the pairgan command) stays
+    # free of torch and the methods until a model is loaded.
     from pairgan.infer import Translator
 
     return Translator.from_checkpoint(checkpoint, device=device, mode=mode)

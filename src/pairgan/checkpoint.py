@@ -128,13 +128,25 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     )
 
 
+def weights_path(ckpt: Path, name: str) -> Path:
+    """The file holding network ``name``'s weights in checkpoint folder ``ckpt``."""
+    return ckpt / f"{name}.safetensors"
+
+
+def read_weights(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
+    """Network ``name``'s tensors as saved in checkpoint folder ``ckpt`` (on the CPU), for loading
+    into a network or copying the matching ones into another (``model.init_from``)."""
+    path = weights_path(ckpt, name)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing weights for network {name!r}")
+    return load_file(str(path))
+
+
 def load_weights(ckpt: Path, nets: dict[str, nn.Module], names: tuple[str, ...] | None = None) -> None:
     """Load ``NAME.safetensors`` into each network (strict: every key must match)."""
     for name in names or tuple(nets):
-        path = ckpt / f"{name}.safetensors"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing weights for network {name!r}")
-        tensors = load_file(str(path))
+        path = weights_path(ckpt, name)
+        tensors = read_weights(ckpt, name)
         net = _unwrap(nets[name])
         try:
             net.load_state_dict(tensors, strict=True)

@@ -1,7 +1,9 @@
-"""Inference: rebuild a model from its checkpoint alone and translate images of any size.
+"""Inference: the Translator, a method ready to translate tensors, images, files and folders of any size.
 
+The model comes from :func:`pairgan.methods.build.load_method` (a checkpoint alone rebuilds it).
 Inputs are reflect-padded up to the network's size multiple (a U-Net with 8 downsamplings needs
-multiples of 256) and the output is cropped back, so a 300x517 photo comes back 300x517.
+multiples of 256) and the output is cropped back, so a 300x517 photo comes back 300x517; large
+images can be translated in overlapping tiles.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from pairgan import checkpoint as ckpt
 from pairgan.config import Config
-from pairgan.methods.build import build_method
+from pairgan.data.io import IMAGE_EXTENSIONS, list_images, match_channels, to_unit_float, write_image
+from pairgan.data.transforms import to_array, to_tensor
+from pairgan.methods.base import Method
+from pairgan.methods.build import load_method
 from pairgan.padding import pad_batch
 from pairgan.runtime import resolve_device
 from pairgan.visual import write_gallery
 
+__all__ = ["TranslatedItem", "Translator", "expand_inputs"]
+
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files, folders (their images, sorted) and glob patterns -> a list of image files."""
-    from pairgan.data.io import IMAGE_EXTENSIONS, list_images
-
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -53,30 +58,43 @@ class TranslatedItem:
 
 
 class Translator:
-    """A trained generator ready to translate: ``pairgan.load(ckpt).translate(image)``."""
+    """A trained generator ready to translate: ``pairgan.load(ckpt).translate(image)``.
 
-    def __init__(self, cfg: Config, method: Any, device: torch.device, checkpoint: Path | None = None) -> None:
+    The PyTorch backend; :class:`pairgan.export.ExportedTranslator` runs an exported file with the
+    same interface (``backend``, ``mode``, ``size_multiple``, ``fixed_size``, ``meta``).
+    """
+
+    #: What runs the network: ``torch`` here, ``onnxruntime`` or ``torchscript`` for exported files.
+    backend: str = "torch"
+    #: The one input size (height, width) the network takes, or None for any multiple of
+    #: :attr:`size_multiple` (exported files without ``--dynamic-size`` have one).
+    fixed_size: tuple[int, int] | None = None
+    #: An exported file's metadata (None here).
+    meta: dict[str, Any] | None = None
+
+    def __init__(self, cfg: Config | None, method: Method, device: torch.device,
+                 checkpoint: Path | None = None) -> None:
         self.cfg = cfg
         self.method = method
         self.device = device
-        self.checkpoint = checkpoint
+        #: The checkpoint folder of the weights (the method's, unless given).
+        self.checkpoint = checkpoint if checkpoint is not None else method.checkpoint
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None) -> "Translator":
         """Rebuild the method's inference networks from a checkpoint (config + safetensors)."""
-        folder = ckpt.resolve_checkpoint(path)
-        cfg = ckpt.load_checkpoint_config(folder)
         dev = resolve_device(device)
-        method = build_method(cfg, training=False)
-        ckpt.load_weights(folder, dict(method.nets), tuple(method.inference_nets))
-        method.to(dev)
-        method.attach_checkpoint(folder)
-        method.set_inference_mode(mode or method.inference_mode)
-        return cls(cfg, method, dev, folder)
+        method = load_method(path, dev, mode)
+        return cls(method.run_config, method, dev, method.checkpoint)
 
     @property
     def mode(self) -> str:
         return self.method.inference_mode
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded to multiples of this."""
+        return int(self.method.size_multiple)
 
     # ----------------------------------------------------------------- tensors
     @torch.no_grad()
@@ -156,14 +174,9 @@ class Translator:
     def translate(self, image: Any, seed: int | None = 0) -> Any:
         """Translate a PIL image, a NumPy array (HWC or HW; uint8, uint16 or float in [0, 1]) or a
         tensor (CHW/NCHW in [-1, 1]); returns the same kind of object."""
-        from pairgan.data.io import match_channels, to_unit_float
-        from pairgan.data.transforms import to_array, to_tensor
-
         if torch.is_tensor(image):
             out = self.translate_tensor(image, seed).to(image.device)
             return out.squeeze(0) if image.dim() == 3 else out
-        from PIL import Image
-
         is_pil = isinstance(image, Image.Image)
         arr = np.asarray(image)
         if arr.ndim == 2:
@@ -195,9 +208,6 @@ class Translator:
         size are batched together; outputs are written atomically. ``options`` are the method's
         inference options (e.g. pix2pixHD's feature mode), passed in the batch.
         """
-        from pairgan.data.io import write_image
-        from pairgan.data.transforms import to_array
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         names = _unique_names(files)
@@ -207,8 +217,7 @@ class Translator:
         opts = dict(options or {})
         # Methods with several outputs per input (CRN's k variants) write them all unless one is
         # asked for: NAME_v0.png ... with one gallery column each.
-        split = getattr(self.method, "split_outputs", None)
-        multi = split is not None and getattr(self.method, "num_variants", 1) > 1 and opts.get("variant") is None
+        multi = self.method.num_variants > 1 and opts.get("variant") is None
         if multi:
             opts["variant"] = "all"
         out_columns: list[str] = ["output"]
@@ -229,7 +238,7 @@ class Translator:
                 ])
             else:
                 y = self.translate_batch(batch, seed).cpu()
-            parts = split(y) if multi else {"output": y}
+            parts = self.method.split_outputs(y) if multi else {"output": y}
             out_columns[:] = list(parts)
             shown = self.method.display_input({k: batch[k] for k in keys}).cpu()
             for j, ((name, _, tgt), inp) in enumerate(zip(pending, shown)):

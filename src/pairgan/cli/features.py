@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from pairgan.cli.common import user_errors_reported
-from pairgan.features import cluster_features
+from pairgan.methods.pix2pixhd_features import cluster_features
 
 __all__ = ["app"]
 

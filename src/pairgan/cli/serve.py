@@ -28,7 +28,9 @@ def serve(
     """Serve models over HTTP: the web editor at /, POST /v1/translate, GET /v1/models, /healthz, /docs."""
     try:
         # Deferred: pairgan.serve needs fastapi (the optional `web` extra); the rest of the CLI does not.
-        from pairgan.serve.app import Limits, create_app, load_models
+        from pairgan.serve.app import create_app
+        from pairgan.serve.limits import Limits
+        from pairgan.serve.models import load_models
     except ImportError as exc:
         fail(f"serving needs the web extra: pip install 'pairgan[web]' ({exc})")
     try:

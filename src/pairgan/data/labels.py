@@ -43,7 +43,10 @@ __all__ = [
     "LabelMapDataset",
     "SUFFIXES",
     "colorize",
+    "connected_components",
+    "dataset_classes",
     "default_palette",
+    "derive_instances",
     "find_partner",
     "instance_to_class",
     "label_ids",
@@ -679,3 +682,84 @@ def partner_photo_path(path: str | os.PathLike) -> Path:
 def display_labels(label: torch.Tensor, data: DataConfig) -> torch.Tensor:
     """Label ids (N x 1 x H x W) as colour pictures in [-1, 1] on their device (sample grids)."""
     return colorize(label, palette_file(data)).to(label.device)
+
+
+def dataset_classes(data: DataConfig) -> dict[str, Any]:
+    """A data set's class palette and names: ``{"palette": [[r, g, b], ...] (colour i = class i) or
+    None, "classes": names or None, "thing_ids": ids of countable classes or None}``.
+
+    From ``data.palette`` when set; else a ``classes.json`` in the data set root or its parent (the
+    synthetic scenes write one there, so a pix2pix model trained on their colour-coded aligned
+    layout gets their palette); else, for label maps (``data.label_nc`` > 0), the default palette
+    of :func:`default_palette`. None for image data without one. An unreadable file is skipped: a
+    model is still served or exported without its palette.
+    """
+    candidates: list[Path] = []
+    if data.palette:
+        p = Path(data.palette).expanduser()
+        candidates += [p] + ([Path(data.path) / p] if data.path and not p.is_absolute() else [])
+    if data.path:
+        candidates += [Path(data.path) / "classes.json", Path(data.path).parent / "classes.json"]
+    for c in candidates:
+        try:
+            if not c.is_file():
+                continue
+            pal = load_palette(c)
+        except Exception:  # an unreadable palette is not fatal to serving or exporting
+            continue
+        names = things = None
+        try:
+            doc = json.loads(c.read_text(encoding="utf-8"))
+            if isinstance(doc, dict):
+                if isinstance(doc.get("classes"), list):
+                    names = [str(n) for n in doc["classes"]]
+                if isinstance(doc.get("thing_ids"), list):
+                    things = [int(i) for i in doc["thing_ids"]]
+        except (OSError, ValueError, TypeError):
+            pass
+        if data.label_nc > 0 and len(pal) < data.label_nc:
+            pal = np.concatenate([pal, default_palette(data.label_nc)[len(pal):]])
+        return {"palette": pal.tolist(), "classes": names, "thing_ids": things}
+    if data.label_nc > 0:
+        return {"palette": default_palette(data.label_nc).tolist(), "classes": None, "thing_ids": None}
+    return {"palette": None, "classes": None, "thing_ids": None}
+
+
+def connected_components(ids: np.ndarray) -> np.ndarray:
+    """4-connected regions of equal value: each pixel's region root (the smallest flat index in it)."""
+    h, w = ids.shape
+    flat = ids.ravel()
+    idx = np.arange(h * w).reshape(h, w)
+    a = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    b = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    keep = flat[a] == flat[b]
+    a, b = a[keep], b[keep]
+    root = np.arange(h * w)
+    while True:  # hook the larger root of every edge onto the smaller, then compress fully
+        ra, rb = root[a], root[b]
+        differ = ra != rb
+        if not differ.any():
+            return root.reshape(h, w)
+        lo, hi = np.minimum(ra[differ], rb[differ]), np.maximum(ra[differ], rb[differ])
+        np.minimum.at(root, hi, lo)
+        while True:
+            nxt = root[root]
+            if np.array_equal(nxt, root):
+                break
+            root = nxt
+
+
+def derive_instances(ids: np.ndarray, thing_ids: list[int] | None = None) -> np.ndarray:
+    """An instance map for a label map painted without one (Cityscapes convention): each
+    4-connected region of a countable class (``thing_ids``; all classes when unknown) is one
+    instance ``class * 1000 + k``; other classes (and class 0) keep their class id (no instances)."""
+    roots = connected_components(ids).ravel()
+    flat = ids.ravel().astype(np.int64)
+    out = flat.copy()
+    for c in np.unique(flat):
+        if int(c) == 0 or (thing_ids is not None and int(c) not in thing_ids):
+            continue  # class 0 cannot carry instances: ids below 1000 are class ids
+        mask = flat == c
+        _, k = np.unique(roots[mask], return_inverse=True)
+        out[mask] = int(c) * 1000 + k
+    return out.reshape(ids.shape)

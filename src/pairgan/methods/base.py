@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, NamedTuple
+from typing import Any, Callable, ClassVar, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
-from pairgan.config import DataConfig, TrainConfig
+from pairgan.config import Config, DataConfig, TrainConfig
+from pairgan.data.io import match_channels, read_image, to_unit_float
+from pairgan.data.labels import dataset_classes
+from pairgan.data.transforms import to_tensor
 
 
 class StepContext:
@@ -35,13 +38,19 @@ class StepContext:
         *,
         accumulate: int = 1,
         world_size: int = 1,
+        average_gradients: Callable[[list[nn.Parameter], int], None] | None = None,
     ) -> None:
+        if world_size > 1 and average_gradients is None:
+            raise ValueError("StepContext: world_size > 1 needs average_gradients (the Trainer passes "
+                             "pairgan.train.distributed.average_gradients)")
         self.optimizers = optimizers
         self.device = device
         self.precision = precision
         self.scaler = scaler
         self.accumulate = accumulate
         self.world_size = world_size
+        #: All-reduces the gradients across processes (given by the Trainer under torchrun).
+        self.average_gradients = average_gradients
         self.step = 0
         self.epoch = 0
         #: Index of the current micro-batch within the step (0 .. accumulate - 1).
@@ -86,10 +95,8 @@ class StepContext:
                 p.grad += g
         if not self.last_micro:
             return
-        if self.world_size > 1:
-            from pairgan.train.distributed import average_gradients
-
-            average_gradients(params, self.world_size)
+        if self.average_gradients is not None and self.world_size > 1:
+            self.average_gradients(params, self.world_size)
         if self.scaler is not None and self.scaler.is_enabled():
             self.scaler.step(opt)
         else:
@@ -142,6 +149,13 @@ class Method:
         self.data = data
         self.nets = nn.ModuleDict()
         self.inference_mode = "eval"
+        #: The whole config this method was built from (``build_method`` sets it; None when the
+        #: method was constructed directly from its ``model:`` and ``data:`` sections).
+        self.run_config: Config | None = None
+        #: The checkpoint folder the inference weights came from (``load_method`` sets it): the
+        #: method finds its run's extra files (pix2pixHD's feature clusters) next to it.
+        self.checkpoint: Path | None = None
+        self._class_info: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -156,10 +170,6 @@ class Method:
     def size_multiple(self) -> int:
         """Inputs' height and width must be multiples of this (inference pads to it)."""
         return 1
-
-    def attach_checkpoint(self, folder: Path) -> None:
-        """Called after the inference weights are loaded from ``folder``: methods read extra
-        files of the run here (pix2pixHD's feature clusters)."""
 
     def set_inference_mode(self, mode: str) -> None:
         """``eval``: eval() everywhere. Methods may offer others (pix2pix's ``paper``)."""
@@ -188,9 +198,6 @@ class Method:
         """Read one input file into an (unbatched, CHW) batch item for ``translate``, plus the
         target when the file carries it (``aligned`` A|B files). Image-to-image methods read
         an image; label-map or pose methods override this."""
-        from pairgan.data.io import match_channels, read_image, to_unit_float
-        from pairgan.data.transforms import to_tensor
-
         d = self.data
         arr = to_unit_float(read_image(path))
         target = None
@@ -232,3 +239,57 @@ class Method:
     def to(self, device: torch.device) -> "Method":
         self.nets.to(device)
         return self
+
+    # ----------------------------------------------------------------- outputs, state, serving
+    @property
+    def num_variants(self) -> int:
+        """Outputs per input (CRN's k diverse images); ``translate`` returns all of them for
+        ``batch["variant"] = "all"`` and :meth:`split_outputs` names them."""
+        return 1
+
+    def split_outputs(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``translate``'s output with every variant -> named images ``{column: NCHW}`` (one file
+        and one gallery column each). One output: ``{"output": out}``."""
+        return {"output": out}
+
+    def class_info(self) -> dict[str, Any]:
+        """The model's classes: ``{"palette": [[r, g, b], ...] or None, "classes": names or None,
+        "thing_ids": countable class ids or None}`` — what an exported file records and the
+        server offers its painters. Read from the data set (:func:`pairgan.data.labels.dataset_classes`)
+        unless :meth:`load_extra_state` gave it."""
+        if self._class_info is None:
+            self._class_info = dataset_classes(self.data)
+        return self._class_info
+
+    def extra_state(self) -> dict[str, Any]:
+        """What inference needs beyond the networks' weights, as plain JSON values: written into an
+        exported file's metadata and given back to :meth:`load_extra_state` when the file is run.
+        By default the classes (:meth:`class_info`); pix2pixHD adds its feature clusters."""
+        return dict(self.class_info())
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`extra_state` returned (read from an exported file's metadata)."""
+        self._class_info = {k: state.get(k) for k in ("palette", "classes", "thing_ids")}
+
+    def request_schema(self) -> dict[str, Any]:
+        """What a served model of this method takes (``pairgan serve``): ``{"kind": "image" |
+        "label" | "pose", "options": {...}}``. ``kind`` says how uploads are read (an image; a
+        label map, optionally with an instance map; a person image and a target pose); ``options``
+        lists the request options the method offers beyond the seed, as the server describes them
+        in ``GET /v1/models``: ``variant`` (``{"k", "values"}``), ``features`` (feature modes),
+        ``edits`` (bool), ``clusters`` (centres per class), ``pose`` (keypoints, limbs, default)."""
+        return {"kind": "image", "options": {}}
+
+    def item_from_upload(self, files: Mapping[str, Path], options: Mapping[str, Any]) -> dict[str, Any]:
+        """An unbatched inference item from a request's uploads, saved to ``files`` (``"image"``;
+        ``"instance"`` for label maps with instance maps), and its parsed ``options`` (e.g.
+        ``pose_keypoints``). Errors are :class:`~pairgan.errors.DataError` naming the file.
+        Image methods read the image as :meth:`load_inference_input` does."""
+        item, _ = self.load_inference_input(files["image"], aligned=False, options={})
+        return item
+
+    def apply_edits(self, batch: dict[str, Any], edits: Sequence[tuple[str, Any, int]]) -> dict[str, Any]:
+        """Restyle objects of ``batch`` (pix2pixHD's instance features): ``edits`` are
+        ``("id", instance_id, K)`` or ``("at", (y, x), K)`` (the instance under that pixel), each
+        setting the instance to centre ``K`` of its class. Methods without features refuse."""
+        raise ValueError(f"edits: {type(self).__name__} has no instance features to edit")

@@ -1,22 +1,31 @@
-"""Building methods: the one place a config becomes a method with its networks."""
+"""Building methods: the one place a config becomes a method with its networks, and the one place
+a saved model (a checkpoint, or an exported file's metadata) becomes a method ready for inference."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
 from torch import nn
 
+from pairgan.checkpoint import load_checkpoint_config, load_weights, resolve_checkpoint
 from pairgan.config import Config
 from pairgan.errors import ConfigError
 from pairgan.methods.base import Method
 from pairgan.nets.blocks import set_grad_checkpointing
 from pairgan.registry import lookup
+from pairgan.runtime import resolve_device
 
-__all__ = ["build_method"]
+__all__ = ["build_method", "load_method", "restore_method"]
 
 
 def build_method(cfg: Config, *, training: bool) -> Method:
     """The registered method of ``cfg.method`` with its networks built (for training: with
     ``train.grad_checkpoint`` applied)."""
     method = lookup("method", cfg.method)(cfg.model, cfg.data, training=training)
+    method.run_config = cfg
     if training and cfg.train.grad_checkpoint:
         try:
             # Every module the method owns: its networks and loss networks (pix2pixHD's VGG).
@@ -28,4 +37,47 @@ def build_method(cfg: Config, *, training: bool) -> Method:
             raise ConfigError(f"train.grad_checkpoint: none of {cfg.method}'s networks "
                               f"({', '.join(type(n).__name__ for n in method.nets.values())}) offers activation "
                               "checkpointing (pix2pixHD's generators and the ResNet generator do)")
+    return method
+
+
+def load_method(path: str | os.PathLike, device: str | torch.device = "cpu", mode: str | None = None) -> Method:
+    """The model saved at ``path`` (a run folder, its ``checkpoints/`` folder or one checkpoint
+    folder) ready for inference: built from the checkpoint's config without its training networks,
+    the inference networks' weights loaded, on ``device`` (``auto`` picks one), in inference
+    ``mode`` (None: the method's default). The method remembers its checkpoint folder
+    (:attr:`Method.checkpoint`), next to which it finds its run's extra files."""
+    folder = resolve_checkpoint(path)
+    return restore_method(load_checkpoint_config(folder), checkpoint=folder, device=device, mode=mode)
+
+
+def restore_method(
+    cfg: Config,
+    *,
+    checkpoint: Path | None = None,
+    extra_state: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    mode: str | None = None,
+) -> Method:
+    """``cfg``'s method for inference: its inference networks with the weights of ``checkpoint``
+    (a resolved checkpoint folder), the ``extra_state`` that :meth:`Method.extra_state` gave (an
+    exported file's metadata), on ``device``, in inference ``mode`` (None: the method's default).
+
+    ``device="meta"`` builds the networks without allocating them and loads no weights: an
+    exported file's backend runs only the method's pre- and post-processing in PyTorch.
+    """
+    dev = resolve_device(device)
+    if dev.type == "meta":
+        if checkpoint is not None:
+            raise ValueError("restore_method: weights cannot be loaded onto the meta device")
+        with dev:
+            method = build_method(cfg, training=False)
+    else:
+        method = build_method(cfg, training=False)
+        if checkpoint is not None:
+            load_weights(checkpoint, dict(method.nets), tuple(method.inference_nets))
+        method.to(dev)
+    method.checkpoint = checkpoint
+    if extra_state is not None:
+        method.load_extra_state(extra_state)
+    method.set_inference_mode(mode or method.inference_mode)
     return method

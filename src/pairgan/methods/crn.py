@@ -35,7 +35,7 @@ Reference: CQFIO/PhotographicImageSynthesis (TensorFlow 1: ``demo_256p.py``, ``d
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -44,13 +44,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pairgan.checkpoint import read_weights, resolve_checkpoint, weights_path
 from pairgan.config import DataConfig, TrainConfig
-from pairgan.errors import ConfigError
-from pairgan.methods.base import Method, StepContext
+from pairgan.data.io import match_channels, read_image, to_unit_float
+from pairgan.data.labels import partner_photo_path, read_label_input
+from pairgan.data.transforms import to_tensor
+from pairgan.errors import CheckpointError, ConfigError, DataError, WeightsNotFound
+from pairgan.methods.base import ExportGraph, StepContext
+from pairgan.methods.labelmaps import LabelMapMethod
 from pairgan.methods.optim import adam
 from pairgan.nets.crn import CascadedRefinementNetwork, reference_widths
-from pairgan.nets.labels import instance_edges, one_hot
+from pairgan.nets.labels import one_hot
+from pairgan.nets.vgg import IMAGENET_STD, VGGFeatures
 from pairgan.registry import create, register
+from pairgan.visual import make_grid
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CRN", "CRNConfig", "CRNLoss", "LAYER_WEIGHTS", "VGG_LAYERS", "variant_grid"]
 
@@ -107,8 +116,6 @@ class CRNConfig:
 
 def _feature_unit(normalize: bool) -> float:
     """Pixel levels per unit of VGG's input (see the module docstring)."""
-    from pairgan.nets.vgg import IMAGENET_STD
-
     return 255.0 * sum(IMAGENET_STD) / len(IMAGENET_STD) if normalize else PIXEL_SCALE
 
 
@@ -135,8 +142,6 @@ class CRNLoss(nn.Module):
         mean_weight: float = 0.001,
     ) -> None:
         super().__init__()
-        from pairgan.nets.vgg import VGGFeatures
-
         lw = tuple(float(w) for w in layer_weights)
         if len(lw) != len(TERM_NAMES):
             raise ValueError(f"{len(lw)} layer weights, expected {len(TERM_NAMES)} ({', '.join(TERM_NAMES)})")
@@ -198,8 +203,6 @@ class CRNLoss(nn.Module):
 def variant_grid(columns: Sequence[Tensor], pad: int = 2) -> Tensor:
     """Images ``[C, H, W]`` (or ``[N, C, H, W]``: one row per sample) in [-1, 1] side by side ->
     a CHW grid in [0, 1] on white (e.g. label | v0 | v1 | ... for the README and galleries)."""
-    from pairgan.visual import make_grid
-
     cols = {str(i): (c if c.dim() == 4 else c.unsqueeze(0)) for i, c in enumerate(columns)}
     return make_grid(cols, max_rows=max(c.shape[0] for c in cols.values()), pad=pad)
 
@@ -229,7 +232,7 @@ class _VariantOutputs2(_VariantOutputs):
 
 
 @register("method", "crn")
-class CRN(Method):
+class CRN(LabelMapMethod):
     """Cascaded refinement network + VGG feature loss (+ diversity); no discriminator."""
 
     Config = CRNConfig
@@ -277,8 +280,6 @@ class CRN(Method):
 
     def _make_loss(self, weights: Sequence[float]) -> CRNLoss:
         cfg = self.cfg
-        from pairgan.errors import WeightsNotFound
-
         try:
             return CRNLoss(cfg.perceptual, weights, weights=(cfg.vgg_weights or None) if cfg.vgg_pretrained else None,
                            pretrained=cfg.vgg_pretrained, normalize=cfg.vgg_normalize, pool=cfg.vgg_pool,
@@ -294,17 +295,6 @@ class CRN(Method):
     @property
     def generator(self) -> CascadedRefinementNetwork:
         return self.nets["G"]  # type: ignore[return-value]
-
-    def condition(self, batch: dict[str, Any]) -> Tensor:
-        """G's input: one_hot(label) [+ instance edges] (or the image A without label maps)."""
-        if self.label_nc <= 0:
-            return batch["A"]
-        x = one_hot(batch["label"], self.label_nc)
-        if self.data.instance:
-            if "inst" not in batch:
-                raise KeyError("data.instance is on but the batch has no 'inst' instance map")
-            x = torch.cat([x, instance_edges(batch["inst"])], 1)
-        return x
 
     def class_masks(self, batch: dict[str, Any]) -> Tensor | None:
         """The diversity loss's class masks (one-hot labels), None for image inputs or k = 1 (one
@@ -338,15 +328,12 @@ class CRN(Method):
         ``stages.i`` whose name and shape match; the output 1x1 conv only when both have the same
         number of modules (otherwise it read another module's features). Returns
         ``{"copied": [module indices], "fresh": [module indices], "to_rgb": bool, "tensors": n}``."""
-        from safetensors.torch import load_file
-
-        from pairgan import checkpoint as ckpt
-
-        folder = ckpt.resolve_checkpoint(path)
-        file = folder / "G.safetensors"
-        if not file.is_file():
-            raise ConfigError(f"model.init_from {path}: {file} not found; expected a crn checkpoint or run folder")
-        theirs = load_file(str(file))
+        folder = resolve_checkpoint(path)
+        try:
+            theirs = read_weights(folder, "G")
+        except CheckpointError:
+            raise ConfigError(f"model.init_from {path}: {weights_path(folder, 'G')} not found; expected a crn "
+                              "checkpoint or run folder") from None
         G = self.generator
         mine = G.state_dict()
         their_modules = {int(k.split(".")[1]) for k in theirs if k.startswith("stages.")}
@@ -365,8 +352,8 @@ class CRN(Method):
                 mine[k].copy_(v)
         copied = sorted({int(k.split(".")[1]) for k in take if k.startswith("stages.")})
         fresh = [i for i in range(G.n_modules) if i not in copied]
-        print(f"crn: initialised from {folder}: modules {copied} copied, modules {fresh} "
-              f"{'and' if fresh else ''} the output conv {'copied' if to_rgb else 'fresh'}", file=sys.stderr)
+        log.info("crn: initialised from %s: modules %s copied, modules %s %s the output conv %s", folder, copied,
+                 fresh, "and" if fresh else "", "copied" if to_rgb else "fresh")
         return {"copied": copied, "fresh": fresh, "to_rgb": to_rgb, "tensors": len(take)}
 
     def to(self, device: torch.device) -> "CRN":
@@ -416,23 +403,10 @@ class CRN(Method):
         c = self.data.output_nc
         return out[:, i * c:(i + 1) * c]
 
-    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
-        """A random training batch (benchmarks, export tracing): blocky label maps (8x8 cells),
-        instance ids (Cityscapes convention, a few instances per class) with ``data.instance``, and
-        photos in [-1, 1]; image inputs (``label_nc`` 0): images A and B."""
-        if self.label_nc <= 0:
-            return super().example_batch(batch_size, height, width)
-        from pairgan.data.labels import random_label_batch
-
-        return random_label_batch(batch_size, height, width, self.label_nc, instance=self.data.instance,
-                                  output_nc=self.data.output_nc, target_key=self.target_key)
-
     def export_module(self, batch: dict[str, Any] | None = None) -> Any:
         """G with graph inputs ``label`` (one-hot) [and ``edges``, the instance boundaries, with
         ``data.instance``], or ``A`` for image inputs, and all ``k`` images as outputs
         ``v0 .. v{k-1}``; ``finish`` picks ``batch["variant"]`` afterwards, as :meth:`translate`."""
-        from pairgan.methods.base import ExportGraph
-
         if batch is None:
             m = max(int(self.size_multiple), 16)
             batch = self.example_batch(2, m, m)
@@ -474,11 +448,6 @@ class CRN(Method):
         :func:`pairgan.data.labels.find_partner`); ``aligned``: its photo as the target."""
         if self.label_nc <= 0:
             return super().load_inference_input(path, aligned=aligned, options=options)
-        from pairgan.data.io import match_channels, read_image, to_unit_float
-        from pairgan.data.labels import partner_photo_path, read_label_input
-        from pairgan.data.transforms import to_tensor
-        from pairgan.errors import DataError
-
         item = read_label_input(path, self.label_nc, self.data)
         size = tuple(item["label"].shape[-2:])
         target = None
@@ -492,9 +461,9 @@ class CRN(Method):
             target = to_tensor(arr)
         return item, target
 
-    def display_input(self, batch: dict[str, Any]) -> Tensor:
-        if self.label_nc <= 0:
-            return batch["A"]
-        from pairgan.data.labels import display_labels
-
-        return display_labels(batch["label"], self.data)
+    def request_schema(self) -> dict[str, Any]:
+        """Label maps (or images), and the output ``variant``: one of the k, or ``all`` side by side."""
+        schema = super().request_schema()
+        k = self.num_variants
+        schema["options"]["variant"] = {"k": k, "values": list(range(k)) + ["all"]}
+        return schema

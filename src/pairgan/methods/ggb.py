@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
@@ -34,12 +34,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairgan.config import DataConfig, TrainConfig
-from pairgan.errors import ConfigError
+from pairgan.data.io import IMAGE_EXTENSIONS, image_size
+from pairgan.data.poses import (
+    ANNOTATIONS_FILE,
+    IMAGES_DIR,
+    KEYPOINT_NAMES,
+    LIMBS,
+    N_KEYPOINTS,
+    PoseGeometry,
+    heatmaps,
+    image_path,
+    load_rgb,
+    overlay_pose,
+    parse_annotations,
+    read_annotations,
+    render_pose,
+)
+from pairgan.data.transforms import PairedTransform, resize, to_tensor
+from pairgan.errors import ConfigError, DataError
 from pairgan.losses import GANLoss
-from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.base import ExportGraph, Method, StepContext, set_requires_grad
 from pairgan.methods.optim import adam
 from pairgan.nets.blocks import init_weights
-from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator, valid_levels
+from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator, PoseConditionedGenerator, valid_levels
 from pairgan.registry import register
 
 
@@ -131,8 +148,6 @@ class GGB(Method):
 
     def __init__(self, cfg: GGBConfig, data: DataConfig, *, training: bool = True) -> None:
         super().__init__(cfg, data, training=training)
-        from pairgan.data.poses import N_KEYPOINTS
-
         _check(cfg)
         self.pose_nc = N_KEYPOINTS
         self.ggb_levels = sorted(cfg.ggb_levels, reverse=True)
@@ -310,8 +325,6 @@ class GGB(Method):
     def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
         """A random training batch (benchmarks, export tracing): noise images in [-1, 1] and heat
         maps of random keypoints (sigma ``data.pose_sigma``, a few joints missing)."""
-        from pairgan.data.poses import N_KEYPOINTS, heatmaps
-
         g = torch.Generator().manual_seed(0)
         poses = []
         for _ in range(2 * batch_size):
@@ -328,9 +341,6 @@ class GGB(Method):
 
     def export_module(self, batch: dict[str, Any] | None = None) -> Any:
         """G with two graph inputs, ``source`` and ``target_pose`` (heat maps are made before)."""
-        from pairgan.methods.base import ExportGraph
-        from pairgan.nets.ggb import PoseConditionedGenerator
-
         if batch is None:
             m = max(int(self.size_multiple), 16)
             batch = self.example_batch(2, m, m)
@@ -339,13 +349,9 @@ class GGB(Method):
 
     def display_input(self, batch: dict[str, Any]) -> torch.Tensor:
         """The source image, faded, with the target pose's skeleton drawn over it."""
-        from pairgan.data.poses import overlay_pose
-
         return overlay_pose(batch["source"], batch["target_pose"])
 
     def visuals(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        from pairgan.data.poses import render_pose
-
         cols = {"source": batch["source"], "target pose": render_pose(batch["target_pose"]),
                 "output": self.translate(batch)}
         if self.target_key in batch:
@@ -364,29 +370,15 @@ class GGB(Method):
         returned as the target. Source and pose go through the data set's evaluation geometry
         (``data.preprocess`` without random crop or flip), so the model sees what it was trained on.
         """
-        from pairgan.data.io import image_size
-        from pairgan.data.poses import PoseGeometry, heatmaps, load_rgb
-        from pairgan.data.transforms import PairedTransform, resize, to_tensor
-        from pairgan.errors import DataError
-
         options = options or {}
         spec = options.get("pose")
         if spec is None or spec == "":
             raise ValueError("GGB translates a source image into a target pose: pass --pose with a keypoint "
                              "file (name: [ys]: [xs]), another image of the data set, or an annotation NAME")
         kp, frame, target_path = resolve_pose(str(spec), self.data, options.get("annotations"))
+        item, transform = self._pose_item(Path(path), kp, frame)
         d = self.data
-        src = load_rgb(Path(path), d.input_nc)
-        transform = PairedTransform(d.preprocess, d.load_size, d.crop_size, d.flip, train=False,
-                                    size_multiple=self.size_multiple)
-        try:
-            geo = PoseGeometry(transform, src.shape[1], src.shape[0], None)
-        except ValueError as exc:
-            raise DataError(f"{path}: {exc}") from None
-        src = geo.image(src)
-        h, w = src.shape[:2]
-        kp_net = geo.keypoints(kp, frame=frame or geo.src)
-        item = {"source": to_tensor(src), "target_pose": torch.from_numpy(heatmaps(kp_net, h, w, d.pose_sigma))}
+        h, w = item["source"].shape[-2:]
         target = None
         if target_path is not None:
             tgt = load_rgb(target_path, d.output_nc)
@@ -397,10 +389,53 @@ class GGB(Method):
             target = to_tensor(tgt)
         return item, target
 
+    def _pose_item(self, path: Path, kp: np.ndarray, frame: tuple[int, int] | None
+                   ) -> tuple[dict[str, torch.Tensor], PairedTransform]:
+        """The source image ``path`` and the heat maps of keypoints ``kp`` (given in ``frame``, (w, h);
+        None: the source image's pixels), both through the data set's evaluation geometry (returned)."""
+        d = self.data
+        src = load_rgb(path, d.input_nc)
+        transform = PairedTransform(d.preprocess, d.load_size, d.crop_size, d.flip, train=False,
+                                    size_multiple=self.size_multiple)
+        try:
+            geo = PoseGeometry(transform, src.shape[1], src.shape[0], None)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        src = geo.image(src)
+        h, w = src.shape[:2]
+        kp_net = geo.keypoints(kp, frame=frame or geo.src)
+        return ({"source": to_tensor(src), "target_pose": torch.from_numpy(heatmaps(kp_net, h, w, d.pose_sigma))},
+                transform)
+
+    # ----------------------------------------------------------------- serving
+    def request_schema(self) -> dict[str, Any]:
+        """A person image and the target pose: keypoint names, limbs and a default pose (fractions
+        of the image: the first annotation of the training data when it is at hand)."""
+        spec: dict[str, Any] = {
+            "keypoints": list(KEYPOINT_NAMES), "limbs": [list(map(int, limb)) for limb in LIMBS],
+            "format": "JSON [[y, x], ...] in pixels of the uploaded image, one per keypoint; null = missing",
+            "default": None,
+        }
+        try:
+            root = Path(self.data.path)
+            ann = read_annotations(root / ANNOTATIONS_FILE)
+            name, kp = next(iter(ann.items()))
+            w, h = image_size(image_path(root, name))
+            spec["default"] = [[-1, -1] if not np.isfinite(p).all() else [float(p[0]) / h, float(p[1]) / w]
+                               for p in kp]
+        except Exception:  # no training data at hand: no default pose
+            pass
+        return {"kind": "pose", "options": {"pose": spec}}
+
+    def item_from_upload(self, files: Mapping[str, Path], options: Mapping[str, Any]) -> dict[str, Any]:
+        """The uploaded person image and ``options["pose_keypoints"]`` (float [18, 2], (y, x) in the
+        upload's pixels, NaN = missing) as heat maps, through the evaluation geometry."""
+        kp = np.asarray(options["pose_keypoints"], np.float32)
+        item, _ = self._pose_item(files["image"], kp, None)
+        return item
+
 
 def _annotation_sources(data: DataConfig, extra: str | None, near: Path | None) -> list[Path]:
-    from pairgan.data.poses import ANNOTATIONS_FILE
-
     out: list[Path] = []
     if extra:
         out.append(Path(str(extra)))
@@ -419,8 +454,6 @@ def _annotation_sources(data: DataConfig, extra: str | None, near: Path | None) 
 
 
 def _lookup(name: str, sources: list[Path]) -> tuple[np.ndarray, Path] | None:
-    from pairgan.data.poses import read_annotations
-
     stem = Path(name).stem
     for src in sources:
         if not src.is_file():
@@ -438,10 +471,6 @@ def resolve_pose(spec: str, data: DataConfig, annotations: str | None = None
                  ) -> tuple[np.ndarray, tuple[int, int] | None, Path | None]:
     """A ``--pose`` value -> (keypoints [18, 2] (y, x), NaN = missing; the (w, h) frame they are
     given in, or None for "the source image's"; the image that has this pose, if known)."""
-    from pairgan.data.io import IMAGE_EXTENSIONS, image_size
-    from pairgan.data.poses import IMAGES_DIR, parse_annotations
-    from pairgan.errors import DataError
-
     p = Path(spec)
     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
         found = _lookup(p.name, _annotation_sources(data, annotations, p))

@@ -22,21 +22,26 @@ function of (config, epoch, optimiser state) and therefore exact across a resume
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from pairgan.checkpoint import read_weights, resolve_checkpoint
 from pairgan.config import DataConfig, TrainConfig
-from pairgan.errors import ConfigError
+from pairgan.data.io import match_channels, read_image, to_unit_float
+from pairgan.data.labels import partner_photo_path, read_label_input
+from pairgan.data.transforms import resize, to_tensor
+from pairgan.errors import CheckpointError, ConfigError, ExportError
 from pairgan.losses import FeatureMatchingLoss, GANLoss
-from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.base import ExportGraph, StepContext, set_requires_grad
+from pairgan.methods.labelmaps import LabelMapMethod
 from pairgan.methods.optim import adam
+from pairgan.methods.pix2pixhd_features import apply_cluster_edits, find_clusters_file, load_clusters
 from pairgan.nets.blocks import init_weights
-from pairgan.nets.labels import instance_edges, one_hot
 from pairgan.nets.pix2pixhd import (
     FeatureEncoder,
     LocalEnhancer,
@@ -44,7 +49,10 @@ from pairgan.nets.pix2pixhd import (
     init_reference,
     instance_segments,
 )
+from pairgan.nets.vgg import VGGLoss
 from pairgan.registry import create, register
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,7 +127,7 @@ class _ConcatInputs3(_ConcatInputs2):
 
 
 @register("method", "pix2pixhd")
-class Pix2PixHD(Method):
+class Pix2PixHD(LabelMapMethod):
     """pix2pixHD: coarse-to-fine G, multi-scale D, feature matching, VGG loss, instance features."""
 
     Config = Pix2PixHDConfig
@@ -163,9 +171,6 @@ class Pix2PixHD(Method):
             self.gan_loss = GANLoss(cfg.gan_mode)
             self.fm_loss = FeatureMatchingLoss(cfg.n_layers_D, cfg.num_D)
             if cfg.perceptual != "none" and cfg.lambda_vgg > 0:
-                # Imported here: runs with perceptual none need no VGG module or weights.
-                from pairgan.nets.vgg import VGGLoss
-
                 self.vgg_loss = VGGLoss(arch=cfg.perceptual, weights=cfg.vgg_weights or None,
                                         normalize=cfg.vgg_normalize)
         for net in self.nets.values():
@@ -174,24 +179,11 @@ class Pix2PixHD(Method):
             else:
                 init_weights(net, cfg.init_type, cfg.init_gain)
         #: Per-class cluster centres of E's features ``{class_id: [K, feat_num]}`` (see
-        #: :mod:`pairgan.features`); found next to :attr:`checkpoint_dir` when not set.
+        #: :mod:`pairgan.methods.pix2pixhd_features`); found next to :attr:`checkpoint` when not set.
         self.clusters: dict[int, Tensor] | None = None
-        #: The checkpoint folder the weights came from, when known (for the clusters file).
-        self.checkpoint_dir: Path | None = None
         self._init_done = False
 
     # ----------------------------------------------------------------- inputs
-    def condition(self, batch: dict[str, Any]) -> Tensor:
-        """G's and D's conditioning input: one_hot(label) [+ instance edges] (or the image A)."""
-        if self.label_nc <= 0:
-            return batch["A"]
-        x = one_hot(batch["label"], self.label_nc)
-        if self.data.instance:
-            if "inst" not in batch:
-                raise KeyError("data.instance is on but the batch has no 'inst' instance map")
-            x = torch.cat([x, instance_edges(batch["inst"])], 1)
-        return x
-
     def pooling_map(self, batch: dict[str, Any]) -> Tensor:
         """The ids E's features are averaged over: instance ids, or class ids without instance maps."""
         return batch["inst"] if "inst" in batch else batch["label"]
@@ -227,8 +219,7 @@ class Pix2PixHD(Method):
             # The first step after the fixed phase: the reference starts a fresh Adam over all of
             # G (and E) here. Clearing the state is the same thing and survives a resume.
             opt.state.clear()
-            print(f"pix2pixhd: epoch {ctx.epoch}: niter_fix_global over, now training the whole generator",
-                  file=sys.stderr)
+            log.info("pix2pixhd: epoch %d: niter_fix_global over, now training the whole generator", ctx.epoch)
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         cfg = self.cfg
@@ -280,17 +271,13 @@ class Pix2PixHD(Method):
         reference's --load_pretrain): a global-generator checkpoint fills a local enhancer's
         coarse branch, a 2-scale D fills the 3-scale D's two coarser scales. Returns the number
         of tensors copied per network; raises when nothing of G matched."""
-        from safetensors.torch import load_file
-
-        from pairgan import checkpoint as ckpt
-
-        folder = ckpt.resolve_checkpoint(path)
+        folder = resolve_checkpoint(path)
         copied: dict[str, int] = {}
         for name, net in self.nets.items():
-            file = folder / f"{name}.safetensors"
-            if not file.is_file():
+            try:
+                theirs = read_weights(folder, name)
+            except CheckpointError:  # a network the other checkpoint does not have
                 continue
-            theirs = load_file(str(file))
             mine = net.state_dict()
             take = {k: v for k, v in theirs.items() if k in mine and tuple(mine[k].shape) == tuple(v.shape)}
             net.load_state_dict(take, strict=False)
@@ -299,19 +286,9 @@ class Pix2PixHD(Method):
             raise ConfigError(f"model.init_from {path}: no generator tensor of {folder} fits this model "
                               "(expected a pix2pixhd checkpoint whose global generator has this model's width: "
                               "a local model with ngf N takes a global one with ngf 2N)")
-        print("pix2pixhd: initialised from " + str(folder) + ": "
-              + ", ".join(f"{k} {v} tensors" for k, v in copied.items()), file=sys.stderr)
+        log.info("pix2pixhd: initialised from %s: %s", folder,
+                 ", ".join(f"{k} {v} tensors" for k, v in copied.items()))
         return copied
-
-    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
-        """A random training batch: blocky label maps (8x8 cells), instance ids (Cityscapes
-        convention) when ``data.instance``, and photos in [-1, 1] (benchmarks, tracing)."""
-        if self.label_nc <= 0:
-            return super().example_batch(batch_size, height, width)
-        from pairgan.data.labels import random_label_batch
-
-        return random_label_batch(batch_size, height, width, self.label_nc, instance=self.data.instance,
-                                  output_nc=self.data.output_nc, target_key=self.target_key)
 
     def to(self, device: torch.device) -> "Pix2PixHD":
         super().to(device)
@@ -345,21 +322,13 @@ class Pix2PixHD(Method):
             for n, m in zip(nets, modes):
                 n.train(m)
 
-    def attach_checkpoint(self, folder: str | Path) -> None:
-        """Remember the checkpoint folder the weights came from: its run's feature clusters
-        (``features_clusters.npz``) are then found for ``cluster:K`` / ``random``."""
-        self.checkpoint_dir = Path(folder)
-        self.clusters = None
-
     def find_clusters(self, batch: dict[str, Any] | None = None) -> dict[int, Tensor] | None:
         """Cluster centres: ``batch["clusters"]`` (a file), else :attr:`clusters`, else the file
-        next to :attr:`checkpoint_dir` (loaded once). None when there are none."""
-        from pairgan.features import find_clusters_file, load_clusters
-
+        next to :attr:`checkpoint` (loaded once). None when there are none."""
         if batch is not None and batch.get("clusters"):
             return load_clusters(batch["clusters"])
-        if self.clusters is None and self.checkpoint_dir is not None:
-            found = find_clusters_file(self.checkpoint_dir)
+        if self.clusters is None and self.checkpoint is not None:
+            found = find_clusters_file(self.checkpoint)
             if found is not None:
                 self.clusters = load_clusters(found)
         return self.clusters
@@ -439,9 +408,6 @@ class Pix2PixHD(Method):
         return vectors[segment].reshape(n, h, w, f).permute(0, 3, 1, 2).contiguous()
 
     def _read_encode_image(self, path: str, size: tuple[int, int]) -> Tensor:
-        from pairgan.data.io import match_channels, read_image, to_unit_float
-        from pairgan.data.transforms import resize, to_tensor
-
         arr = to_unit_float(read_image(path))
         arr = match_channels(arr, self.data.output_nc, path, key="data.output_nc")
         if arr.shape[:2] != size:
@@ -464,8 +430,6 @@ class Pix2PixHD(Method):
         0): G on ``A``. The feature map is made before the graph (``features`` ``random`` or
         ``cluster:K`` from the run's clusters, which travel in the file); ``encode`` runs E, which
         an exported file does not hold."""
-        from pairgan.methods.base import ExportGraph
-
         if self.label_nc <= 0:
             return super().export_module(batch)
         if batch is None:
@@ -481,8 +445,6 @@ class Pix2PixHD(Method):
             if mode is None:  # as instance_features decides
                 mode = "encode" if torch.is_tensor(batch.get(self.target_key)) else "random"
             if "feat_map" not in batch and mode.startswith("encode") and next(self.nets["E"].parameters()).is_meta:
-                from pairgan.errors import ExportError
-
                 raise ExportError("features 'encode' runs the encoder E, which an exported file does not contain: "
                                   "use features random or cluster:K (the run's clusters travel in the file)")
             inputs["features"] = self.instance_features(batch, mode).float()
@@ -499,8 +461,6 @@ class Pix2PixHD(Method):
         "encode:IMAGE"`` reads that image for E."""
         if self.label_nc <= 0:
             return super().load_inference_input(path, aligned=aligned, options=options)
-        from pairgan.data.labels import partner_photo_path, read_label_input
-
         item = read_label_input(path, self.label_nc, self.data)
         size = tuple(item["label"].shape[-2:])
         target = None
@@ -514,9 +474,37 @@ class Pix2PixHD(Method):
                 item[self.target_key] = target
         return item, target
 
-    def display_input(self, batch: dict[str, Any]) -> Tensor:
-        if self.label_nc <= 0:
-            return batch["A"]
-        from pairgan.data.labels import display_labels
+    # ----------------------------------------------------------------- state and serving
+    def extra_state(self) -> dict[str, Any]:
+        """The classes and the feature clusters (``{"class id": [[...], ...]}`` or None), which
+        an exported file carries: its ``random`` and ``cluster:K`` features need them."""
+        state = super().extra_state()
+        clusters = self.find_clusters()
+        state["clusters"] = {str(int(c)): v.tolist() for c, v in clusters.items()} if clusters else None
+        return state
 
-        return display_labels(batch["label"], self.data)
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        super().load_extra_state(state)
+        if state.get("clusters"):
+            self.clusters = {int(c): torch.tensor(v, dtype=torch.float32) for c, v in state["clusters"].items()}
+
+    def request_schema(self) -> dict[str, Any]:
+        """Label maps; with the feature encoder also the ``features`` modes that need no photo,
+        ``edits`` and the number of cluster centres per class."""
+        schema = super().request_schema()
+        if "E" in self.nets:
+            schema["options"].update(features=["random", "cluster:K"], edits=True, clusters=self._cluster_counts())
+        return schema
+
+    def _cluster_counts(self) -> dict[str, int] | None:
+        try:
+            clusters = self.find_clusters()
+        except Exception:  # an unreadable clusters file: offered without clusters, as without a file
+            return None
+        return {str(int(c)): int(v.shape[0]) for c, v in clusters.items()} if clusters else None
+
+    def apply_edits(self, batch: dict[str, Any], edits: Sequence[tuple[str, Any, int]]) -> dict[str, Any]:
+        """See :func:`pairgan.methods.pix2pixhd_features.apply_cluster_edits`."""
+        if "E" not in self.nets:
+            return super().apply_edits(batch, edits)
+        return apply_cluster_edits(self, batch, edits)

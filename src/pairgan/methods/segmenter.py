@@ -37,7 +37,9 @@ from torch import nn
 from pairgan.config import DataConfig, TrainConfig
 from pairgan.errors import ConfigError
 from pairgan.methods.base import Method, StepContext
+from pairgan.methods.build import load_method
 from pairgan.methods.optim import adam
+from pairgan.padding import pad_to_multiple
 from pairgan.registry import create, register
 
 __all__ = ["SEGMENTER_DEFAULTS", "Segmenter", "SegmenterConfig", "build_segmenter_config", "load_segmenter"]
@@ -204,8 +206,6 @@ class Segmenter(Method):
     def predict(self, photo: torch.Tensor) -> torch.Tensor:
         """Class ids ``[N, H, W]`` of photos ``[N, C, H, W]`` in [-1, 1] of any size (reflect-padded
         to the network's multiple and cropped back)."""
-        from pairgan.padding import pad_to_multiple
-
         x, (h, w) = pad_to_multiple(photo.float(), self.size_multiple)
         with self._eval():
             logits = self.nets["S"](x)
@@ -267,12 +267,11 @@ def build_segmenter_config(data: str | Path, overrides: list[str] | None = None,
 
 
 def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> Segmenter:
-    """A trained segmenter from its run or checkpoint folder (in eval mode)."""
-    from pairgan.infer import Translator
-
-    tr = Translator.from_checkpoint(path, device=str(device), mode="eval")
-    if not isinstance(tr.method, Segmenter):
-        raise ConfigError(f"{path}: a {tr.cfg.method} checkpoint, expected a segmenter "
+    """A trained segmenter from its run or checkpoint folder (in eval mode); its folder is
+    :attr:`~pairgan.methods.base.Method.checkpoint`."""
+    seg = load_method(path, device, mode="eval")
+    if not isinstance(seg, Segmenter):
+        assert seg.run_config is not None  # load_method sets it
+        raise ConfigError(f"{path}: a {seg.run_config.method} checkpoint, expected a segmenter "
                           "(train one with `pairgan segmenter train`)")
-    tr.method.checkpoint = tr.checkpoint  # type: ignore[attr-defined]
-    return tr.method
+    return seg

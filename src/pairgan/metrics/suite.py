@@ -31,6 +31,7 @@ from torch import nn
 from pairgan.metrics.basic import METRICS, MetricFn
 from pairgan.metrics.fid import fid_from_features, inception_score, kid, load_cached_features, save_cached_features
 from pairgan.metrics.inception import InceptionFeatures
+
 # importing lpips and msssim also registers the pair metrics lpips, lpips_alex and ms_ssim
 from pairgan.metrics.lpips import LPIPS
 from pairgan.metrics.msssim import ms_ssim_is_standard
@@ -249,7 +250,7 @@ def _seg(ctx: EvalContext) -> dict[str, float | None]:
     fake_scores = scores_from_confusion(hist_fake, names)
     real_scores = scores_from_confusion(hist_real, names)
     ctx.details["seg"] = {
-        "segmenter": str(getattr(seg, "checkpoint", "")), "classes": n, "images": used,
+        "segmenter": str(seg.checkpoint or ""), "classes": n, "images": used,
         "ignore_index": ignore, "generated": fake_scores, "real": real_scores,
     }
     return {

@@ -210,7 +210,7 @@ class Trainer:
             scaler=scaler,
             schedule=make_schedule(t),
             ctx=StepContext(optimizers, device, t.precision, scaler, accumulate=t.accumulate,
-                            world_size=info.world_size),
+                            world_size=info.world_size, average_gradients=distributed.average_gradients),
             total_steps=total_steps,
             stop_step=min(total_steps, until_step) if until_step is not None else total_steps,
         )

@@ -12,28 +12,39 @@ that vector encodes. After training:
   checkpoint folder);
 * ``pairgan translate RUN labels/ --features cluster:3`` (or ``random``, ``encode:PHOTO``) then
   picks the style of every instance, and :func:`edit` restyles one instance at a time, say one
-  car, leaving every other instance's features, and so the rest of the image, alone.
+  car, leaving every other instance's features, and so the rest of the image, alone;
+  :func:`apply_cluster_edits` does the same for the server's edits (``Pix2PixHD.apply_edits``).
 
-This module imports torch lazily, so that the ``pairgan`` command starts fast.
+The functions take a pix2pixHD method (:class:`~pairgan.methods.pix2pixhd.Pix2PixHD`; a Translator's is
+``translator.method``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import numpy as np
+import torch
+
+from pairgan.data.datasets import build_dataset
 from pairgan.fsutil import atomic_write, atomic_write_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from pairgan.methods.base import Method
+from pairgan.methods.build import load_method
+from pairgan.nets.pix2pixhd import instance_means
+from pairgan.padding import pad_batch
+from pairgan.runtime import resolve_device
 
 CLUSTERS_FILE = "features_clusters.npz"
 CLUSTERS_JSON = "features_clusters.json"
 
 __all__ = [
     "CLUSTERS_FILE",
+    "apply_cluster_edits",
+    "attach_clusters",
     "cluster_features",
     "edit",
     "encode_instances",
@@ -49,10 +60,8 @@ __all__ = [
 # --------------------------------------------------------------------------- k-means
 
 
-def _kmeans_pp(x: "torch.Tensor", k: int, gen: "torch.Generator") -> "torch.Tensor":
+def _kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
     """k-means++ seeding: the first centre uniformly, each next one with probability ~ D^2."""
-    import torch
-
     n = x.shape[0]
     first = int(torch.randint(n, (1,), generator=gen))
     centres = [x[first]]
@@ -68,8 +77,8 @@ def _kmeans_pp(x: "torch.Tensor", k: int, gen: "torch.Generator") -> "torch.Tens
     return torch.stack(centres)
 
 
-def kmeans(x: "torch.Tensor", k: int, *, seed: int = 0, max_iter: int = 300,
-           n_init: int = 4) -> tuple["torch.Tensor", "torch.Tensor"]:
+def kmeans(x: torch.Tensor, k: int, *, seed: int = 0, max_iter: int = 300,
+           n_init: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """k-means of ``x`` ``[n, d]``: ``(centres [k', d], assignment [n])``, deterministic per seed.
 
     k-means++ seeding and Lloyd iterations until the assignment stops changing; ``n_init``
@@ -77,8 +86,6 @@ def kmeans(x: "torch.Tensor", k: int, *, seed: int = 0, max_iter: int = 300,
     (the reference uses min(k, n)); an emptied cluster is re-seeded with the point farthest from
     its centre. Computed in float64; centres are returned as float32.
     """
-    import torch
-
     if x.dim() != 2 or x.shape[0] == 0:
         raise ValueError(f"kmeans: expected a non-empty [n, d] tensor, got {tuple(x.shape)}")
     if k < 1:
@@ -116,19 +123,15 @@ def kmeans(x: "torch.Tensor", k: int, *, seed: int = 0, max_iter: int = 300,
 # --------------------------------------------------------------------------- cluster files
 
 
-def instance_class(ids: "torch.Tensor") -> "torch.Tensor":
+def instance_class(ids: torch.Tensor) -> torch.Tensor:
     """Class of Cityscapes-convention instance ids: ``id // 1000`` for ids >= 1000, else the id."""
-    import torch
-
     return torch.where(ids >= 1000, ids // 1000, ids)
 
 
-def save_clusters(path: str | os.PathLike, centres: Mapping[int, "torch.Tensor"],
+def save_clusters(path: str | os.PathLike, centres: Mapping[int, torch.Tensor],
                   meta: dict[str, Any] | None = None) -> Path:
     """Write ``{class_id: [K, feat_num]}`` as ``.npz`` (arrays ``class_{id}``) plus a JSON sidecar
     with the centres and ``meta``; both atomically."""
-    import numpy as np
-
     path = Path(path)
     arrays = {f"class_{int(c)}": v.detach().to("cpu").float().numpy() for c, v in centres.items()}
     meta = dict(meta or {})
@@ -144,11 +147,8 @@ def save_clusters(path: str | os.PathLike, centres: Mapping[int, "torch.Tensor"]
     return path
 
 
-def load_clusters(path: str | os.PathLike) -> dict[int, "torch.Tensor"]:
+def load_clusters(path: str | os.PathLike) -> dict[int, torch.Tensor]:
     """``{class_id: centres [K, feat_num]}`` from a file written by :func:`save_clusters`."""
-    import numpy as np
-    import torch
-
     path = Path(path)
     if path.is_dir():
         found = find_clusters_file(path)
@@ -178,17 +178,9 @@ def find_clusters_file(folder: str | os.PathLike) -> Path | None:
 # --------------------------------------------------------------------------- encoding & clustering
 
 
-def _method_of(model: Any) -> Any:
-    return model.method if hasattr(model, "method") and hasattr(model, "translate_batch") else model
-
-
-def encode_instances(method: Any, batch: dict[str, Any]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+def encode_instances(method: Method, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """E's vector of every instance of a batch: ``(batch_index, instance_id, vector [S, F],
     fraction [S])``, the fraction being the instance's share of its image's pixels."""
-    import torch
-
-    from pairgan.nets.pix2pixhd import instance_means
-
     if "E" not in method.nets:
         raise ValueError("this model has no feature encoder (train it with model.use_features=true)")
     E = method.nets["E"]
@@ -208,18 +200,11 @@ def cluster_features(run_dir: str | os.PathLike, data_path: str | os.PathLike | 
     centres, k-means++ with ``seed``) each class's vectors of instances covering more than
     ``min_fraction`` of their image. Writes ``features_clusters.npz`` and ``.json`` into
     the run folder (or into the checkpoint folder when given one) and returns its path."""
-    import dataclasses
-
-    import torch
-
-    from pairgan import checkpoint as ckpt
-    from pairgan.data.datasets import build_dataset
-    from pairgan.infer import Translator
-
     run_dir = Path(run_dir)
-    translator = Translator.from_checkpoint(run_dir, device=device)
-    method = translator.method
-    cfg = translator.cfg
+    dev = resolve_device(device)
+    method = load_method(run_dir, dev)
+    cfg = method.run_config
+    assert cfg is not None and method.checkpoint is not None  # load_method sets both
     data_cfg = dataclasses.replace(cfg.data, path=str(data_path or cfg.data.path), max_items=max_items)
     split = split or data_cfg.train_split
     ds = build_dataset(data_cfg, split, train=False, size_multiple=method.size_multiple, seed=cfg.seed)
@@ -227,7 +212,7 @@ def cluster_features(run_dir: str | os.PathLike, data_path: str | os.PathLike | 
     n_instances = 0
     for i in range(len(ds)):
         item = ds[i]
-        batch = {k2: v.unsqueeze(0).to(translator.device) for k2, v in item.items() if torch.is_tensor(v)}
+        batch = {k2: v.unsqueeze(0).to(dev) for k2, v in item.items() if torch.is_tensor(v)}
         _, ids, means, fraction = encode_instances(method, batch)
         keep = fraction > min_fraction
         classes = instance_class(ids)
@@ -242,27 +227,24 @@ def cluster_features(run_dir: str | os.PathLike, data_path: str | os.PathLike | 
         x = torch.stack(vectors[c])
         centres[c], _ = kmeans(x, k, seed=seed)
         counts[str(c)] = int(x.shape[0])
-    folder = translator.checkpoint or ckpt.resolve_checkpoint(run_dir)
     meta = {
         "k": k, "min_fraction": min_fraction, "seed": seed, "feat_num": method.cfg.feat_num,
-        "checkpoint": str(folder), "data": str(data_cfg.path), "split": split, "images": len(ds),
+        "checkpoint": str(method.checkpoint), "data": str(data_cfg.path), "split": split, "images": len(ds),
         "instances": n_instances, "instances_per_class": counts,
     }
     return save_clusters(run_dir / CLUSTERS_FILE, centres, meta)
 
 
-def attach_clusters(model: Any, path: str | os.PathLike | None = None) -> dict[int, "torch.Tensor"]:
-    """Load the clusters for a Translator (from its checkpoint's run folder, or ``path``) or a
-    method (``path`` required) and keep them on the method for ``cluster:K``/``random``."""
-    method = _method_of(model)
+def attach_clusters(method: Method, path: str | os.PathLike | None = None) -> dict[int, torch.Tensor]:
+    """Load the clusters (from the run folder of the method's checkpoint, or ``path``) and keep
+    them on the method for ``cluster:K``/``random``."""
     if path is None:
-        folder = getattr(model, "checkpoint", None) or getattr(method, "checkpoint_dir", None)
-        if folder is None:
+        if method.checkpoint is None:
             raise ValueError("attach_clusters: give the clusters file (this model has no checkpoint folder)")
-        method.checkpoint_dir = Path(folder)
-        path = find_clusters_file(folder)
+        path = find_clusters_file(method.checkpoint)
         if path is None:
-            raise FileNotFoundError(f"{folder}: no {CLUSTERS_FILE}; make it with `pairgan features cluster RUN`")
+            raise FileNotFoundError(f"{method.checkpoint}: no {CLUSTERS_FILE}; make it with "
+                                    "`pairgan features cluster RUN`")
     method.clusters = load_clusters(path)
     return method.clusters
 
@@ -270,10 +252,7 @@ def attach_clusters(model: Any, path: str | os.PathLike | None = None) -> dict[i
 # --------------------------------------------------------------------------- editing
 
 
-def _ids4(t: Any, name: str) -> "torch.Tensor":
-    import numpy as np
-    import torch
-
+def _ids4(t: Any, name: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(t) if not torch.is_tensor(t) else t)
     if t.dim() == 3 and t.shape[-1] == 1 and t.shape[0] != 1:
         t = t[..., 0]
@@ -284,27 +263,22 @@ def _ids4(t: Any, name: str) -> "torch.Tensor":
     return t.long()
 
 
-def _prepare(model: Any, label: Any, inst: Any) -> tuple[Any, "torch.Tensor", "torch.Tensor"]:
-    method = _method_of(model)
+def _prepare(method: Method, label: Any, inst: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if "E" not in method.nets:
         raise ValueError("this model has no instance features (train it with model.use_features=true)")
-    if getattr(method, "clusters", None) is None and hasattr(model, "checkpoint") and model.checkpoint:
-        method.checkpoint_dir = Path(model.checkpoint)
     device = next(method.nets["G"].parameters()).device
     label_t, inst_t = _ids4(label, "label").to(device), _ids4(inst, "inst").to(device)
     if label_t.shape != inst_t.shape:
         raise ValueError(f"label {tuple(label_t.shape[-2:])} and inst {tuple(inst_t.shape[-2:])} differ in size")
-    return method, label_t, inst_t
+    return label_t, inst_t
 
 
-def instance_features(model: Any, label: Any, inst: Any, mode: Any = None, *, image: Any = None,
-                      seed: int | None = 0) -> "torch.Tensor":
+def instance_features(method: Method, label: Any, inst: Any, mode: Any = None, *, image: Any = None,
+                      seed: int | None = 0) -> torch.Tensor:
     """The per-instance feature map ``[1, feat_num, H, W]`` a translation would use: ``mode`` as
     ``translate --features`` (``random``, ``cluster:K``, ``encode:PATH``), ``encode`` with
     ``image`` (CHW/NCHW in [-1, 1]), or a ready feature map. ``seed`` fixes ``random``."""
-    import torch
-
-    method, label_t, inst_t = _prepare(model, label, inst)
+    label_t, inst_t = _prepare(method, label, inst)
     if torch.is_tensor(mode):
         fm = mode if mode.dim() == 4 else mode.unsqueeze(0)
         return fm.to(label_t.device).float()
@@ -322,21 +296,19 @@ def instance_features(model: Any, label: Any, inst: Any, mode: Any = None, *, im
             return method.instance_features(batch, mode)
 
 
-def edit(model: Any, label: Any, inst: Any, edits: Mapping[int, int], base_features: Any = None, *,
+def edit(method: Method, label: Any, inst: Any, edits: Mapping[int, int], base_features: Any = None, *,
          seed: int | None = 0, return_features: bool = False) -> Any:
     """Restyle instances: ``edits`` maps an instance id of ``inst`` to a cluster index of its
     class; every other instance keeps its vector of ``base_features`` (a feature map, a mode
     such as ``random``/``cluster:K``/``encode:PATH``, or None = ``random`` with ``seed``), so
-    only the edited objects change. ``model``: a :class:`pairgan.infer.Translator` (clusters are
-    found in its run folder) or a pix2pixHD method with ``clusters`` set.
+    only the edited objects change. ``method``: a pix2pixHD method with clusters (set, attached
+    with :func:`attach_clusters`, or found in its run folder).
 
     Returns the image ``[1, 3, H, W]`` in [-1, 1] (with ``return_features``: also the edited
     feature map, to chain further edits).
     """
-    import torch
-
-    method, label_t, inst_t = _prepare(model, label, inst)
-    base = instance_features(model, label_t, inst_t, base_features, seed=seed)
+    label_t, inst_t = _prepare(method, label, inst)
+    base = instance_features(method, label_t, inst_t, base_features, seed=seed)
     clusters = method.find_clusters()
     fmap = base.clone()
     for iid, ci in edits.items():  # the few instances being edited
@@ -351,16 +323,42 @@ def edit(model: Any, label: Any, inst: Any, edits: Mapping[int, int], base_featu
             raise ValueError(f"cluster {ci} of class {cls}: the class has {centres.shape[0]} clusters")
         fmap[0][:, mask] = centres[int(ci)].to(fmap).unsqueeze(1)
     batch = {"label": label_t, "inst": inst_t, "feat_map": fmap}
-    if hasattr(model, "translate_batch"):
-        out = model.translate_batch(batch, seed=seed)
-    else:
-        from pairgan.padding import pad_batch
-
-        padded, size = pad_batch(batch, method.size_multiple)
-        with torch.no_grad():
-            out = method.translate(padded)
-        if size is not None:
-            out = out[..., : size[0], : size[1]]
-        out = out.float().clamp(-1, 1)
+    padded, size = pad_batch(batch, method.size_multiple)
+    with torch.no_grad():
+        out = method.translate(padded)
+    if size is not None:
+        out = out[..., : size[0], : size[1]]
+    out = out.float().clamp(-1, 1)
     return (out, fmap) if return_features else out
 
+
+def apply_cluster_edits(method: Method, batch: dict[str, Any],
+                        edits: Sequence[tuple[str, Any, int]]) -> dict[str, Any]:
+    """``batch`` with the feature map of its ``features`` option (default: random centres, drawn
+    from torch's RNG) in which each edited instance's vector is replaced by centre K of its class
+    (K modulo the class's centres); every other instance keeps its features, so the rest of the
+    image stays as it was. ``edits``: ``("id", instance_id, K)`` or ``("at", (y, x), K)``, the
+    instance under that pixel of the instance map (the label map without one)."""
+    ids = batch.get("inst", batch.get("label"))
+    clusters = method.find_clusters(batch)
+    if not clusters:
+        raise ValueError("edits: this model has no feature clusters (make them with `pairgan features cluster RUN`)")
+    h, w = ids.shape[-2:]
+    targets = []
+    for how, where, k in edits:
+        if how == "at":
+            y, x = where
+            if not (0 <= y < h and 0 <= x < w):
+                raise ValueError(f"edits: pixel (x={x}, y={y}) is outside the {w}x{h} map")
+            where = int(ids[0, 0, y, x])
+        elif not bool((ids == where).any()):
+            raise ValueError(f"edits: no instance {where} in the label/instance map")
+        targets.append((where, k))
+    feat = method.instance_features(dict(batch), batch.get("features"))
+    for inst_id, k in targets:
+        mask = ids == inst_id
+        one = method.sample_features(ids, k, clusters)
+        feat = torch.where(mask.expand_as(feat), one, feat)
+    batch = dict(batch)
+    batch["feat_map"] = feat
+    return batch

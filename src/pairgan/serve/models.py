@@ -1,0 +1,311 @@
+"""The served models and the way a request becomes a batch and a PNG, through the method's hooks.
+
+A served model is a :class:`~pairgan.infer.Translator` (a run or checkpoint folder, PyTorch) or an
+:class:`~pairgan.export.ExportedTranslator` (an exported file). What it takes is its method's
+:meth:`~pairgan.methods.base.Method.request_schema`; uploads become an item through
+:meth:`~pairgan.methods.base.Method.item_from_upload` and edits go to
+:meth:`~pairgan.methods.base.Method.apply_edits`, so nothing here knows a method by name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pairgan.checkpoint import CONFIG_FILE
+from pairgan.config import Config
+from pairgan.errors import DataError
+from pairgan.export import ExportedTranslator
+from pairgan.infer import Translator
+from pairgan.methods.base import Method
+from pairgan.serve.limits import ApiError, ImageInfo
+
+__all__ = ["INFERENCE_LOCK", "ServedModel", "build_batch", "encode_png", "load_models", "parse_options",
+           "render_output"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+#: Inference runs one request at a time in the process: seeded randomness (pix2pix's paper-mode
+#: dropout, random instance features) draws from torch's process-wide generator, which two
+#: concurrent requests would interleave. Decoding and PNG encoding run outside it, in parallel.
+INFERENCE_LOCK = threading.Lock()
+
+#: The options every model has, as ``GET /v1/models`` lists them; a method's request schema adds
+#: or replaces entries.
+_BASE_OPTIONS: dict[str, Any] = {"seed": True, "variant": None, "features": None, "edits": False, "pose": None}
+
+
+@dataclass
+class ServedModel:
+    """One model behind the API: a Translator (PyTorch) or an ExportedTranslator (onnxruntime)."""
+
+    name: str
+    translator: Translator
+    backend: str
+    palette: list[list[int]] | None = None
+    classes: list[str] | None = None
+    thing_ids: list[int] | None = None
+    lock: Any = field(default_factory=lambda: INFERENCE_LOCK)
+
+    @property
+    def method(self) -> Method:
+        return self.translator.method
+
+    @property
+    def cfg(self) -> Config:
+        assert self.translator.cfg is not None  # every loaded translator has its config
+        return self.translator.cfg
+
+    @cached_property
+    def schema(self) -> dict[str, Any]:
+        """The method's request schema, read once (it may read the training data's files)."""
+        return self.method.request_schema()
+
+    @property
+    def kind(self) -> str:
+        """``label`` (class-id maps, optionally with instance maps), ``pose`` (a person image and
+        a target pose) or ``image``."""
+        return str(self.schema["kind"])
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The request options this model offers (``GET /v1/models``)."""
+        return _BASE_OPTIONS | self.schema["options"]
+
+    @property
+    def takes_instance(self) -> bool:
+        """Whether an instance map may be uploaded with the label map."""
+        return self.kind == "label" and bool(self.cfg.data.instance)
+
+    @property
+    def upload_names(self) -> dict[str, str]:
+        """How error messages name each upload (never by its path on the server)."""
+        return {"image": "the label map" if self.kind == "label" else "the image", "instance": "the instance map"}
+
+    def info(self) -> dict[str, Any]:
+        d = self.cfg.data
+        fixed = self.translator.fixed_size
+        crop = int(d.crop_size)
+        kind = self.kind
+        spec: dict[str, Any] = {
+            "kind": kind,
+            "field": "image",
+            "channels": int(d.input_nc),
+            "label_nc": int(d.label_nc),
+            "instance": self.takes_instance,
+            "size_multiple": self.translator.size_multiple,
+            "recommended_size": list(fixed) if fixed else [crop, crop],
+            "fixed_size": list(fixed) if fixed else None,
+            "paint": "palette" if self.palette else ("free" if kind == "image" else None),
+        }
+        return {
+            "name": self.name,
+            "method": self.cfg.method,
+            "backend": self.backend,
+            "mode": self.translator.mode,
+            "input": spec,
+            "output": {"channels": int(d.output_nc), "format": "png"},
+            "palette": self.palette,
+            "classes": self.classes,
+            "thing_ids": self.thing_ids,
+            "options": self.options,
+        }
+
+
+def _default_name(path: Path) -> str:
+    """A run folder's name for run or checkpoint folders; a file's stem for exported files."""
+    if path.is_file():
+        return path.stem
+    p = path.resolve()
+    if (p / CONFIG_FILE).is_file() and p.parent.name == "checkpoints":
+        return p.parent.parent.name
+    if p.name == "checkpoints":
+        return p.parent.name
+    return p.name
+
+
+def load_models(specs: list[str], device: str = "auto", mode: str | None = None) -> dict[str, ServedModel]:
+    """``PATH`` or ``NAME=PATH`` -> served models: run/checkpoint folders run in PyTorch, exported
+    files (``pairgan export``) in onnxruntime/TorchScript. Names are unique ([A-Za-z0-9._-])."""
+    models: dict[str, ServedModel] = {}
+    for spec in specs:
+        name, sep, path_text = spec.partition("=")
+        if not sep or not _NAME_RE.match(name) or "/" in name:
+            name, path_text = "", spec
+        path = Path(path_text)
+        tr: Translator
+        if path.is_file():
+            tr = ExportedTranslator.from_file(path)
+        else:
+            tr = Translator.from_checkpoint(path, device=device, mode=mode)
+        classes = tr.method.class_info()
+        base = name or re.sub(r"[^A-Za-z0-9._-]", "-", _default_name(path)).strip("-.") or "model"
+        unique, i = base, 2
+        while unique in models:
+            unique, i = f"{base}-{i}", i + 1
+        models[unique] = ServedModel(unique, tr, tr.backend, classes["palette"], classes["classes"],
+                                     classes["thing_ids"])
+    if not models:
+        raise ValueError("no models to serve")
+    return models
+
+
+# --------------------------------------------------------------------------- request -> batch
+
+
+def _int_option(name: str, value: str | None, lo: int, hi: int, default: int | None = None) -> int | None:
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        v = int(str(value).strip())
+    except ValueError:
+        raise ApiError(422, "bad_option", f"{name} {value!r}: expected an integer {lo}..{hi}") from None
+    if not lo <= v <= hi:
+        raise ApiError(422, "bad_option", f"{name} {v}: expected an integer {lo}..{hi}")
+    return v
+
+
+def parse_options(model: ServedModel, *, seed: str | None, variant: str | None, features: str | None,
+                  edits: str | None, pose: str | None) -> tuple[int, dict[str, Any]]:
+    """Validate the request's options against what ``model`` offers -> (seed, batch options)."""
+    opts: dict[str, Any] = {}
+    offered = model.options
+    s = _int_option("seed", seed, 0, 2**31 - 1, 0)
+    if variant not in (None, ""):
+        if not offered["variant"]:
+            raise ApiError(422, "bad_option", f"variant: model {model.name!r} ({model.cfg.method}) has one output; "
+                                              "variants are offered by CRN models")
+        k = int(offered["variant"]["k"])
+        opts["variant"] = "all" if str(variant).strip() == "all" else _int_option("variant", variant, 0, k - 1)
+    if features not in (None, "") or edits not in (None, ""):
+        if not offered["features"]:
+            raise ApiError(422, "bad_option", f"features/edits: model {model.name!r} has no instance feature "
+                                              "encoder (pix2pixHD with model.use_features=true)")
+    if features not in (None, ""):
+        f = str(features).strip()
+        if f == "random":
+            opts["features"] = "random"
+        elif f.startswith("cluster:"):
+            opts["features"] = f"cluster:{_int_option('features cluster', f[8:], 0, 10_000)}"
+        else:
+            raise ApiError(422, "bad_option", f"features {f!r}: expected 'random' or 'cluster:K' (the API reads no "
+                                              "files: 'encode:IMAGE' is a command-line option)")
+    if edits not in (None, ""):
+        opts["edits"] = _parse_edits(edits)
+    if pose not in (None, ""):
+        if not offered["pose"]:
+            raise ApiError(422, "bad_option", f"pose: model {model.name!r} ({model.cfg.method}) takes no pose")
+        opts["pose_keypoints"] = _parse_pose(pose, len(offered["pose"]["keypoints"]))
+    elif offered["pose"]:
+        raise ApiError(422, "bad_option", f"pose: model {model.name!r} needs the target pose "
+                                          "(JSON [[y, x], ...] per keypoint)")
+    return int(s), opts
+
+
+def _parse_pose(text: str, n_keypoints: int) -> np.ndarray:
+    """JSON ``[[y, x], ...]`` (one per keypoint; ``null`` or negative = missing) -> float [K, 2], NaN missing."""
+    bad = ApiError(422, "bad_option", f"pose: expected JSON [[y, x], ...] with {n_keypoints} keypoints in pixels of "
+                                      "the uploaded image (null or [-1, -1] for a missing one)")
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, list) or len(doc) != n_keypoints:
+            raise ValueError
+        rows = [[float("nan")] * 2 if p is None else [float(p[0]), float(p[1])] for p in doc]
+    except (ValueError, TypeError, IndexError, KeyError):
+        raise bad from None
+    arr = np.asarray(rows, np.float64)
+    if np.isinf(arr).any():
+        raise bad
+    arr[(arr < 0).any(axis=1)] = np.nan
+    return arr
+
+
+def _parse_edits(text: str) -> list[tuple[str, Any, int]]:
+    """``{"INSTANCE_ID": K, ...}`` or ``[{"x": X, "y": Y, "cluster": K}, ...]`` (the instance under
+    pixel (x, y)) -> [("id", id, K) | ("at", (y, x), K)]."""
+    bad = ApiError(422, "bad_option", 'edits: expected JSON {"INSTANCE_ID": K, ...} or '
+                                      '[{"x": X, "y": Y, "cluster": K}, ...] with non-negative integers')
+    try:
+        doc = json.loads(text)
+        if isinstance(doc, dict):
+            out = [("id", int(k), int(v)) for k, v in doc.items()]
+        elif isinstance(doc, list):
+            out = [("at", (int(e["y"]), int(e["x"])), int(e["cluster"])) for e in doc]
+        else:
+            raise ValueError
+    except (ValueError, TypeError, KeyError):
+        raise bad from None
+    if len(out) > 10_000 or any(k < 0 or (min(t) if isinstance(t, tuple) else t) < 0 for _, t, k in out):
+        raise bad
+    return out
+
+
+def build_batch(model: ServedModel, uploads: dict[str, tuple[bytes, ImageInfo]], opts: dict[str, Any],
+                workdir: Path) -> dict[str, Any]:
+    """Decode the uploads (saved under server-chosen names in ``workdir``) the way the method
+    reads them and make a batch of one; the method's read errors become 422 answers that name
+    the upload, never its path."""
+    files: dict[str, Path] = {}
+    for key, (data, info) in uploads.items():
+        path = workdir / f"{'upload' if key == 'image' else key}{info.extension}"
+        path.write_bytes(data)
+        files[key] = path
+    try:
+        item = model.method.item_from_upload(files, opts)
+    except DataError as exc:
+        msg = str(exc)
+        for key, path in files.items():
+            msg = msg.replace(str(path), model.upload_names[key])
+        raise ApiError(422, "wrong_channels" if "channels" in msg else "bad_image", msg) from None
+    batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
+    for k in ("variant", "features"):
+        if k in opts:
+            batch[k] = opts[k]
+    if "edits" in opts:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(opts.get("seed", 0))  # the draws translate makes: unedited objects keep theirs
+            batch = model.method.apply_edits(batch, opts["edits"])
+    return batch
+
+
+# --------------------------------------------------------------------------- output -> PNG
+
+
+def encode_png(out: torch.Tensor) -> bytes:
+    """[C, H, W] in [-1, 1] -> 8-bit PNG bytes (1 channel grey, 3 RGB, 4 RGBA, else the first 3)."""
+    arr = ((out.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+    arr = arr.permute(1, 2, 0).numpy()
+    c = arr.shape[2]
+    if c == 1:
+        im = Image.fromarray(arr[:, :, 0], "L")
+    elif c == 2:
+        im = Image.fromarray(arr[:, :, 0], "L")
+    elif c == 4:
+        im = Image.fromarray(arr, "RGBA")
+    else:
+        im = Image.fromarray(np.ascontiguousarray(arr[:, :, :3]), "RGB")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def render_output(model: ServedModel, out: torch.Tensor, opts: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """One translated image ``[C, H, W]`` -> (PNG bytes, response headers): with ``variant=all``
+    the k images of ``[k C, H, W]`` side by side (``[C, H, k W]``)."""
+    headers: dict[str, str] = {}
+    if opts.get("variant") == "all":
+        c = int(model.cfg.data.output_nc)
+        k = out.shape[0] // c
+        headers["X-Pairgan-Variants"] = str(k)
+        out = torch.cat([out[i * c:(i + 1) * c] for i in range(k)], dim=2)
+    return encode_png(out), headers
