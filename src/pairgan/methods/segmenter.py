@@ -25,6 +25,7 @@ Tanh removed (logits), trained with per-pixel cross-entropy (``model.ignore_inde
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -34,11 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pairgan.config import DataConfig, TrainConfig
+from pairgan.checkpoint import load_checkpoint_config, resolve_checkpoint
+from pairgan.config import DataConfig, TrainConfig, apply_overrides, config_from_dict
+from pairgan.data.datasets import build_dataset
+from pairgan.data.io import match_channels, read_image, to_unit_float
+from pairgan.data.labels import colorize
+from pairgan.data.transforms import to_tensor
 from pairgan.errors import ConfigError
 from pairgan.methods.base import Method, StepContext
 from pairgan.methods.build import load_method
 from pairgan.methods.optim import adam
+from pairgan.metrics.segmentation import FACADES_CLASSES, colours_to_ids, resolve_palette
 from pairgan.padding import pad_to_multiple
 from pairgan.registry import create, register
 
@@ -92,8 +99,6 @@ def _strip_final_tanh(net: nn.Module) -> nn.Module:
 
 def _label_images(data: DataConfig, n: int = 60) -> list[np.ndarray]:
     """Up to ``n`` label images (HxWx3 uint8) of the training split, for fitting a k-means palette."""
-    from pairgan.data.datasets import build_dataset
-
     ds = build_dataset(data, data.train_split, train=False)
     out = []
     for i in np.linspace(0, len(ds) - 1, min(n, len(ds))).astype(int).tolist():
@@ -114,8 +119,6 @@ class Segmenter(Method):
     def __init__(self, cfg: SegmenterConfig, data: DataConfig, *, training: bool = True) -> None:
         super().__init__(cfg, data, training=training)
         if cfg.palette and not cfg.palette_colors:
-            from pairgan.metrics.segmentation import FACADES_CLASSES, resolve_palette
-
             samples = _label_images(data) if cfg.palette.startswith("kmeans:") else None
             # Stored in the config, so the checkpoint maps colours exactly as training did.
             cfg.palette_colors = resolve_palette(cfg.palette, data.path or None, samples)
@@ -161,13 +164,9 @@ class Segmenter(Method):
         if self.palette is None:
             raise ConfigError("colour-coded label images but no palette; set model.palette (facades, kmeans:K "
                               "or a palette JSON file) when training the segmenter")
-        from pairgan.metrics.segmentation import colours_to_ids
-
         return colours_to_ids(a, self.palette.to(a.device))
 
     def colorize(self, ids: torch.Tensor) -> torch.Tensor:
-        from pairgan.data.labels import colorize
-
         pal = self.palette.round().to(torch.uint8).numpy() if self.palette is not None else None
         return colorize(ids.cpu(), pal).to(ids.device)
 
@@ -218,9 +217,6 @@ class Segmenter(Method):
 
     def load_inference_input(self, path: Path, *, aligned: bool = False,
                              options: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
-        from pairgan.data.io import match_channels, read_image, to_unit_float
-        from pairgan.data.transforms import to_tensor
-
         d = self.data
         arr = to_unit_float(read_image(path))
         target = None
@@ -250,14 +246,8 @@ class Segmenter(Method):
 def build_segmenter_config(data: str | Path, overrides: list[str] | None = None, like: str | Path | None = None) -> Any:
     """The segmenter's config: :data:`SEGMENTER_DEFAULTS`, the data settings of the translation
     run ``like`` (layout, direction, label_nc, palette, channels), then ``overrides``."""
-    import copy
-
-    from pairgan.config import apply_overrides, config_from_dict
-
     d = copy.deepcopy(SEGMENTER_DEFAULTS)
     if like is not None:
-        from pairgan.checkpoint import load_checkpoint_config, resolve_checkpoint
-
         run = load_checkpoint_config(resolve_checkpoint(like)).data
         keep = ("layout", "direction", "label_nc", "palette", "input_nc", "output_nc", "train_split", "val_split",
                 "test_split", "load_size", "crop_size", "preprocess")
