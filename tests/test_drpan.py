@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pairgan.errors import ConfigError
 from pairgan.config import build_config
 from pairgan.methods.base import StepContext
+from pairgan.methods.build import build_method
 from pairgan.methods.drpan import DRPAN, DRPANPix2Pix, DRPANPix2PixHD
 from pairgan.nets.drpan import (
     ImageReviser,
@@ -319,6 +320,85 @@ def test_exact_resume_with_the_reviser(aligned_data: Path, tmp_path: Path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / "one"))
     assert set(state["optimizers"]) == {"G", "D", "R"}
+
+
+# --------------------------------------------------------------------------- numerics pinned
+
+
+_TINY_HD = ["data.label_nc=5", "model.ngf=4", "model.n_downsample_global=2", "model.n_blocks_global=1", "model.ndf=4",
+            "model.n_layers_D=2", "model.perceptual=none", "model.window=3", "model.n_layers_R=2"]
+_PINNED_CASES = {
+    "drpan": ("drpan", TINY_DRPAN + ["model.norm=batch"]),
+    "drpan-hd": ("drpan-hd", _TINY_HD),
+    "drpan-hd-features": ("drpan-hd", _TINY_HD + ["data.instance=true", "model.use_features=true", "model.nef=4",
+                                                  "model.feat_num=2", "model.n_downsample_E=2"]),
+}
+# Recorded with the subclass-based DRPAN (before DRPAN held its base method): the losses of three
+# steps and each network's parameter sum afterwards, one intra-op thread on this project's CPU.
+# The rewrite reproduced them bit for bit; the tolerance only absorbs other CPUs' rounding.
+_PINNED = {
+    'drpan': (
+        [
+            {'G_GAN': 0.6643161773681641, 'G_L1': 50.246803283691406, 'D_real': 0.6509684324264526, 'D_fake': 0.760535478591919,
+             'G_R': 1.0306224822998047, 'G_region': 4.972759246826172, 'R_real': 1.1988235712051392, 'R_fake': 0.42526882886886597},
+            {'G_GAN': 0.6883422136306763, 'G_L1': 50.11593246459961, 'D_real': 0.6836576461791992, 'D_fake': 0.725644052028656,
+             'G_R': 0.8336197137832642, 'G_region': 4.97924280166626, 'R_real': 0.7797125577926636, 'R_fake': 0.5983061790466309},
+            {'G_GAN': 0.6793673038482666, 'G_L1': 50.57391357421875, 'D_real': 0.6754712462425232, 'D_fake': 0.7404463291168213,
+             'G_R': 0.7572969198226929, 'G_region': 5.020135879516602, 'R_real': 0.8618847131729126, 'R_fake': 0.6668883562088013},
+        ],
+        {'G': 223.63029385119071, 'D': 47.93366334422353, 'R': 48.979523865556075},
+    ),
+    'drpan-hd': (
+        [
+            {'G_GAN': 2.1777291297912598, 'G_GAN_Feat': 8.225001335144043, 'D_real': 2.1871731281280518, 'D_fake': 0.05916757881641388,
+             'G_R': 0.8795715570449829, 'G_region': 5.125102996826172, 'R_real': 0.9187620878219604, 'R_fake': 0.03138509765267372},
+            {'G_GAN': 2.123413562774658, 'G_GAN_Feat': 8.427992820739746, 'D_real': 2.131394863128662, 'D_fake': 0.05663253366947174,
+             'G_R': 0.8531148433685303, 'G_region': 5.086969375610352, 'R_real': 0.9262926578521729, 'R_fake': 0.046142756938934326},
+            {'G_GAN': 2.097919464111328, 'G_GAN_Feat': 8.490503311157227, 'D_real': 2.112459659576416, 'D_fake': 0.06371212750673294,
+             'G_R': 0.766829252243042, 'G_region': 5.164921283721924, 'R_real': 0.8161598443984985, 'R_fake': 0.046974848955869675},
+        ],
+        {'G': -2.9934836065976924, 'D': -1.0468500095048512, 'R': 0.31403367056918796},
+    ),
+    'drpan-hd-features': (
+        [
+            {'G_GAN': 2.1728134155273438, 'G_GAN_Feat': 7.623548984527588, 'D_real': 2.1663501262664795, 'D_fake': 0.07086846232414246,
+             'G_R': 1.1062206029891968, 'G_region': 5.020388603210449, 'R_real': 1.1422686576843262, 'R_fake': 0.044177014380693436},
+            {'G_GAN': 2.090933322906494, 'G_GAN_Feat': 7.495673179626465, 'D_real': 2.0942635536193848, 'D_fake': 0.05135279893875122,
+             'G_R': 1.1047316789627075, 'G_region': 5.073506832122803, 'R_real': 1.1506977081298828, 'R_fake': 0.036513809114694595},
+            {'G_GAN': 2.041837453842163, 'G_GAN_Feat': 7.029999732971191, 'D_real': 2.0331172943115234, 'D_fake': 0.05426517501473427,
+             'G_R': 1.0505684614181519, 'G_region': 5.072602272033691, 'R_real': 1.1039602756500244, 'R_fake': 0.037263404577970505},
+        ],
+        {'G': -3.630045522362707, 'E': 0.33811699329089606, 'D': 0.929340263519407, 'R': 0.40445229483157163},
+    ),
+}
+
+
+def _pinned_batch(case: str, step: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(100 + step)
+    if case == "drpan":
+        return {"A": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "B": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+    label = torch.randint(0, 5, (2, 1, 4, 4), generator=g).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    return {"label": label, "inst": label * 1000 + (label > 2).long(),
+            "image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", list(_PINNED))
+def test_three_steps_reproduce_the_recorded_losses_and_weights(case: str):
+    preset, sets = _PINNED_CASES[case]
+    want_losses, want_sums = _PINNED[case]
+    cfg = build_config(preset, sets)
+    torch.manual_seed(0)
+    m = build_method(cfg, training=True)
+    ctx = StepContext(m.configure_optimizers(cfg.train), torch.device("cpu"))
+    for step, want in enumerate(want_losses):
+        ctx.step = step
+        got = m.train_step(_pinned_batch(case, step), ctx)
+        assert list(got) == list(want), step
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6), step
+    assert list(m.nets) == list(want_sums)
+    sums = {k: float(sum(p.detach().double().sum() for p in net.parameters())) for k, net in m.nets.items()}
+    assert sums == pytest.approx(want_sums, rel=1e-5, abs=1e-4)
 
 
 # --------------------------------------------------------------------------- end to end
