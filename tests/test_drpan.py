@@ -1,9 +1,12 @@
 """DRPAN: region proposal geometry, fake-mask real, the reviser, the three-network step, the
-sample columns, the pix2pixHD base, presets, and an end-to-end CLI run on the synthetic scenes."""
+sample columns, the pix2pixHD base, the model section and the base it builds, inference by the
+base, presets, pinned numerics, and an end-to-end CLI run on the synthetic scenes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,10 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 from pairgan.errors import ConfigError
-from pairgan.config import build_config
+from pairgan.config import all_keys, build_config, config_from_dict
 from pairgan.methods.base import StepContext
 from pairgan.methods.build import build_method
-from pairgan.methods.drpan import DRPAN, DRPANPix2Pix, DRPANPix2PixHD
+from pairgan.methods.drpan import DRPAN, DRPANConfig
+from pairgan.methods.pix2pix import Pix2Pix, Pix2PixConfig
+from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
 from pairgan.nets.drpan import (
     ImageReviser,
     box_mask,
@@ -197,7 +202,7 @@ def _batch(n=2, size=32, seed=0):
 
 def test_one_step_updates_G_D_and_R():
     cfg, m = _method(["model.norm=batch"])
-    assert isinstance(m, DRPANPix2Pix) and set(m.nets) == {"G", "D", "R"}
+    assert isinstance(m.base, Pix2Pix) and set(m.nets) == {"G", "D", "R"}
     opts = m.configure_optimizers(cfg.train)
     assert set(opts) == {"G", "D", "R"}
     assert all(o.defaults["lr"] == 2e-4 and o.defaults["betas"] == (0.5, 0.999) for o in opts.values())
@@ -253,7 +258,7 @@ def test_pix2pixhd_base_step_and_inference():
                                     "model.n_blocks_global=1", "model.ndf=4", "model.n_layers_D=2",
                                     "model.perceptual=none", "model.window=3", "model.n_layers_R=2"])
     m = DRPAN(cfg.model, cfg.data)
-    assert isinstance(m, DRPANPix2PixHD) and m.geometry[0] == (4, 2, 2)  # the finest scale's layers
+    assert isinstance(m.base, Pix2PixHD) and m.geometry[0] == (4, 2, 2)  # the finest scale's layers
     assert m.nets["R"].model[0].in_channels == 5 + 1 + 3
     label = torch.zeros(2, 1, 32, 32, dtype=torch.long)
     label[:, :, 16:] = 1
@@ -267,6 +272,101 @@ def test_pix2pixhd_base_step_and_inference():
     assert m.visuals(batch)["D score map"].shape == (2, 3, 32, 32)
     inference = DRPAN(cfg.model, cfg.data, training=False)
     assert set(inference.nets) == {"G"} and inference.translate(batch).shape == (2, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- the model section and the base
+
+
+def test_model_section_is_pix2pix_then_pix2pixhd_then_drpan():
+    """One flat section, every key with either base (saved configs hold them all): pix2pix's
+    options with pix2pix's defaults, pix2pixHD's that pix2pix lacks exactly as Pix2PixHDConfig
+    types them, then DRPAN's own; the order is the saved config's."""
+    ours = {f.name: f for f in dataclasses.fields(DRPANConfig)}
+    p2p = [f.name for f in dataclasses.fields(Pix2PixConfig)]
+    hd_only = [f for f in dataclasses.fields(Pix2PixHDConfig) if f.name not in p2p]
+    own = ["base", "window", "select", "reviser", "n_layers_R", "ndf_R", "norm_R", "lambda_region"]
+    assert list(ours) == p2p + [f.name for f in hd_only] + own
+    hints, hd_hints = typing.get_type_hints(DRPANConfig), typing.get_type_hints(Pix2PixHDConfig)
+    for f in hd_only:
+        assert (ours[f.name].default, hints[f.name]) == (f.default, hd_hints[f.name]), f.name
+    for f in dataclasses.fields(Pix2PixConfig):
+        if f.name != "init_type":
+            assert ours[f.name].default == f.default, f.name
+    assert DRPANConfig().init_type == "normal"
+
+
+def test_the_base_is_the_registered_method_with_its_own_config():
+    cfg, m = _method(["model.norm=batch", "model.netG=local"])  # a pix2pixHD key: accepted, unused
+    assert type(m.base) is Pix2Pix and type(m.base.cfg) is Pix2PixConfig
+    assert dataclasses.asdict(m.base.cfg) == {k: getattr(cfg.model, k) for k in dataclasses.asdict(m.base.cfg)}
+    assert m.nets is m.base.nets and m.vgg_loss is None
+    hd = build_config("drpan-hd", ["data.label_nc=5", "model.perceptual=none", "model.ngf=4", "model.ndf=4"])
+    mh = DRPAN(hd.model, hd.data)
+    assert type(mh.base) is Pix2PixHD and type(mh.base.cfg) is Pix2PixHDConfig
+    assert (mh.base.cfg.norm, mh.base.cfg.ngf, mh.base.cfg.init_type) == (hd.model.norm, 4, "reference")
+    with pytest.raises(ConfigError, match="init_type 'reference'"):
+        _method(["model.init_type=reference"])
+    with pytest.raises(ConfigError, match="model.base: 'crn' is not one of 'pix2pix', 'pix2pixhd'"):
+        _method(["model.base=crn"])
+
+
+def test_config_keys_and_saved_configs_load():
+    for preset in ("drpan", "drpan-hd", "drpan-demo"):
+        cfg = build_config(preset)
+        again = config_from_dict(cfg.to_dict())  # a saved run config
+        assert again == cfg and type(again.model) is DRPANConfig
+        keys = all_keys(cfg)
+        assert {"model.generator", "model.netG", "model.num_D", "model.window", "model.lambda_region"} <= set(keys)
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.windw'; valid keys under model: .*model.window"):
+        build_config("drpan", ["model.windw=3"])
+    with pytest.raises(ConfigError, match=r"model.num_D: expected an integer, got 'two'"):
+        build_config("drpan-hd", ["model.num_D=two"])
+
+
+def test_inference_is_the_base_methods():
+    cfg = build_config("drpan-demo", ["model.num_downs=5", "model.ngf=4", "model.ndf=4", "data.crop_size=32",
+                                      "data.load_size=36", "model.n_layers_R=3"])
+    torch.manual_seed(0)
+    m = DRPAN(cfg.model, cfg.data, training=False)
+    assert set(m.nets) == {"G"} and m.nets is m.base.nets
+    assert (m.inference_mode, m.per_image_inference) == ("paper", True)
+    assert (m.inference_nets, m.input_keys, m.target_key, m.size_multiple) == (("G",), ("A",), "B", 32)
+    m.set_inference_mode("eval")
+    assert (m.inference_mode, m.base.inference_mode, m.per_image_inference) == ("eval", "eval", False)
+    batch = m.example_batch(2, 32, 32)
+    assert set(batch) == {"A", "B"} and torch.equal(m.display_input(batch), batch["A"])
+    assert torch.equal(m.translate(batch), m.base.translate(batch))
+    graph = m.export_module(batch)
+    assert graph.module is m.nets["G"] and list(graph.inputs) == ["A"]
+    assert m.to(torch.device("cpu")) is m
+    # pix2pixHD's feature tools answer as on the base: absent on pix2pix, the base's on pix2pixHD
+    assert not hasattr(m, "find_clusters") and not hasattr(m, "clusters")
+    hd = build_config("drpan-hd", ["data.label_nc=5", "data.instance=true", "model.use_features=true",
+                                   "model.perceptual=none", "model.ngf=4", "model.nef=4", "model.feat_num=2",
+                                   "model.n_downsample_E=2", "model.n_downsample_global=2"])
+    mh = DRPAN(hd.model, hd.data, training=False)
+    assert set(mh.nets) == {"G", "E"} and mh.inference_nets == ("G", "E")
+    assert (mh.input_keys, mh.target_key, mh.per_image_inference) == (("label", "inst"), "image", True)
+    mh.attach_checkpoint(Path("/nowhere"))
+    assert mh.checkpoint_dir == mh.base.checkpoint_dir == Path("/nowhere") and mh.find_clusters() is None
+    mh.clusters = {1: torch.zeros(2, 2)}
+    assert mh.base.clusters is mh.clusters and mh.find_clusters() is mh.clusters
+
+
+def test_grad_checkpoint_reaches_the_pix2pixhd_bases_vgg_loss(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    from pairgan.nets.vgg import VGGFeatures
+
+    weights = tmp_path / "vgg16.safetensors"  # random VGG weights in a local file
+    feats = VGGFeatures("vgg16", pretrained=False).features
+    save_file({f"features.{k}": v.contiguous() for k, v in feats.state_dict().items()}, str(weights))
+    cfg = build_config("drpan-hd", ["data.label_nc=5", "model.ngf=4", "model.ndf=4", "model.perceptual=vgg16",
+                                    f"model.vgg_weights={weights}", "train.grad_checkpoint=true"])
+    m = build_method(cfg, training=True)
+    assert m.vgg_loss is m.base.vgg_loss
+    vggs = [v for v in m.vgg_loss.modules() if isinstance(v, VGGFeatures)]
+    assert vggs and all(v.grad_checkpointing for v in vggs) and m.nets["G"].grad_checkpointing
 
 
 def test_presets():
