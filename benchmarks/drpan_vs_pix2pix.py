@@ -32,6 +32,15 @@ from pathlib import Path
 
 import torch
 
+from pairgan.config import build_config
+from pairgan.evaluate import evaluate_split
+from pairgan.infer import Translator
+from pairgan.methods.build import build_method
+from pairgan.metrics.inception import load_inception
+from pairgan.metrics.lpips import lpips_model
+from pairgan.metrics.suite import parse_metrics
+from pairgan.train import train
+
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {"pix2pix": "pix2pix", "drpan": "drpan"}
 EVAL_METRICS = "l1,psnr,ssim,fid,lpips"
@@ -91,24 +100,14 @@ def machine() -> dict[str, object]:
 def check_metric_weights(metrics: list[str]) -> None:
     """Load the networks FID and LPIPS need now (a missing weights file stops here, not after training)."""
     if any(n in metrics for n in ("fid", "kid", "is")):
-        from pairgan.metrics.inception import load_inception
-
         load_inception(None, "cpu")
     for net, name in (("vgg", "lpips"), ("alex", "lpips_alex")):
         if name in metrics:
-            from pairgan.metrics.lpips import lpips_model
-
             lpips_model(net, "cpu")
 
 
 def run_one(method: str, data: Path, out: Path, size: int, steps: int, batch: int, seed: int,
             metrics: list[str]) -> dict:
-    from pairgan.config import build_config
-    from pairgan.evaluate import evaluate_split
-    from pairgan.infer import Translator
-    from pairgan.train import train
-    from pairgan.methods.build import build_method
-
     overrides = settings(size, steps, batch, seed) + (drpan_settings(size) if method == "drpan" else [])
     preset = "drpan" if method == "drpan" else "pix2pix"
     cfg = build_config(preset, overrides, data_path=str(data))
@@ -253,8 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--append", action="store_true",
                     help="add this setting as a new section of --md instead of rewriting the file")
     args = ap.parse_args(argv)
-    from pairgan.metrics.suite import parse_metrics
-
     metrics = parse_metrics(args.metrics, segmenter=False)
     check_metric_weights(metrics)
     niceness = os.nice(0)

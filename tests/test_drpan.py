@@ -1,9 +1,12 @@
 """DRPAN: region proposal geometry, fake-mask real, the reviser, the three-network step, the
-sample columns, the pix2pixHD base, presets, and an end-to-end CLI run on the synthetic scenes."""
+sample columns, the pix2pixHD base, the model section and the base it builds, inference by the
+base, presets, pinned numerics, and an end-to-end CLI run on the synthetic scenes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 from pairgan.errors import ConfigError
-from pairgan.config import build_config
+from pairgan.config import all_keys, build_config, config_from_dict
 from pairgan.methods.base import StepContext
-from pairgan.methods.drpan import DRPAN, DRPANPix2Pix, DRPANPix2PixHD
+from pairgan.methods.build import build_method
+from pairgan.methods.drpan import DRPAN, DRPANConfig
+from pairgan.methods.pix2pix import Pix2Pix, Pix2PixConfig
+from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
 from pairgan.nets.drpan import (
     ImageReviser,
     box_mask,
@@ -196,7 +202,7 @@ def _batch(n=2, size=32, seed=0):
 
 def test_one_step_updates_G_D_and_R():
     cfg, m = _method(["model.norm=batch"])
-    assert isinstance(m, DRPANPix2Pix) and set(m.nets) == {"G", "D", "R"}
+    assert isinstance(m.base, Pix2Pix) and set(m.nets) == {"G", "D", "R"}
     opts = m.configure_optimizers(cfg.train)
     assert set(opts) == {"G", "D", "R"}
     assert all(o.defaults["lr"] == 2e-4 and o.defaults["betas"] == (0.5, 0.999) for o in opts.values())
@@ -252,7 +258,7 @@ def test_pix2pixhd_base_step_and_inference():
                                     "model.n_blocks_global=1", "model.ndf=4", "model.n_layers_D=2",
                                     "model.perceptual=none", "model.window=3", "model.n_layers_R=2"])
     m = DRPAN(cfg.model, cfg.data)
-    assert isinstance(m, DRPANPix2PixHD) and m.geometry[0] == (4, 2, 2)  # the finest scale's layers
+    assert isinstance(m.base, Pix2PixHD) and m.geometry[0] == (4, 2, 2)  # the finest scale's layers
     assert m.nets["R"].model[0].in_channels == 5 + 1 + 3
     label = torch.zeros(2, 1, 32, 32, dtype=torch.long)
     label[:, :, 16:] = 1
@@ -266,6 +272,101 @@ def test_pix2pixhd_base_step_and_inference():
     assert m.visuals(batch)["D score map"].shape == (2, 3, 32, 32)
     inference = DRPAN(cfg.model, cfg.data, training=False)
     assert set(inference.nets) == {"G"} and inference.translate(batch).shape == (2, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------- the model section and the base
+
+
+def test_model_section_is_pix2pix_then_pix2pixhd_then_drpan():
+    """One flat section, every key with either base (saved configs hold them all): pix2pix's
+    options with pix2pix's defaults, pix2pixHD's that pix2pix lacks exactly as Pix2PixHDConfig
+    types them, then DRPAN's own; the order is the saved config's."""
+    ours = {f.name: f for f in dataclasses.fields(DRPANConfig)}
+    p2p = [f.name for f in dataclasses.fields(Pix2PixConfig)]
+    hd_only = [f for f in dataclasses.fields(Pix2PixHDConfig) if f.name not in p2p]
+    own = ["base", "window", "select", "reviser", "n_layers_R", "ndf_R", "norm_R", "lambda_region"]
+    assert list(ours) == p2p + [f.name for f in hd_only] + own
+    hints, hd_hints = typing.get_type_hints(DRPANConfig), typing.get_type_hints(Pix2PixHDConfig)
+    for f in hd_only:
+        assert (ours[f.name].default, hints[f.name]) == (f.default, hd_hints[f.name]), f.name
+    for f in dataclasses.fields(Pix2PixConfig):
+        if f.name != "init_type":
+            assert ours[f.name].default == f.default, f.name
+    assert DRPANConfig().init_type == "normal"
+
+
+def test_the_base_is_the_registered_method_with_its_own_config():
+    cfg, m = _method(["model.norm=batch", "model.netG=local"])  # a pix2pixHD key: accepted, unused
+    assert type(m.base) is Pix2Pix and type(m.base.cfg) is Pix2PixConfig
+    assert dataclasses.asdict(m.base.cfg) == {k: getattr(cfg.model, k) for k in dataclasses.asdict(m.base.cfg)}
+    assert m.nets is m.base.nets and m.vgg_loss is None
+    hd = build_config("drpan-hd", ["data.label_nc=5", "model.perceptual=none", "model.ngf=4", "model.ndf=4"])
+    mh = DRPAN(hd.model, hd.data)
+    assert type(mh.base) is Pix2PixHD and type(mh.base.cfg) is Pix2PixHDConfig
+    assert (mh.base.cfg.norm, mh.base.cfg.ngf, mh.base.cfg.init_type) == (hd.model.norm, 4, "reference")
+    with pytest.raises(ConfigError, match="init_type 'reference'"):
+        _method(["model.init_type=reference"])
+    with pytest.raises(ConfigError, match="model.base: 'crn' is not one of 'pix2pix', 'pix2pixhd'"):
+        _method(["model.base=crn"])
+
+
+def test_config_keys_and_saved_configs_load():
+    for preset in ("drpan", "drpan-hd", "drpan-demo"):
+        cfg = build_config(preset)
+        again = config_from_dict(cfg.to_dict())  # a saved run config
+        assert again == cfg and type(again.model) is DRPANConfig
+        keys = all_keys(cfg)
+        assert {"model.generator", "model.netG", "model.num_D", "model.window", "model.lambda_region"} <= set(keys)
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.windw'; valid keys under model: .*model.window"):
+        build_config("drpan", ["model.windw=3"])
+    with pytest.raises(ConfigError, match=r"model.num_D: expected an integer, got 'two'"):
+        build_config("drpan-hd", ["model.num_D=two"])
+
+
+def test_inference_is_the_base_methods():
+    cfg = build_config("drpan-demo", ["model.num_downs=5", "model.ngf=4", "model.ndf=4", "data.crop_size=32",
+                                      "data.load_size=36", "model.n_layers_R=3"])
+    torch.manual_seed(0)
+    m = DRPAN(cfg.model, cfg.data, training=False)
+    assert set(m.nets) == {"G"} and m.nets is m.base.nets
+    assert (m.inference_mode, m.per_image_inference) == ("paper", True)
+    assert (m.inference_nets, m.input_keys, m.target_key, m.size_multiple) == (("G",), ("A",), "B", 32)
+    m.set_inference_mode("eval")
+    assert (m.inference_mode, m.base.inference_mode, m.per_image_inference) == ("eval", "eval", False)
+    batch = m.example_batch(2, 32, 32)
+    assert set(batch) == {"A", "B"} and torch.equal(m.display_input(batch), batch["A"])
+    assert torch.equal(m.translate(batch), m.base.translate(batch))
+    graph = m.export_module(batch)
+    assert graph.module is m.nets["G"] and list(graph.inputs) == ["A"]
+    assert m.to(torch.device("cpu")) is m
+    # pix2pixHD's feature tools answer as on the base: absent on pix2pix, the base's on pix2pixHD
+    assert not hasattr(m, "find_clusters") and not hasattr(m, "clusters")
+    hd = build_config("drpan-hd", ["data.label_nc=5", "data.instance=true", "model.use_features=true",
+                                   "model.perceptual=none", "model.ngf=4", "model.nef=4", "model.feat_num=2",
+                                   "model.n_downsample_E=2", "model.n_downsample_global=2"])
+    mh = DRPAN(hd.model, hd.data, training=False)
+    assert set(mh.nets) == {"G", "E"} and mh.inference_nets == ("G", "E")
+    assert (mh.input_keys, mh.target_key, mh.per_image_inference) == (("label", "inst"), "image", True)
+    mh.attach_checkpoint(Path("/nowhere"))
+    assert mh.checkpoint_dir == mh.base.checkpoint_dir == Path("/nowhere") and mh.find_clusters() is None
+    mh.clusters = {1: torch.zeros(2, 2)}
+    assert mh.base.clusters is mh.clusters and mh.find_clusters() is mh.clusters
+
+
+def test_grad_checkpoint_reaches_the_pix2pixhd_bases_vgg_loss(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    from pairgan.nets.vgg import VGGFeatures
+
+    weights = tmp_path / "vgg16.safetensors"  # random VGG weights in a local file
+    feats = VGGFeatures("vgg16", pretrained=False).features
+    save_file({f"features.{k}": v.contiguous() for k, v in feats.state_dict().items()}, str(weights))
+    cfg = build_config("drpan-hd", ["data.label_nc=5", "model.ngf=4", "model.ndf=4", "model.perceptual=vgg16",
+                                    f"model.vgg_weights={weights}", "train.grad_checkpoint=true"])
+    m = build_method(cfg, training=True)
+    assert m.vgg_loss is m.base.vgg_loss
+    vggs = [v for v in m.vgg_loss.modules() if isinstance(v, VGGFeatures)]
+    assert vggs and all(v.grad_checkpointing for v in vggs) and m.nets["G"].grad_checkpointing
 
 
 def test_presets():
@@ -319,6 +420,85 @@ def test_exact_resume_with_the_reviser(aligned_data: Path, tmp_path: Path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / "one"))
     assert set(state["optimizers"]) == {"G", "D", "R"}
+
+
+# --------------------------------------------------------------------------- numerics pinned
+
+
+_TINY_HD = ["data.label_nc=5", "model.ngf=4", "model.n_downsample_global=2", "model.n_blocks_global=1", "model.ndf=4",
+            "model.n_layers_D=2", "model.perceptual=none", "model.window=3", "model.n_layers_R=2"]
+_PINNED_CASES = {
+    "drpan": ("drpan", TINY_DRPAN + ["model.norm=batch"]),
+    "drpan-hd": ("drpan-hd", _TINY_HD),
+    "drpan-hd-features": ("drpan-hd", _TINY_HD + ["data.instance=true", "model.use_features=true", "model.nef=4",
+                                                  "model.feat_num=2", "model.n_downsample_E=2"]),
+}
+# Recorded with the subclass-based DRPAN (before DRPAN held its base method): the losses of three
+# steps and each network's parameter sum afterwards, one intra-op thread on this project's CPU.
+# The rewrite reproduced them bit for bit; the tolerance only absorbs other CPUs' rounding.
+_PINNED = {
+    'drpan': (
+        [
+            {'G_GAN': 0.6643161773681641, 'G_L1': 50.246803283691406, 'D_real': 0.6509684324264526, 'D_fake': 0.760535478591919,
+             'G_R': 1.0306224822998047, 'G_region': 4.972759246826172, 'R_real': 1.1988235712051392, 'R_fake': 0.42526882886886597},
+            {'G_GAN': 0.6883422136306763, 'G_L1': 50.11593246459961, 'D_real': 0.6836576461791992, 'D_fake': 0.725644052028656,
+             'G_R': 0.8336197137832642, 'G_region': 4.97924280166626, 'R_real': 0.7797125577926636, 'R_fake': 0.5983061790466309},
+            {'G_GAN': 0.6793673038482666, 'G_L1': 50.57391357421875, 'D_real': 0.6754712462425232, 'D_fake': 0.7404463291168213,
+             'G_R': 0.7572969198226929, 'G_region': 5.020135879516602, 'R_real': 0.8618847131729126, 'R_fake': 0.6668883562088013},
+        ],
+        {'G': 223.63029385119071, 'D': 47.93366334422353, 'R': 48.979523865556075},
+    ),
+    'drpan-hd': (
+        [
+            {'G_GAN': 2.1777291297912598, 'G_GAN_Feat': 8.225001335144043, 'D_real': 2.1871731281280518, 'D_fake': 0.05916757881641388,
+             'G_R': 0.8795715570449829, 'G_region': 5.125102996826172, 'R_real': 0.9187620878219604, 'R_fake': 0.03138509765267372},
+            {'G_GAN': 2.123413562774658, 'G_GAN_Feat': 8.427992820739746, 'D_real': 2.131394863128662, 'D_fake': 0.05663253366947174,
+             'G_R': 0.8531148433685303, 'G_region': 5.086969375610352, 'R_real': 0.9262926578521729, 'R_fake': 0.046142756938934326},
+            {'G_GAN': 2.097919464111328, 'G_GAN_Feat': 8.490503311157227, 'D_real': 2.112459659576416, 'D_fake': 0.06371212750673294,
+             'G_R': 0.766829252243042, 'G_region': 5.164921283721924, 'R_real': 0.8161598443984985, 'R_fake': 0.046974848955869675},
+        ],
+        {'G': -2.9934836065976924, 'D': -1.0468500095048512, 'R': 0.31403367056918796},
+    ),
+    'drpan-hd-features': (
+        [
+            {'G_GAN': 2.1728134155273438, 'G_GAN_Feat': 7.623548984527588, 'D_real': 2.1663501262664795, 'D_fake': 0.07086846232414246,
+             'G_R': 1.1062206029891968, 'G_region': 5.020388603210449, 'R_real': 1.1422686576843262, 'R_fake': 0.044177014380693436},
+            {'G_GAN': 2.090933322906494, 'G_GAN_Feat': 7.495673179626465, 'D_real': 2.0942635536193848, 'D_fake': 0.05135279893875122,
+             'G_R': 1.1047316789627075, 'G_region': 5.073506832122803, 'R_real': 1.1506977081298828, 'R_fake': 0.036513809114694595},
+            {'G_GAN': 2.041837453842163, 'G_GAN_Feat': 7.029999732971191, 'D_real': 2.0331172943115234, 'D_fake': 0.05426517501473427,
+             'G_R': 1.0505684614181519, 'G_region': 5.072602272033691, 'R_real': 1.1039602756500244, 'R_fake': 0.037263404577970505},
+        ],
+        {'G': -3.630045522362707, 'E': 0.33811699329089606, 'D': 0.929340263519407, 'R': 0.40445229483157163},
+    ),
+}
+
+
+def _pinned_batch(case: str, step: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(100 + step)
+    if case == "drpan":
+        return {"A": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "B": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+    label = torch.randint(0, 5, (2, 1, 4, 4), generator=g).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    return {"label": label, "inst": label * 1000 + (label > 2).long(),
+            "image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", list(_PINNED))
+def test_three_steps_reproduce_the_recorded_losses_and_weights(case: str):
+    preset, sets = _PINNED_CASES[case]
+    want_losses, want_sums = _PINNED[case]
+    cfg = build_config(preset, sets)
+    torch.manual_seed(0)
+    m = build_method(cfg, training=True)
+    ctx = StepContext(m.configure_optimizers(cfg.train), torch.device("cpu"))
+    for step, want in enumerate(want_losses):
+        ctx.step = step
+        got = m.train_step(_pinned_batch(case, step), ctx)
+        assert list(got) == list(want), step
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6), step
+    assert list(m.nets) == list(want_sums)
+    sums = {k: float(sum(p.detach().double().sum() for p in net.parameters())) for k, net in m.nets.items()}
+    assert sums == pytest.approx(want_sums, rel=1e-5, abs=1e-4)
 
 
 # --------------------------------------------------------------------------- end to end

@@ -1,10 +1,11 @@
 """DRPAN (Wang et al., ECCV 2018): discriminative region proposal + a reviser, on top of pix2pix
 or pix2pixHD.
 
-One step:
+:class:`DRPAN` holds a base method (``model.base``: the registered ``pix2pix`` or ``pix2pixhd``,
+built with its own Config) and adds the region step. One step:
 
-1. the base method's own step (``model.base``): pix2pix's D-then-G cGAN step (GAN + L1), or
-   pix2pixHD's (multi-scale LSGAN + feature matching [+ VGG]);
+1. the base method's own step: pix2pix's D-then-G cGAN step (GAN + L1), or pix2pixHD's
+   (multi-scale LSGAN + feature matching [+ VGG]);
 2. region proposal: G(A) again (after that update, as the reference), D's score map of
    (A, G(A)) (a multi-scale D: the finest scale's map) searched with a ``window x window``
    sliding window of score cells for the lowest (``select: min``, the paper) or highest
@@ -18,19 +19,14 @@ One step:
 Three Adam optimisers: G, D and R. Any batch size, one box per sample, no per-sample loop.
 Inference is the base method's: only G (and pix2pixHD's E) is loaded, with pix2pix's
 ``paper``/``eval`` modes when ``base: pix2pix``.
-
-``drpan`` is one registered method whose ``model:`` section holds the options of both bases
-(pix2pix's, plus pix2pixHD's that pix2pix lacks) and DRPAN's own; ``model.base`` picks which
-base builds the networks and runs step 1, so constructing :class:`DRPAN` gives a
-:class:`DRPANPix2Pix` or a :class:`DRPANPix2PixHD`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import torch
@@ -38,10 +34,10 @@ from torch import Tensor, nn
 
 from pairgan.config import DataConfig, TrainConfig
 from pairgan.errors import ConfigError
-from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.methods.base import ExportGraph, Method, StepContext, set_requires_grad
 from pairgan.methods.optim import adam
 from pairgan.methods.pix2pix import Pix2Pix, Pix2PixConfig
-from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
+from pairgan.methods.pix2pixhd import Pix2PixHD
 from pairgan.nets.blocks import init_weights
 from pairgan.nets.drpan import (
     box_mask,
@@ -52,37 +48,49 @@ from pairgan.nets.drpan import (
     region_l1,
 )
 from pairgan.nets.patchgan import receptive_field
-from pairgan.registry import create, register
+from pairgan.nets.pix2pixhd import init_reference
+from pairgan.registry import create, lookup, register
 
-
-def _fields_missing_from(cls: type, base: type) -> list[tuple[str, Any, Any]]:
-    """``cls``'s dataclass fields that ``base`` does not have, for ``make_dataclass``."""
-    have = {f.name for f in dataclasses.fields(base)}
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if f.name in have:
-            continue
-        default = (dataclasses.field(default=f.default) if f.default is not dataclasses.MISSING
-                   else dataclasses.field(default_factory=f.default_factory))
-        out.append((f.name, hints[f.name], default))
-    return out
-
-
-# pix2pix's options, then pix2pixHD's that pix2pix does not have (so a pix2pixhd preset's
-# model section is valid here as it is), then DRPAN's own (below).
-_BaseOptions = dataclasses.make_dataclass(
-    "_BaseOptions", _fields_missing_from(Pix2PixHDConfig, Pix2PixConfig), bases=(Pix2PixConfig,)
-)
+#: The registered methods DRPAN runs on (``model.base``).
+BASES: tuple[str, ...] = ("pix2pix", "pix2pixhd")
 
 
 @dataclass
-class DRPANConfig(_BaseOptions):  # type: ignore[valid-type, misc]
-    """``model:`` options of DRPAN: the base method's (pix2pix's defaults for the shared ones)
-    plus the proposal and the reviser."""
+class DRPANConfig(Pix2PixConfig):
+    """``model:`` options of DRPAN, one flat section: pix2pix's (inherited, with pix2pix's
+    defaults whatever the base), pix2pixHD's that pix2pix lacks (read with ``base: pix2pixhd``),
+    then DRPAN's own.
 
-    #: Initialisation; ``reference`` (NVIDIA's, pix2pixHD only) is accepted with ``base: pix2pixhd``.
+    Every key is accepted with either base, as a saved run's config holds them all. The base
+    method gets its own Config, filled from this section (:func:`base_config`).
+    """
+
+    #: pix2pix's option, widened: ``reference`` (NVIDIA's, pix2pixHD only) is accepted with
+    #: ``base: pix2pixhd``. (Redeclared here, it keeps its place among pix2pix's keys.)
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal", "reference"] = "normal"
+
+    # pix2pixHD's options that pix2pix lacks, with Pix2PixHDConfig's types and defaults (described
+    # there; tests/test_drpan.py checks that the two stay the same).
+    netG: Literal["global", "local"] = "global"
+    n_downsample_global: int = 4
+    n_blocks_global: int = 9
+    n_local_enhancers: int = 1
+    n_blocks_local: int = 3
+    num_D: int = 2
+    gan_feat_loss: bool = True
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    perceptual: Literal["vgg19", "vgg16", "none"] = "vgg19"
+    vgg_normalize: bool = True
+    vgg_weights: str = ""
+    use_features: bool = False
+    nef: int = 16
+    feat_num: int = 3
+    n_downsample_E: int = 4
+    niter_fix_global: int = 0
+    init_from: str = ""
+
+    # DRPAN's own.
     #: The method that builds G and D and runs the first step: ``pix2pix`` or ``pix2pixhd``.
     base: Literal["pix2pix", "pix2pixhd"] = "pix2pix"
     #: Sliding-window side in discriminator score cells (1 = one PatchGAN cell, a 70 px box with
@@ -102,31 +110,43 @@ class DRPANConfig(_BaseOptions):  # type: ignore[valid-type, misc]
     lambda_region: float = 10.0
 
 
+def base_config(cfg: DRPANConfig) -> Any:
+    """The Config of the base method ``cfg.base``, each of its options taken from ``cfg``."""
+    config_class = lookup("method", cfg.base).Config
+    return config_class(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(config_class)})
+
+
 @register("method", "drpan")
 class DRPAN(Method):
-    """DRPAN on a base method; ``DRPAN(cfg, data)`` builds the subclass that ``cfg.base`` names.
+    """A base method (``model.base``) plus the region proposal and the reviser R.
 
-    Subclasses combine this class (steps 2-5, R, the extra sample columns) with the base method
-    class (G, D, step 1, inference) and supply :meth:`condition` (G's and D's conditioning
-    input), :meth:`generate` and :meth:`_init_net`.
+    The base builds G and D (and pix2pixHD's E), runs step 1 and does all of inference; DRPAN
+    adds R, steps 2-5 and the extra sample columns.
     """
 
     Config = DRPANConfig
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "DRPAN":
-        if cls is DRPAN:
-            cfg = args[0] if args else kwargs["cfg"]
-            if cfg.base not in _BASES:
-                raise ConfigError(f"model.base: {cfg.base!r} is not one of {', '.join(map(repr, _BASES))}")
-            cls = _BASES[cfg.base]
-        return super().__new__(cls)
-
     def __init__(self, cfg: DRPANConfig, data: DataConfig, *, training: bool = True) -> None:
+        if cfg.base not in BASES:
+            raise ConfigError(f"model.base: {cfg.base!r} is not one of {', '.join(map(repr, BASES))}")
+        if cfg.base == "pix2pix" and cfg.init_type == "reference":
+            raise ConfigError("model.init_type 'reference' is pix2pixHD's; with model.base pix2pix use "
+                              "normal, xavier, kaiming or orthogonal")
         if cfg.window < 1:
             raise ConfigError(f"model.window must be >= 1 score cells, got {cfg.window}")
         if cfg.lambda_region < 0:
             raise ConfigError(f"model.lambda_region must be >= 0, got {cfg.lambda_region}")
-        super().__init__(cfg, data, training=training)  # the base method: G, D (and E), step 1
+        # Method.__init__ is not called: the networks and the inference mode it sets up are the base's.
+        self.cfg = cfg
+        self.data = data
+        #: The base method: G, D (and E), step 1 and all of inference.
+        self.base: Pix2Pix | Pix2PixHD = lookup("method", cfg.base)(base_config(cfg), data, training=training)
+        #: The base's dict, so the two never disagree (the Trainer may replace entries): G, D (E)
+        #: are the base's, R joins them; checkpoints name the networks as before.
+        self.nets = self.base.nets
+        #: pix2pixHD's perceptual loss network, here too so that ``build_method`` finds it for
+        #: ``train.grad_checkpoint`` (it looks at the method's own modules).
+        self.vgg_loss: nn.Module | None = self.base.vgg_loss if cfg.base == "pix2pixhd" else None
         if not training:
             return
         n_layers = cfg.n_layers_R or (6 if cfg.reviser == "reviser" else cfg.n_layers_D)
@@ -139,34 +159,45 @@ class DRPAN(Method):
         if data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and data.crop_size < min_size:
             raise ConfigError(f"model.reviser {cfg.reviser!r} with {n_layers} stride-2 layers needs training crops of "
                               f"at least {min_size} px, data.crop_size is {data.crop_size}; lower model.n_layers_R")
-        self._init_net(R)
+        self._init_as_base(R)
         self.nets["R"] = R
         #: (kernel, stride, padding) of the layers behind the score map the proposal reads.
         self.geometry = discriminator_geometry(self.nets["D"])
 
-    # ----------------------------------------------------------------- supplied by subclasses
-    # condition(batch) -> Tensor: G's, D's and R's conditioning input. Not declared here: on
-    # pix2pixHD it is Pix2PixHD.condition, which a stub in this class would hide (MRO).
+    # ----------------------------------------------------------------- the base's inputs
+    def condition(self, batch: dict[str, Any]) -> Tensor:
+        """G's, D's and R's conditioning input: A (pix2pix), one_hot(label) [+ instance edges]
+        (pix2pixHD)."""
+        return self.base.condition(batch) if self.cfg.base == "pix2pixhd" else batch["A"]
 
     def condition_channels(self) -> int:
-        raise NotImplementedError
+        return self.base.cond_nc if self.cfg.base == "pix2pixhd" else self.data.input_nc
 
     def generate(self, batch: dict[str, Any], cond: Tensor) -> Tensor:
-        """G's output for ``batch`` in training mode (with gradients)."""
-        raise NotImplementedError
+        """G's output for ``batch`` in training mode (with gradients); with pix2pixHD's E, the
+        real image's instance features join G's input, as in the base's step."""
+        g_in = cond
+        if "E" in self.nets:
+            feats = self.nets["E"](batch[self.target_key], self.base.pooling_map(batch))
+            g_in = torch.cat([cond, feats.to(cond.dtype)], 1)
+        return self.nets["G"](g_in)
 
-    def _init_net(self, net: nn.Module) -> None:
-        raise NotImplementedError
+    def _init_as_base(self, net: nn.Module) -> None:
+        """Initialise a network DRPAN adds (R) as the base initialises its own."""
+        if self.cfg.init_type == "reference":  # pix2pixHD's scheme (refused with base pix2pix)
+            init_reference(net, self.cfg.init_gain)
+        else:
+            init_weights(net, self.cfg.init_type, self.cfg.init_gain)
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        if getattr(train, "accumulate", 1) > 1:
+        if train.accumulate > 1:
             # StepContext accumulates one gradient per optimiser per micro-batch; G's two steps
             # per batch (the base step, then the reviser step) cannot be split that way.
             raise ConfigError("drpan updates G twice per batch (the cGAN step, then the reviser step), which "
                               "gradient accumulation cannot split: use train.accumulate=1 (raise "
                               "train.batch_size instead)")
-        opts = super().configure_optimizers(train)
+        opts = self.base.configure_optimizers(train)
         opts["R"] = adam(self.nets["R"].parameters(), train)
         return opts
 
@@ -175,7 +206,7 @@ class DRPAN(Method):
         return propose_regions(score_map, self.cfg.window, self.geometry, image_size, self.cfg.select)
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
-        losses = super().train_step(batch, ctx)  # (1) the base method's cGAN step
+        losses = self.base.train_step(batch, ctx)  # (1) the base method's cGAN step
         losses.update(self.revise_step(batch, ctx))
         return losses
 
@@ -183,6 +214,7 @@ class DRPAN(Method):
         """Steps 2-5: proposal, fake-mask real, R's update, G's reviser update."""
         cfg = self.cfg
         D, R = self.nets["D"], self.nets["R"]
+        gan_loss = self.base.gan_loss
         real = batch[self.target_key]
         with ctx.autocast():
             cond = self.condition(batch)
@@ -196,16 +228,16 @@ class DRPAN(Method):
         with ctx.autocast():
             pred_real = R(torch.cat([cond, real.to(composite.dtype)], 1))
             pred_fake = R(torch.cat([cond, composite.detach()], 1))
-            loss_r_real = self.gan_loss(pred_real, True, for_discriminator=True)
-            loss_r_fake = self.gan_loss(pred_fake, False, for_discriminator=True)
+            loss_r_real = gan_loss(pred_real, True, for_discriminator=True)
+            loss_r_fake = gan_loss(pred_fake, False, for_discriminator=True)
             loss_r = 0.5 * (loss_r_real + loss_r_fake)
         ctx.optimize("R", loss_r)
 
         set_requires_grad(R, False)
         with ctx.autocast():
-            loss_g_r = self.gan_loss(R(torch.cat([cond, composite], 1)), True, for_discriminator=False)
+            loss_g_r = gan_loss(R(torch.cat([cond, composite], 1)), True, for_discriminator=False)
             loss_region = region_l1(fake, real, boxes) * cfg.lambda_region
-        if ctx.scaler is not None and ctx.scaler.is_enabled() and getattr(ctx, "last_micro", True):
+        if ctx.scaler is not None and ctx.scaler.is_enabled() and ctx.last_micro:
             # fp16: a GradScaler steps each optimiser once per update(), and G steps twice in
             # this train_step; close the first round here (the Trainer's update() closes the second).
             ctx.scaler.update()
@@ -224,7 +256,7 @@ class DRPAN(Method):
         """The base columns plus, while training: D's score map of the output as a heat map
         (dark = fake, bright = real; the box in cyan), the proposed box on the output (red),
         and the fake-mask real built from it."""
-        cols = super().visuals(batch)
+        cols = self.base.visuals(batch)
         if "D" not in self.nets:
             return cols
         out = cols["output"]
@@ -242,54 +274,100 @@ class DRPAN(Method):
         cols["target"] = target
         return cols
 
+    # ----------------------------------------------------------------- delegated to the base
+    # Inference is the base method's: every inference-side member of Method, one line each.
+    # A hook added to Method gets its line here.
+    @property
+    def inference_mode(self) -> str:
+        return self.base.inference_mode
 
-class DRPANPix2Pix(DRPAN, Pix2Pix):
-    """DRPAN on pix2pix (``model.base: pix2pix``): G(A), D and R on cat(A, image)."""
+    @property
+    def inference_nets(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.base.inference_nets
 
-    def __init__(self, cfg: DRPANConfig, data: DataConfig, *, training: bool = True) -> None:
-        if cfg.init_type == "reference":
-            raise ConfigError("model.init_type 'reference' is pix2pixHD's; with model.base pix2pix use "
-                              "normal, xavier, kaiming or orthogonal")
-        super().__init__(cfg, data, training=training)
+    @property
+    def input_keys(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.base.input_keys
 
-    def condition(self, batch: dict[str, Any]) -> Tensor:
-        return batch["A"]
+    @property
+    def target_key(self) -> str:  # type: ignore[override]
+        return self.base.target_key
 
-    def condition_channels(self) -> int:
-        return self.data.input_nc
+    @property
+    def size_multiple(self) -> int:
+        return self.base.size_multiple
 
-    def generate(self, batch: dict[str, Any], cond: Tensor) -> Tensor:
-        return self.nets["G"](cond)
+    @property
+    def per_image_inference(self) -> bool:
+        return self.base.per_image_inference
 
-    def _init_net(self, net: nn.Module) -> None:
-        init_weights(net, self.cfg.init_type, self.cfg.init_gain)
+    def set_inference_mode(self, mode: str) -> None:
+        self.base.set_inference_mode(mode)
 
+    def attach_checkpoint(self, folder: Path) -> None:
+        self.base.attach_checkpoint(folder)
 
-class DRPANPix2PixHD(DRPAN, Pix2PixHD):
-    """DRPAN on pix2pixHD (``model.base: pix2pixhd``): the proposal reads the finest scale's map;
-    D and R see one_hot(label) [+ instance edges] with the image."""
+    def translate(self, batch: dict[str, Any]) -> Tensor:
+        return self.base.translate(batch)
 
-    # condition(batch) is Pix2PixHD's.
-    def condition_channels(self) -> int:
-        return self.cond_nc
+    def load_inference_input(
+        self, path: Path, *, aligned: bool = False, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], Tensor | None]:
+        return self.base.load_inference_input(path, aligned=aligned, options=options)
 
-    def generate(self, batch: dict[str, Any], cond: Tensor) -> Tensor:
-        g_in = cond
-        if "E" in self.nets:
-            feats = self.nets["E"](batch[self.target_key], self.pooling_map(batch))
-            g_in = torch.cat([cond, feats.to(cond.dtype)], 1)
-        return self.nets["G"](g_in)
+    def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
+        return self.base.example_batch(batch_size, height, width)
 
-    def _init_net(self, net: nn.Module) -> None:
-        from pairgan.nets.pix2pixhd import init_reference
+    def export_module(self, batch: dict[str, Any] | None = None) -> ExportGraph:
+        return self.base.export_module(batch)
 
-        if self.cfg.init_type == "reference":
-            init_reference(net, self.cfg.init_gain)
-        else:
-            init_weights(net, self.cfg.init_type, self.cfg.init_gain)
+    def display_input(self, batch: dict[str, Any]) -> Tensor:
+        return self.base.display_input(batch)
 
+    def to(self, device: torch.device) -> DRPAN:
+        self.base.to(device)  # R is in the shared nets; pix2pixHD also moves its VGG loss
+        return self
 
-_BASES: dict[str, type[DRPAN]] = {"pix2pix": DRPANPix2Pix, "pix2pixhd": DRPANPix2PixHD}
+    # ----------------------------------------------------------------- pix2pixHD's feature tools
+    # With base: pix2pixhd, features.py, serve/ and export.py use these on the method, partly
+    # behind hasattr probes. Properties that return the base's members, so that with base:
+    # pix2pix they are missing (AttributeError, hasattr False) as on pix2pix itself. They go
+    # when those probes become Method hooks.
+    @property
+    def find_clusters(self) -> Any:
+        return self.base.find_clusters
+
+    @property
+    def instance_features(self) -> Any:
+        return self.base.instance_features
+
+    @property
+    def sample_features(self) -> Any:
+        return self.base.sample_features
+
+    @property
+    def pooling_map(self) -> Any:
+        return self.base.pooling_map
+
+    @property
+    def _eval(self) -> Any:
+        return self.base._eval
+
+    @property
+    def clusters(self) -> Any:
+        return self.base.clusters
+
+    @clusters.setter
+    def clusters(self, value: Any) -> None:
+        self.base.clusters = value
+
+    @property
+    def checkpoint_dir(self) -> Any:
+        return self.base.checkpoint_dir
+
+    @checkpoint_dir.setter
+    def checkpoint_dir(self, value: Any) -> None:
+        self.base.checkpoint_dir = value
 
 
 # --------------------------------------------------------------------------- drawing
