@@ -347,8 +347,17 @@ def test_inference_is_the_base_methods():
     mh = DRPAN(hd.model, hd.data, training=False)
     assert set(mh.nets) == {"G", "E"} and mh.inference_nets == ("G", "E")
     assert (mh.input_keys, mh.target_key, mh.per_image_inference) == (("label", "inst"), "image", True)
-    mh.attach_checkpoint(Path("/nowhere"))
-    assert mh.checkpoint_dir == mh.base.checkpoint_dir == Path("/nowhere") and mh.find_clusters() is None
+    mh.checkpoint = Path("/nowhere")  # as the loader records it
+    assert mh.checkpoint == mh.base.checkpoint == Path("/nowhere") and mh.find_clusters() is None
+    mh.run_config = hd
+    assert mh.base.run_config is hd
+    # the generic hooks (serve, export, Translator) answer as the base does
+    assert mh.num_variants == mh.base.num_variants == 1
+    out = torch.zeros(1, 3, 4, 4)
+    assert mh.split_outputs(out).keys() == mh.base.split_outputs(out).keys()
+    assert mh.request_schema() == mh.base.request_schema() and mh.request_schema()["kind"] == "label"
+    assert mh.class_info() == mh.base.class_info() and mh.extra_state() == mh.base.extra_state()
+    assert m.request_schema() == m.base.request_schema() and m.request_schema()["kind"] == "image"
     mh.clusters = {1: torch.zeros(2, 2)}
     assert mh.base.clusters is mh.clusters and mh.find_clusters() is mh.clusters
 

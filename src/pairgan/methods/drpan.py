@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -304,9 +304,6 @@ class DRPAN(Method):
     def set_inference_mode(self, mode: str) -> None:
         self.base.set_inference_mode(mode)
 
-    def attach_checkpoint(self, folder: Path) -> None:
-        self.base.attach_checkpoint(folder)
-
     def translate(self, batch: dict[str, Any]) -> Tensor:
         return self.base.translate(batch)
 
@@ -324,15 +321,57 @@ class DRPAN(Method):
     def display_input(self, batch: dict[str, Any]) -> Tensor:
         return self.base.display_input(batch)
 
+    @property
+    def num_variants(self) -> int:
+        return self.base.num_variants
+
+    def split_outputs(self, out: Tensor) -> dict[str, Tensor]:
+        return self.base.split_outputs(out)
+
+    def class_info(self) -> dict[str, Any]:
+        return self.base.class_info()
+
+    def extra_state(self) -> dict[str, Any]:
+        return self.base.extra_state()
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.base.load_extra_state(state)
+
+    def request_schema(self) -> dict[str, Any]:
+        return self.base.request_schema()
+
+    def item_from_upload(self, files: Mapping[str, Path], options: Mapping[str, Any]) -> dict[str, Any]:
+        return self.base.item_from_upload(files, options)
+
+    def apply_edits(self, batch: dict[str, Any], edits: Sequence[tuple[str, Any, int]]) -> dict[str, Any]:
+        return self.base.apply_edits(batch, edits)
+
+    # The loader records where the weights came from and the whole config on the method; the
+    # base needs them (pix2pixHD finds its feature clusters next to its checkpoint).
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.base.checkpoint
+
+    @checkpoint.setter
+    def checkpoint(self, value: Path | None) -> None:
+        self.base.checkpoint = value
+
+    @property
+    def run_config(self) -> Any:
+        return self.base.run_config
+
+    @run_config.setter
+    def run_config(self, value: Any) -> None:
+        self.base.run_config = value
+
     def to(self, device: torch.device) -> DRPAN:
         self.base.to(device)  # R is in the shared nets; pix2pixHD also moves its VGG loss
         return self
 
     # ----------------------------------------------------------------- pix2pixHD's feature tools
-    # With base: pix2pixhd, features.py, serve/ and export.py use these on the method, partly
-    # behind hasattr probes. Properties that return the base's members, so that with base:
-    # pix2pix they are missing (AttributeError, hasattr False) as on pix2pix itself. They go
-    # when those probes become Method hooks.
+    # With base: pix2pixhd, methods.pix2pixhd_features (clustering, encoding, editing) works on
+    # the method through these members. They return the base's members, so with base: pix2pix
+    # they are missing (AttributeError) exactly as on pix2pix itself.
     @property
     def find_clusters(self) -> Any:
         return self.base.find_clusters
@@ -360,14 +399,6 @@ class DRPAN(Method):
     @clusters.setter
     def clusters(self, value: Any) -> None:
         self.base.clusters = value
-
-    @property
-    def checkpoint_dir(self) -> Any:
-        return self.base.checkpoint_dir
-
-    @checkpoint_dir.setter
-    def checkpoint_dir(self, value: Any) -> None:
-        self.base.checkpoint_dir = value
 
 
 # --------------------------------------------------------------------------- drawing
