@@ -23,7 +23,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs demo_out .pytest_cache
