@@ -30,7 +30,7 @@ test: setup
 	$(EMPTY_CACHES) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
-	$(EMPTY_CACHES) $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(EMPTY_CACHES) $(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs demo_out .pytest_cache

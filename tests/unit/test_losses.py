@@ -10,10 +10,29 @@ import torch
 from pairgan.losses import GAN_MODES, GANLoss
 
 
-def test_modes() -> None:
-    assert GAN_MODES == ("vanilla", "lsgan", "hinge")
-    with pytest.raises(ValueError, match="vanilla, lsgan, hinge"):
-        GANLoss("wgan")
+# The discriminator's (real, fake) loss of each mode on an undecided score (0) and a confident "real"
+# score (+2). Every mode GANLoss accepts must have its row here.
+KNOWN_SCORES = {
+    "vanilla": {0.0: (math.log(2), math.log(2)), 2.0: (math.log1p(math.exp(-2.0)), math.log1p(math.exp(2.0)))},
+    "lsgan": {0.0: (1.0, 0.0), 2.0: (1.0, 4.0)},
+    "hinge": {0.0: (1.0, 1.0), 2.0: (0.0, 3.0)},
+}
+
+
+def test_every_mode_scores_known_inputs_and_unknown_modes_are_rejected() -> None:
+    assert set(GAN_MODES) == set(KNOWN_SCORES)
+    for mode in GAN_MODES:
+        loss = GANLoss(mode)
+        for score, (real, fake) in KNOWN_SCORES[mode].items():
+            pred = torch.full((2, 1, 3, 3), score)
+            assert loss(pred, True).item() == pytest.approx(real), (mode, score)
+            assert loss(pred, False).item() == pytest.approx(fake), (mode, score)
+        # a confident "real" score costs the discriminator less when the image is real than when it is fake
+        confident = torch.full((1, 1, 2, 2), 2.0)
+        assert loss(confident, True) < loss(confident, False), mode
+    for bad in ("wgan", "Vanilla", "lsgan ", ""):
+        with pytest.raises(ValueError, match="expected one of: vanilla, lsgan, hinge"):
+            GANLoss(bad)
 
 
 def test_lsgan_values() -> None:

@@ -1,63 +1,20 @@
-"""End to end through the command line: synth -> check -> train -> translate -> gallery."""
+"""The command line in process: unknown keys, bad data named by file, `info`, how library log records
+and user errors reach the terminal. (A training through the CLI: tests/integration/test_cli_pipeline.py;
+the installed console script: tests/e2e/test_cli_console_script.py.)"""
 
-import json
-import subprocess
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+import pairgan.cli.data as data_cli
 from pairgan.cli import app
-from tests.conftest import TINY
+from tests.helpers import set_args, tiny_overrides
 
 runner = CliRunner()
-
-
-def _sets(overrides):
-    out = []
-    for o in overrides:
-        out += ["--set", o]
-    return out
-
-
-def test_console_script_help():
-    r = subprocess.run([sys.executable, "-m", "pairgan.cli", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "translate" in r.stdout and "train" in r.stdout
-
-
-def test_synth_train_translate_gallery(tmp_path: Path):
-    data = tmp_path / "scenes"
-    r = runner.invoke(app, ["data", "synth", "scenes", str(data), "--n", "10", "--size", "32", "--seed", "3"])
-    assert r.exit_code == 0, r.output
-    aligned = data / "aligned"
-    r = runner.invoke(app, ["data", "check", str(aligned), *_sets(TINY)])
-    assert r.exit_code == 0, r.output
-    assert "ok" in r.output
-
-    run = tmp_path / "run"
-    r = runner.invoke(app, ["train", "--data", str(aligned), "--out", str(run),
-                            *_sets(TINY + ["train.max_steps=3", "train.sample_every=3", "data.input_kind=label"])])
-    assert r.exit_code == 0, r.output
-    assert (run / "samples" / "index.html").exists()
-    # A second train into the same folder refuses instead of overwriting the run.
-    r = runner.invoke(app, ["train", "--data", str(aligned), "--out", str(run), *_sets(TINY)])
-    assert r.exit_code == 2 and "--resume" in r.output
-
-    out = tmp_path / "translated"
-    r = runner.invoke(app, ["translate", str(run), str(aligned / "test"), "--out", str(out), "--aligned"])
-    assert r.exit_code == 0, r.output
-    outputs = sorted(out.glob("*.png"))
-    assert len(outputs) == len(list((aligned / "test").iterdir())) >= 1
-    assert Image.open(outputs[0]).size == (32, 32)
-    assert "targets/" in (out / "index.html").read_text()
-
-    # Resume with an extended budget continues the same run.
-    r = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.max_steps=5"])
-    assert r.exit_code == 0, r.output
-    hist = [json.loads(x)["step"] for x in (run / "history.jsonl").read_text().splitlines()]
-    assert hist == [1, 2, 3, 4, 5]
+TINY = tiny_overrides("pix2pix")
 
 
 def test_unknown_key_and_missing_data_errors(tmp_path: Path, aligned_data: Path):
@@ -95,11 +52,11 @@ def test_bad_inputs_stop_training_with_named_file(tmp_path: Path, aligned_data: 
     for kind, words in (("corrupt", ("1.png",)), ("partner", ("2.png",)), ("channels", ("0.npy", "5"))):
         root, name = _bad_data(tmp_path, aligned_data, kind)
         r = runner.invoke(app, ["train", "--data", str(root), "--out", str(tmp_path / f"run_{kind}"),
-                                *_sets(TINY + ["train.max_steps=1"])])
+                                *set_args(TINY + ["train.max_steps=1"])])
         assert r.exit_code == 2, (kind, r.output)
         for w in words:
             assert w in r.output, (kind, r.output)
-        r = runner.invoke(app, ["data", "check", str(root), *_sets(TINY)])
+        r = runner.invoke(app, ["data", "check", str(root), *set_args(TINY)])
         assert r.exit_code == 1 and name in r.output, (kind, r.output)
 
 
@@ -113,10 +70,6 @@ def test_info_lists_presets_keys_registry():
 def test_library_log_records_reach_stderr_as_bare_lines(tmp_path: Path, monkeypatch):
     """The command shows the library's INFO records (logging, not print) as the message alone, in
     process too (CliRunner swaps stderr); --quiet keeps only warnings; nothing stays configured."""
-    import logging
-
-    import pairgan.cli.data as data_cli
-
     def fake_synth_scenes(out, **kwargs):
         log = logging.getLogger("pairgan.synth.scenes")
         log.info("made 1 scene")

@@ -15,9 +15,6 @@ from pairgan.data import io as dio
 from pairgan.data.io import IMAGE_EXTENSIONS, image_size, list_images, match_channels, read_image, to_unit_float, write_image
 from pairgan.errors import DataError
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def rand_q(shape: tuple[int, ...], bits: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     dtype = np.uint16 if bits == 16 else np.uint8
@@ -337,12 +334,3 @@ def test_image_size_reads_header(tmp_path: Path) -> None:
     for ext in (".png", ".jpg", ".bmp", ".tif", ".npy"):
         write_image(tmp_path / f"s{ext}", np.zeros((3, 7, 3), np.float32))
         assert image_size(tmp_path / f"s{ext}") == (7, 3), ext
-
-
-def test_real_facades_sample() -> None:
-    path = SHARED_DATA / "facades" / "train" / "1.jpg"
-    if not path.is_file():
-        pytest.skip(f"shared data set not present ({path})")
-    arr = read_image(path)
-    assert arr.dtype == np.uint8 and arr.shape == (256, 512, 3)
-    assert image_size(path) == (512, 256)

@@ -31,7 +31,6 @@ from pairgan.data.poses import (
     write_pairs,
 )
 from pairgan.data.transforms import PairedTransform
-from tests.conftest import SHARED_DATA
 
 REAL_LINE = ("fashionMENJackets_Vestsid0000401403_3back.png: [-1, 53, 53, 127, 195, 50, 130, 199, 191, -1, -1, "
              "194, -1, -1, -1, -1, 2, 3]: [-1, 127, 172, 183, 183, 82, 70, 75, 158, -1, -1, 101, -1, -1, -1, -1, "
@@ -269,21 +268,3 @@ def test_person_mask_covers_the_skeleton():
     assert m[20, 20] and m[45, 16] and m[12, 14]  # torso, shin, shoulder
     assert not m[0, 0] and not m[63, 39] and not m[50, 35]
     assert not person_mask(_kp({}), 64, 40).any()
-
-
-REAL = SHARED_DATA / "deepfashion_pose"
-
-
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real DeepFashion pose pairs not found at {REAL}")
-def test_real_deepfashion_pose_layout_reads_and_checks():
-    cfg = build_config("ggb", data_path=str(REAL)).data
-    assert detect_layout(REAL, "train") == "poses"
-    row, problems = PosePairDataset.check_split(cfg, REAL, "all", 128)
-    assert problems == [] and row["n_pairs"] == 100 and row["max_size"] == (256, 256)
-    ds = build_dataset(cfg, "test", train=False, size_multiple=128)
-    it = ds[0]
-    assert it["source"].shape == (3, 256, 256) and it["target_pose"].shape == (18, 256, 256)
-    kp = read_annotations(REAL / "annotations.csv")[Path(it["B_path"]).name]
-    ok = np.isfinite(kp).all(axis=1)
-    est = keypoints_from_heatmaps(it["target_pose"][None])[0].numpy()
-    np.testing.assert_allclose(est[ok], kp[ok], atol=0.51)

@@ -10,6 +10,7 @@ from pairgan.nets.blocks import init_weights, norm_layer, uses_bias
 from pairgan.nets.patchgan import PatchDiscriminator, PixelDiscriminator, receptive_field
 from pairgan.nets.resnet import ResnetGenerator
 from pairgan.nets.unet import UnetGenerator, UnetLevel
+from pairgan.registry import create, lookup
 
 
 def n_params(net: nn.Module) -> int:
@@ -292,8 +293,6 @@ def test_pixel_discriminator_shape_and_ignored_options() -> None:
 def test_networks_are_registered() -> None:
     # lookup() imports every built-in component package; skip until they all exist.
     pytest.importorskip("pairgan.data.datasets")
-    from pairgan.registry import create, lookup
-
     assert lookup("generator", "unet") is UnetGenerator
     assert lookup("generator", "resnet") is ResnetGenerator
     assert lookup("discriminator", "patch") is PatchDiscriminator

@@ -1,0 +1,208 @@
+"""The one helpers module of the test suite: tiny sizes per preset family, tiny data sets, tiny runs.
+
+Tests import plain functions from here (``from tests.helpers import tiny_overrides``); the fixtures
+in ``tests/conftest.py`` (``tiny_config``, ``tiny_data``, ``tiny_run``, ``aligned_data``) are thin,
+cached wrappers around them. No test imports another test file or ``tests.conftest``.
+
+Tiny sizes: ``tiny_overrides(preset)`` returns the ``--set`` overrides that make a preset small
+enough for a training step to take milliseconds on a 2-core CPU. Each list has three sections:
+
+* model: the network sizes of the family (``model=False`` leaves them out);
+* data: load/crop sizes and the family's data settings (``data=False`` leaves them out);
+* loop: the training-loop settings of a test run (no workers, log every step, no samples, no
+  epoch checkpoints; ``loop=False`` leaves them out). Keyword arguments change single loop keys:
+  ``tiny_overrides("ggb", batch_size=4)`` sets ``train.batch_size=4``; ``log_every=None`` drops
+  ``train.log_every`` (the preset's value then applies).
+
+Values that a test needs different are appended by the test (a later override of the same key
+wins): ``tiny_overrides("crn") + ["model.widths=[8,8,8]"]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from pairgan.config import Config, build_config
+from pairgan.synth.poses import synth_poses
+from pairgan.synth.scenes import synth_scenes
+from pairgan.train.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+# The real data sets (facades, DeepFashion poses, Cityscapes) live beside the repository; tests
+# that read them are e2e tests and skip, naming the folder, where it is absent.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# --------------------------------------------------------------------------- tiny sizes per family
+
+# family -> (model overrides, data overrides, loop settings as train.KEY -> value)
+_STANDARD_LOOP: dict[str, Any] = {"batch_size": 2, "num_workers": 0, "log_every": 1, "sample_every": 0,
+                                  "save_epoch_every": 0}
+_FAMILIES: dict[str, tuple[list[str], list[str], dict[str, Any]]] = {
+    # unet with 5 levels at ngf 8 (size multiple 32), a 2-layer PatchGAN, 36 -> 32 crops
+    "pix2pix": (["model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.n_layers_D=2"],
+                ["data.load_size=36", "data.crop_size=32"],
+                _STANDARD_LOOP),
+    # global generator at ngf 4 with 2 down-samplings and 1 block, no VGG loss, a small feature encoder;
+    # the images are used at their size (the synthetic scenes are already tiny)
+    "pix2pixhd": (["model.ngf=4", "model.n_downsample_global=2", "model.n_blocks_global=1", "model.ndf=4",
+                   "model.n_layers_D=2", "model.perceptual=none", "model.nef=4", "model.n_downsample_E=2"],
+                  ["data.preprocess=none"],
+                  _STANDARD_LOOP),
+    # 4 modules of width 8 on a randomly initialised VGG (no weights file needed); batch size: the preset's 1
+    "crn": (["model.widths=[8,8,8,8]", "model.vgg_pretrained=false"],
+            ["data.load_size=32", "data.crop_size=32"],
+            {k: v for k, v in _STANDARD_LOOP.items() if k != "batch_size"}),
+    # DRPAN on the tiny pix2pix unet, a 3-layer reviser
+    "drpan": (["model.generator=unet", "model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.n_layers_D=2",
+               "model.n_layers_R=3"],
+              ["data.load_size=36", "data.crop_size=32"],
+              _STANDARD_LOOP),
+    # the GGB unet with 5 levels at ngf 8, guiding blocks at width 8, heat maps sharp enough for 32 px
+    "ggb": (["model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.ggb_nef=8", "model.ggb_ndf=8"],
+            ["data.load_size=32", "data.crop_size=32", "data.pose_sigma=1.5"],
+            _STANDARD_LOOP),
+    # the segmenter's unet with 5 levels at ngf 8; it keeps no intermediate step checkpoints
+    "segmenter": (["model.num_downs=5", "model.ngf=8"],
+                  ["data.load_size=36", "data.crop_size=32"],
+                  {k: v for k, v in _STANDARD_LOOP.items() if k != "save_epoch_every"} | {"save_every": 0}),
+}
+# presets without a tiny list: drpan-hd is DRPAN on pix2pixHD (its tests choose their sizes)
+_NO_TINY_LIST = {"drpan-hd"}
+
+
+def tiny_family(preset: str) -> str:
+    """The family whose tiny sizes fit ``preset``: ``pix2pix``, ``pix2pixhd``, ``crn``, ``drpan``, ``ggb``
+    or ``segmenter`` (``demo`` and ``pix2pix-paper`` are pix2pix; ``crn-256`` is crn; ...)."""
+    if preset in _NO_TINY_LIST:
+        raise ValueError(f"no tiny sizes for preset {preset!r}: give its overrides in the test")
+    if preset in _FAMILIES:
+        return preset
+    if preset == "demo" or preset.startswith("pix2pix-"):
+        return "pix2pix"
+    for family in ("pix2pixhd", "crn", "drpan", "ggb"):
+        if preset.startswith(family + "-"):
+            return family
+    raise ValueError(f"no tiny sizes for preset {preset!r}; families: {', '.join(_FAMILIES)}")
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def tiny_overrides(preset: str, *, model: bool = True, data: bool = True, loop: bool = True,
+                   features: bool = False, local: bool = False, **train: Any) -> list[str]:
+    """The tiny ``--set`` overrides for ``preset`` (see the module docstring for the sections).
+
+    ``features`` (pix2pixHD): train the instance feature encoder (``model.use_features=true``).
+    ``local`` (pix2pixHD): one residual block in the local enhancer (``model.n_blocks_local=1``), for
+    presets whose generator is ``local``.
+    ``**train``: loop settings by ``train.`` key; a value sets the key, ``None`` leaves it out.
+    """
+    family = tiny_family(preset)
+    model_sets, data_sets, loop_settings = _FAMILIES[family]
+    if (features or local) and family != "pix2pixhd":
+        raise ValueError(f"features= and local= are pix2pixHD options, not {family}'s")
+    out: list[str] = []
+    if model:
+        out += model_sets
+        if local:
+            out.append("model.n_blocks_local=1")
+        if features:
+            out.append("model.use_features=true")
+    if data:
+        out += data_sets
+    settings = dict(loop_settings) if loop else {}
+    settings.update(train)
+    out += [f"train.{k}={_setting(v)}" for k, v in settings.items() if v is not None]
+    return out
+
+
+def tiny_model_options(preset: str, *, features: bool = False, local: bool = False) -> dict[str, Any]:
+    """The model section of ``tiny_overrides(preset)`` as typed keyword arguments, for tests that build a
+    method's config dataclass directly: ``Pix2PixHDConfig(**tiny_model_options("pix2pixhd"))``."""
+    sets = tiny_overrides(preset, data=False, loop=False, features=features, local=local)
+    return {key.split(".", 1)[1]: yaml.safe_load(value) for key, value in (s.split("=", 1) for s in sets)}
+
+
+def tiny_config(preset: str, data_path: str | Path | None = None, *extra: str, **options: Any) -> Config:
+    """``build_config(preset, tiny_overrides(preset, **options) + extra, data_path)``."""
+    overrides = tiny_overrides(preset, **options) + list(extra)
+    return build_config(preset, overrides, data_path=None if data_path is None else str(data_path))
+
+
+def set_args(overrides: Sequence[str]) -> list[str]:
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]`` for the ``pairgan`` command line."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+# --------------------------------------------------------------------------- tiny data sets
+
+
+def pair_image(rng: np.random.Generator, h: int = 40, w: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A blocky 'label map' A and a 'photo' B that is a fixed function of A (learnable)."""
+    a = np.zeros((h, w, 3), np.uint8)
+    for _ in range(4):
+        y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        a[y : y + rng.integers(4, 16), x : x + rng.integers(4, 16)] = rng.integers(0, 256, 3)
+    b = (255 - a) // 2 + 40
+    return a, b.astype(np.uint8)
+
+
+def write_aligned(root: Path, splits: dict[str, int], seed: int = 0, h: int = 40, w: int = 40) -> Path:
+    """An aligned data set (A|B side by side in one PNG) with ``splits`` = {split: count} under ``root``."""
+    rng = np.random.default_rng(seed)
+    for split, n in splits.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a, b = pair_image(rng, h, w)
+            Image.fromarray(np.concatenate([a, b], axis=1)).save(root / split / f"{i:03d}.png")
+    return root
+
+
+# The splits of the ``aligned_data`` fixture: train 5 / val 2 / test 3, 40x40 each half.
+ALIGNED_SPLITS = {"train": 5, "val": 2, "test": 3}
+
+
+def write_tiny_data(root: Path, kind: str = "aligned", **options: Any) -> Path:
+    """Write a tiny data set of ``kind`` under ``root`` and return its folder:
+
+    * ``"aligned"``: :func:`write_aligned` (default splits :data:`ALIGNED_SPLITS`; ``splits=``, ``seed=``,
+      ``h=``, ``w=``) in ``root/data``;
+    * ``"scenes"``: the synthetic street scenes (labels, instances, photos; default 6 of 32 px, seed 0;
+      any :func:`pairgan.synth.scenes.synth_scenes` option) in ``root/scenes``; its ``aligned`` sub-folder
+      holds colour-coded label | photo pairs;
+    * ``"poses"``: the synthetic pose pairs (default 10 people x 3 poses of 32 px, seed 0; any
+      :func:`pairgan.synth.poses.synth_poses` option) in ``root/poses``.
+    """
+    if kind == "aligned":
+        splits = options.pop("splits", ALIGNED_SPLITS)
+        return write_aligned(root / "data", dict(splits), **options)
+    if kind == "scenes":
+        synth_scenes(root / "scenes", **({"n": 6, "size": 32, "seed": 0} | options))
+        return root / "scenes"
+    if kind == "poses":
+        synth_poses(root / "poses", **({"n": 10, "poses": 3, "size": 32, "seed": 0} | options))
+        return root / "poses"
+    raise ValueError(f"unknown tiny data kind {kind!r}: aligned, scenes or poses")
+
+
+# --------------------------------------------------------------------------- tiny runs
+
+
+def train_tiny(out: Path, preset: str, data_path: str | Path, *, steps: int = 2, extra: Sequence[str] = (),
+               **options: Any) -> Path:
+    """Train ``preset`` at tiny sizes for ``steps`` steps into the run folder ``out`` and return it.
+
+    The config is ``tiny_overrides(preset, **options) + ["train.max_steps=STEPS"] + extra``. Use this for a
+    run a test changes or resumes; a test that only reads a run uses the session-scoped ``tiny_run``.
+    """
+    cfg = tiny_config(preset, data_path, f"train.max_steps={steps}", *extra, **options)
+    Trainer(cfg, out, progress=False).fit()
+    return out
