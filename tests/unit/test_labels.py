@@ -1,8 +1,10 @@
-"""Label maps with instances (pix2pixHD / Cityscapes layout): reading, checks, matching, augmentation."""
+"""Label maps with instances (pix2pixHD / Cityscapes layout): reading, checks, matching, augmentation.
+The real Cityscapes sample: tests/e2e/test_labels_cityscapes.py."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pairgan.errors import ConfigError
 from pairgan.config import DataConfig
 from pairgan.data.check import check_dataset
 from pairgan.data.datasets import build_dataset, detect_layout, split_exists
-from pairgan.errors import DataError
 from pairgan.data.labels import (
     LabelMapDataset,
     colorize,
@@ -26,10 +26,8 @@ from pairgan.data.labels import (
     read_instance_map,
     read_label_map,
 )
+from pairgan.errors import ConfigError, DataError
 from pairgan.synth.scenes import PALETTE, synth_scenes
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CITYSCAPES = SHARED_DATA / "cityscapes_sample"
 
 PAL = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
 
@@ -222,8 +220,6 @@ def test_shared_augmentation_keeps_label_inst_image_aligned(tmp_path: Path) -> N
 
 def test_no_instance_mode_and_labels_only_split(tmp_path: Path) -> None:
     write_labels_set(tmp_path)
-    import shutil
-
     shutil.rmtree(tmp_path / "train_inst")
     with pytest.raises(DataError, match="train_inst: folder not found; data.instance is true"):
         build_dataset(cfg(tmp_path), "train", train=False)
@@ -305,8 +301,6 @@ def test_test_split_without_photos_is_a_note_not_a_problem(tmp_path: Path) -> No
     assert test["n_pairs"] == 3 and test["channels_B"] == []
     assert any("no test_img/" in n for n in test["notes"])
     # the training split does need photos
-    import shutil
-
     shutil.rmtree(tmp_path / "train_img")
     assert any("training split needs photos" in p for _, p in check_dataset(cfg(tmp_path)).problems)
 
@@ -327,25 +321,3 @@ def test_colorize() -> None:
     torch.testing.assert_close(got[0, :, 0, 1], torch.tensor([-1.0, -1.0, 1.0]))
     beyond = colorize(torch.tensor([[[5]]]), palette=PAL)  # ids past the palette get default colours
     torch.testing.assert_close(beyond[0, :, 0, 0], torch.as_tensor(pal[5], dtype=torch.float32) / 127.5 - 1)
-
-
-# --------------------------------------------------------------------------- real data
-
-
-@pytest.mark.skipif(not CITYSCAPES.is_dir(), reason=f"real Cityscapes sample not found at {CITYSCAPES}")
-def test_real_cityscapes_sample() -> None:
-    c = DataConfig(path=str(CITYSCAPES), label_nc=35, instance=True, preprocess="scale_width",
-                   load_size=256, crop_size=128)
-    ds = build_dataset(c, "train", train=True)
-    assert isinstance(ds, LabelMapDataset) and len(ds) == 8
-    item = ds[(0, 0)]
-    assert item["label"].shape == (1, 128, 256) and item["inst"].shape == (1, 128, 256)
-    assert item["image"].shape == (3, 128, 256)
-    assert 0 <= int(item["label"].min()) and int(item["label"].max()) < 35
-    assert torch.equal(instance_to_class(item["inst"]), item["label"])  # Cityscapes convention
-    assert int(item["inst"].max()) >= 1000  # things (cars, people, ...) have instances
-    assert Path(item["B_path"]).name.endswith("_leftImg8bit.png")
-    test = build_dataset(c, "test", train=False)
-    assert len(test) == 15 and "image" not in test[0] and test[0]["B_path"] == ""
-    with pytest.raises(DataError, match="label id 33 >= data.label_nc 20"):
-        build_dataset(DataConfig(**{**c.__dict__, "label_nc": 20}), "train", train=False)[0]

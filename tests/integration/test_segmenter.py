@@ -1,8 +1,10 @@
-"""The segmenter: a pairgan method trained on real photos -> label ids, on the three kinds of data."""
+"""The segmenter: a pairgan method trained on real photos -> label ids, on the three kinds of data.
+Its config errors: tests/unit/test_segmenter_config.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -12,22 +14,19 @@ from typer.testing import CliRunner
 
 import pairgan
 from pairgan.cli import app
+from pairgan.data.labels import read_label_map
 from pairgan.evaluate import score_real
 from pairgan.methods.segmenter import Segmenter, build_segmenter_config, load_segmenter
 from pairgan.train.trainer import Trainer
+from tests.helpers import set_args, tiny_overrides
 
-TINY_SEG = ["model.num_downs=5", "model.ngf=8", "data.load_size=36", "data.crop_size=32", "train.batch_size=2",
-            "train.num_workers=0", "train.max_steps=4", "train.log_every=1", "train.sample_every=0",
-            "train.save_every=0"]
+TINY_SEG = tiny_overrides("segmenter", max_steps=4)
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pairgan.synth.scenes import synth_scenes
-
-    root = tmp_path_factory.mktemp("scenes")
-    synth_scenes(root, n=20, size=32, seed=0, workers=1)
-    return root
+@pytest.fixture
+def scenes(tiny_data: Callable[..., Path]) -> Path:
+    """20 synthetic scenes of 32 px (train 16 / val 2 / test 2), shared by the session."""
+    return tiny_data("scenes", n=20, workers=1)
 
 
 def test_labels_layout_train_load_predict_score(scenes: Path, tmp_path: Path) -> None:
@@ -56,8 +55,6 @@ def test_aligned_colour_coded_labels_with_a_palette_file(scenes: Path, tmp_path:
     loaded = load_segmenter(tmp_path / "seg")
     assert loaded.cfg.palette_colors == cfg.model.palette_colors
     # the colour-coded label half maps back to the scene's ids exactly
-    from pairgan.data.labels import read_label_map
-
     f = sorted((aligned / "test").glob("*.png"))[0]
     both = np.asarray(Image.open(f).convert("RGB"))
     left = torch.from_numpy(both[:, : both.shape[1] // 2].copy()).permute(2, 0, 1).float() / 127.5 - 1
@@ -81,18 +78,10 @@ def test_kmeans_palette_and_cli(tmp_path: Path) -> None:
             Image.fromarray(np.concatenate([photo, lab], 1)).save(tmp_path / "d" / split / f"{i}.png")
     res = CliRunner().invoke(app, ["segmenter", "train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "s"),
                                    "--set", "data.direction=BtoA", "--set", "model.palette=kmeans:3",
-                                   *[x for o in TINY_SEG for x in ("--set", o)]])
+                                   *set_args(TINY_SEG)])
     assert res.exit_code == 0, res.output
     seg = load_segmenter(tmp_path / "s")
     assert sorted(map(tuple, seg.cfg.palette_colors)) == sorted(map(tuple, colours.tolist()))
     res = CliRunner().invoke(app, ["segmenter", "score", str(tmp_path / "s"), "--data", str(tmp_path / "d"),
                                    "--device", "cpu"])
     assert res.exit_code == 0 and "mean IoU" in res.output, res.output
-
-
-def test_needs_classes(tmp_path: Path, aligned_data: Path) -> None:
-    from pairgan.errors import ConfigError
-
-    cfg = build_segmenter_config(aligned_data, TINY_SEG)
-    with pytest.raises(ConfigError, match="number of classes"):
-        Segmenter(cfg.model, cfg.data)

@@ -1,26 +1,30 @@
-"""The pix2pixhd method: train_step, the niter_fix_global phase, init_from, inference, presets,
-and an end-to-end run through the labels data set, the Trainer and the Translator."""
+"""The pix2pixhd method: train_step, the niter_fix_global phase, init_from, inference, presets.
+
+A tiny run through the labels data set, the Trainer and the Translator: tests/integration/test_pix2pixhd_training.py;
+the Cityscapes sample: tests/e2e/test_pix2pixhd_cityscapes.py."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from pairgan import checkpoint as ckpt
+from pairgan.config import Config, DataConfig, TrainConfig, build_config
 from pairgan.errors import ConfigError
-from pairgan.config import DataConfig, TrainConfig, build_config
+from pairgan.infer import Translator
 from pairgan.methods.base import StepContext
+from pairgan.methods.build import build_method
 from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
-from pairgan.nets.pix2pixhd import LocalEnhancer
 from pairgan.nets.labels import one_hot
+from pairgan.nets.pix2pixhd import LocalEnhancer
+from tests.helpers import tiny_model_options
 
-TINY = dict(ngf=4, n_downsample_global=2, n_blocks_global=1, n_blocks_local=1, ndf=4, n_layers_D=2,
-            perceptual="none", nef=4, n_downsample_E=2)
-TINY_SET = [f"model.{k}={v}" for k, v in TINY.items()]
+TINY = tiny_model_options("pix2pixhd", local=True)
 
 
 def make(**kw: Any) -> Pix2PixHD:
@@ -94,14 +98,8 @@ def test_losses_follow_the_reference_formulas():
     assert losses["G_GAN_Feat"] == pytest.approx(float(fm), rel=1e-4)
 
 
-def test_vgg_loss_is_used_when_selected(tmp_path: Path):
-    from safetensors.torch import save_file
-
-    from pairgan.nets.vgg import VGGFeatures
-
-    feats = VGGFeatures("vgg16", pretrained=False).features
-    save_file({f"features.{k}": v.contiguous() for k, v in feats.state_dict().items()}, str(tmp_path / "v.safetensors"))
-    m = make(perceptual="vgg16", vgg_weights=str(tmp_path / "v.safetensors"), lambda_vgg=10.0)
+def test_vgg_loss_is_used_when_selected(random_vgg_weights: Callable[[str], Path]):
+    m = make(perceptual="vgg16", vgg_weights=str(random_vgg_weights("vgg16")), lambda_vgg=10.0)
     assert m.vgg_loss is not None and "vgg" not in dict(m.nets)  # not saved with the checkpoints
     losses = m.train_step(tiny_batch(), ctx_for(m))
     assert losses["G_VGG"] > 0
@@ -138,6 +136,7 @@ def test_niter_fix_global_trains_only_the_local_enhancer_first():
     assert steps == {1}  # a fresh Adam over all of G at the switch, as the reference
 
 
+@pytest.mark.slow  # 18 steps in all
 def test_niter_fix_global_is_exact_across_a_resume():
     epochs = [0, 0, 1, 1, 2, 2]
     full = make(netG="local", niter_fix_global=2)
@@ -169,9 +168,6 @@ def test_niter_fix_global_needs_the_local_enhancer():
 
 
 def test_init_from_a_global_checkpoint(tmp_path: Path):
-    from pairgan.config import Config
-    from pairgan import checkpoint as ckpt
-
     low = make(ngf=8, num_D=2, use_features=True)
     cfg = Config(method="pix2pixhd", data=low.data, model=low.cfg)
     ckpt.save_checkpoint(tmp_path / "run" / "checkpoints" / "step_1", cfg, dict(low.nets))
@@ -272,84 +268,11 @@ def test_presets():
     assert p1024.data.load_size == 2048 and p1024.model.init_from == "runs/x"
     demo = build_config("pix2pixhd-demo")
     assert demo.data.label_nc == 9 and demo.data.instance and demo.model.perceptual == "none"
-    from pairgan.methods.build import build_method
-
     m = build_method(demo, training=True)
     assert m.size_multiple == 8 and demo.data.crop_size % m.size_multiple == 0
 
 
-# --------------------------------------------------------------------------- end to end
-
-
-def test_end_to_end_scenes_trainer_and_translator(tmp_path: Path):
-    from pairgan.data.labels import colorize
-    from pairgan.synth.scenes import synth_scenes
-    from pairgan.infer import Translator
-    from pairgan.train.trainer import Trainer
-
-    synth_scenes(tmp_path / "data", n=6, size=32)
-    cfg = build_config("pix2pixhd-demo", TINY_SET + [
-        "model.use_features=true", "data.preprocess=none", "train.batch_size=2", "train.num_workers=0",
-        "train.max_steps=3", "train.log_every=1", "train.sample_every=0", "train.save_epoch_every=0",
-    ], data_path=str(tmp_path / "data"))
-    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
-    assert summary["steps"] == 3
-    tr = Translator.from_checkpoint(tmp_path / "run", device="cpu")
-    assert set(tr.method.nets) == {"G", "E"}
-    files = sorted((tmp_path / "data" / "val_label").glob("*.png"))
-    assert files
-    written = tr.translate_files(files, tmp_path / "out", aligned=True)
-    assert (tmp_path / "out" / "targets").is_dir() and written[0].is_file()
-    photo = sorted((tmp_path / "data" / "val_img").glob("*.png"))[0]
-    a = tr.translate_files(files, tmp_path / "enc", options={"features": f"encode:{photo}"})
-    r = tr.translate_files(files, tmp_path / "rnd", options={"features": "random"})
-    from pairgan.data.io import read_image
-
-    assert read_image(a[0]).shape == read_image(r[0]).shape == (32, 32, 3)
-    item, target = tr.method.load_inference_input(files[0], aligned=True)
-    assert set(item) == {"label", "inst", "image"} and torch.equal(item["image"], target)
-    shown = tr.method.display_input({"label": item["label"][None]})
-    assert torch.equal(shown, colorize(item["label"][None]))
-    # the sample-grid path of the Trainer
-    from pairgan.data.datasets import build_dataset
-
-    ds = build_dataset(cfg.data, "val", train=False, size_multiple=tr.method.size_multiple)
-    batch = torch.utils.data.default_collate([ds[0]])
-    cols = tr.method.visuals({k: v for k, v in batch.items()})
-    assert cols["output"].shape == cols["target"].shape == cols["input"].shape
-
-
-CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes_sample"
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not (CITYSCAPES / "train_label").is_dir(), reason=f"Cityscapes sample not found at {CITYSCAPES}")
-def test_end_to_end_cityscapes_sample_at_reduced_size(tmp_path: Path):
-    """Real Cityscapes (2048x1024, 35 labelIds, instanceIds) scaled to 128x64, a few steps with
-    the reference's encoder features, then a test label map (its instance map found in test_inst/)."""
-    from pairgan.infer import Translator
-    from pairgan.train.trainer import Trainer
-
-    cfg = build_config("pix2pixhd-512", TINY_SET + [
-        "model.use_features=true", "data.load_size=128", "data.max_items=2", "train.batch_size=1",
-        "train.num_workers=0", "train.max_steps=2", "train.log_every=1", "train.sample_every=0",
-        "train.save_epoch_every=0",
-    ], data_path=str(CITYSCAPES))
-    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
-    assert summary["steps"] == 2
-    tr = Translator.from_checkpoint(tmp_path / "run", device="cpu")
-    label = sorted((CITYSCAPES / "test_label").glob("*.png"))[0]
-    item, _ = tr.method.load_inference_input(label)
-    assert item["label"].shape == item["inst"].shape == (1, 1024, 2048)
-    assert int(item["inst"].max()) >= 1000  # Cityscapes instance ids (class * 1000 + k)
-    batch = {k: v[None, :, ::8, ::8].contiguous() for k, v in item.items()}  # 256x128 keeps the test light
-    out = tr.translate_batch(batch)
-    assert out.shape == (1, 3, 128, 256) and out.abs().max() <= 1
-
-
 def test_random_features_do_not_depend_on_the_batch():
-    from pairgan.infer import Translator
-
     m = make(use_features=True)
     m.set_inference_mode("eval")
     tr = Translator(None, m, torch.device("cpu"))

@@ -1,27 +1,31 @@
 """CRN: the cascade's widths and sizes per preset, the feature loss with the per-class min over the
 k outputs, k = 1 = the plain loss, training on the synthetic scenes, progressive initialisation,
-output variants, and an end-to-end CLI run (synth -> train -> translate --variant)."""
+output variants. The end-to-end CLI run (synth -> train -> translate --variant):
+tests/integration/test_crn_cli.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pairgan.errors import ConfigError
+from pairgan import checkpoint as ckpt
 from pairgan.config import DataConfig, TrainConfig, build_config
+from pairgan.data.datasets import build_dataset
+from pairgan.errors import ConfigError, WeightsNotFound
 from pairgan.methods.base import StepContext
 from pairgan.methods.crn import CRN, LAYER_WEIGHTS, PIXEL_SCALE, CRNConfig, CRNLoss
 from pairgan.nets.crn import CascadedRefinementNetwork, module_sizes, reference_widths
 from pairgan.nets.labels import one_hot
+from tests.helpers import tiny_model_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-TINY = dict(widths=[8, 8, 8, 8], k=2, perceptual="vgg16", vgg_pretrained=False)
+TINY = tiny_model_options("crn") | {"k": 2, "perceptual": "vgg16"}
 
 
 def make(label_nc: int = 5, instance: bool = False, training: bool = True, **kw: Any) -> CRN:
@@ -192,14 +196,12 @@ def test_train_step_logs_the_terms_and_updates_G():
     assert opt.defaults["lr"] == 1e-4 and opt.defaults["betas"] == (0.9, 0.999)
 
 
-def test_a_few_steps_lower_the_loss_on_the_synthetic_scenes(tmp_path: Path):
-    from pairgan.data.datasets import build_dataset
-    from pairgan.synth.scenes import synth_scenes
-
-    synth_scenes(tmp_path / "d", n=8, size=32)
+@pytest.mark.slow  # 15 steps
+def test_a_few_steps_lower_the_loss_on_the_synthetic_scenes(tiny_data: Callable[..., Path]):
+    scenes = tiny_data("scenes", n=8)
     torch.manual_seed(0)
     # evaluated splits are resized to crop_size: 16x16 keeps the random VGG16 cheap
-    data = DataConfig(path=str(tmp_path / "d"), layout="labels", label_nc=9, load_size=16, crop_size=16, flip=False)
+    data = DataConfig(path=str(scenes), layout="labels", label_nc=9, load_size=16, crop_size=16, flip=False)
     m = CRN(CRNConfig(widths=[16, 16, 16], k=2, perceptual="vgg16", vgg_pretrained=False), data)
     ds = build_dataset(data, "train", train=False, size_multiple=m.size_multiple)
     batch = torch.utils.data.default_collate([ds[i] for i in range(2)])
@@ -255,8 +257,6 @@ def test_config_errors():
 
 
 def test_missing_vgg_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from pairgan.errors import WeightsNotFound
-
     monkeypatch.setenv("PAIRGAN_WEIGHTS", str(tmp_path / "none"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -273,8 +273,6 @@ def test_missing_vgg_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: py
 
 
 def test_progressive_init_copies_shared_modules_and_freezes(tmp_path: Path):
-    from pairgan import checkpoint as ckpt
-
     small = make(widths=[8, 8, 6], k=2)
     cfg = build_config("crn-256", ["model.widths=[8,8,6]", "model.k=2", "data.label_nc=5"])
     ckpt.save_checkpoint(tmp_path / "small", cfg, dict(small.nets))
@@ -310,8 +308,6 @@ def test_progressive_init_copies_shared_modules_and_freezes(tmp_path: Path):
 
 
 def test_init_from_a_model_that_does_not_fit(tmp_path: Path):
-    from pairgan import checkpoint as ckpt
-
     other = make(widths=[4, 4], k=1)
     ckpt.save_checkpoint(tmp_path / "o", build_config("crn-256", ["model.widths=[4,4]"]), dict(other.nets))
     m = make(widths=[8, 8, 8], k=1)
@@ -328,31 +324,3 @@ def test_progressive_presets():
     assert p256.model.vgg_pool == "avg" and p256.model.perceptual == "vgg19"
     demo = build_config("crn-demo")
     assert demo.model.k == 3 and demo.model.perceptual == "vgg16" and demo.data.label_nc == 9
-
-
-# --------------------------------------------------------------------------- end to end
-
-
-def test_end_to_end_cli_synth_train_translate(tmp_path: Path):
-    from typer.testing import CliRunner
-
-    from pairgan.cli import app
-    from pairgan.data.io import read_image
-
-    runner = CliRunner()
-    data, run, out = tmp_path / "scenes", tmp_path / "run", tmp_path / "out"
-    r = runner.invoke(app, ["data", "synth", "scenes", str(data), "--n", "8", "--size", "32"])
-    assert r.exit_code == 0, r.output
-    sets = ["model.widths=[8,8,8,8]", "model.vgg_pretrained=false", "data.load_size=36", "data.crop_size=32",
-            "train.max_steps=2", "train.num_workers=0", "train.log_every=1", "train.sample_every=0",
-            "train.save_epoch_every=0"]
-    r = runner.invoke(app, ["train", "--preset", "crn-demo", "--data", str(data), "--out", str(run)]
-                      + [a for s in sets for a in ("--set", s)])
-    assert r.exit_code == 0, r.output
-    labels = sorted((data / "test_label").glob("*.png"))
-    r = runner.invoke(app, ["translate", str(run), str(labels[0]), "--out", str(out), "--variant", "1"])
-    assert r.exit_code == 0, r.output
-    img = read_image(out / f"{labels[0].stem}.png")
-    assert img.shape == (32, 32, 3)
-    r = runner.invoke(app, ["translate", str(run), str(labels[0]), "--out", str(out), "--variant", "7"])
-    assert r.exit_code != 0 and "k = 3" in r.output

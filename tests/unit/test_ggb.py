@@ -1,47 +1,37 @@
 """GGB: network shapes per level, the guiding blocks' inputs, ablation switches, the training
-order of section 2.3, learning on synthetic poses, the CLI end to end, a real-data smoke run."""
+order of section 2.3, learning on synthetic poses, masked SSIM, the export graph. The CLI end to end
+and exact resume: tests/integration/test_ggb_training.py; a real-data smoke run:
+tests/e2e/test_ggb_deepfashion.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from pairgan.cli import app
-from pairgan.errors import ConfigError
 from pairgan.config import build_config
 from pairgan.data.datasets import build_dataset
-from pairgan.data.poses import format_annotation, read_annotations
-from pairgan.evaluate import score_pose_split
-from pairgan.synth.poses import synth_poses
-from pairgan.infer import Translator
+from pairgan.errors import ConfigError
 from pairgan.methods.base import StepContext
+from pairgan.methods.build import build_method
 from pairgan.metrics.masked import mask_ssim
 from pairgan.nets.ggb import GGBGenerator, GuidingBlock, ImageDiscriminator
-from pairgan.train.trainer import Trainer
-from pairgan.methods.build import build_method
-from tests.conftest import SHARED_DATA
+from tests.helpers import tiny_overrides
 
-TINY_GGB = [
-    "model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.ggb_nef=8", "model.ggb_ndf=8",
-    "data.load_size=32", "data.crop_size=32", "data.pose_sigma=1.5",
-    "train.batch_size=4", "train.num_workers=0", "train.log_every=1", "train.sample_every=0",
-    "train.save_epoch_every=0",
-]
+TINY_GGB = tiny_overrides("ggb", batch_size=4)
 PRESETS = ["ggb", "ggb-no-ggb", "ggb-no-rapd", "ggb-no-nvtd", "ggb-1", "ggb-2"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def poses_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ggb") / "poses"
-    synth_poses(root, n=10, poses=3, size=32, seed=0)
-    return root
+@pytest.fixture
+def poses_data(tiny_data: Callable[..., Path]) -> Path:
+    """10 synthetic people x 3 poses of 32 px, shared by the session."""
+    return tiny_data("poses")
 
 
 def _method(preset: str, data: Path, extra: list[str] = ()):
@@ -230,6 +220,7 @@ def test_training_order_and_what_each_update_touches(poses_data):
     assert [n for n, _ in ctx.calls] == ["D", "GGB8", "GGB4", "GGB2", "G", "G"]
 
 
+@pytest.mark.slow  # 32 steps
 def test_a_few_steps_lower_the_losses(poses_data):
     """30 steps of a tiny GGB on 32x32 synthetic poses: the reconstruction terms fall."""
     cfg, m = _method("ggb", poses_data, ["model.ngf=16"])
@@ -246,7 +237,7 @@ def test_a_few_steps_lower_the_losses(poses_data):
         assert last < ratio * first, (key, first, last)
 
 
-# --------------------------------------------------------------------------- end to end
+# --------------------------------------------------------------------------- masked SSIM, the export graph
 
 
 def test_mask_ssim():
@@ -262,60 +253,6 @@ def test_mask_ssim():
     assert (mask_ssim(a, b, outside) > mask_ssim(a, b, inside)).all()
 
 
-def _sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
-
-
-def test_cli_synth_train_translate_with_pose(tmp_path: Path):
-    runner = CliRunner()
-    data = tmp_path / "poses"
-    r = runner.invoke(app, ["data", "synth", "poses", str(data), "--n", "10", "--poses", "3", "--size", "32"])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["data", "check", str(data), "--preset", "ggb-demo", *_sets(TINY_GGB)])
-    assert r.exit_code == 0, r.output
-    run = tmp_path / "run"
-    r = runner.invoke(app, ["train", "--preset", "ggb-demo", "--data", str(data), "--out", str(run),
-                            *_sets(TINY_GGB + ["train.max_steps=3", "train.sample_every=3"])])
-    assert r.exit_code == 0, r.output
-    grids = sorted((run / "samples").glob("step_*.png"))
-    assert grids and "source | target pose | output | target" in (run / "samples" / "index.html").read_text()
-
-    src = data / "images" / "id0009_0front.png"
-    ann = read_annotations(data / "annotations.csv")
-    # (1) an annotation NAME from the training data set: its image becomes the target
-    out = tmp_path / "t1"
-    r = runner.invoke(app, ["translate", str(run), str(src), "--out", str(out), "--pose", "id0009_1back.png"])
-    assert r.exit_code == 0, r.output
-    from PIL import Image
-
-    assert Image.open(out / "id0009_0front.png").size == (32, 32)
-    assert (out / "targets" / "id0009_0front.png").exists() and (out / "inputs" / "id0009_0front.png").exists()
-    # (2) a one-line keypoint file; (3) another image, whose annotation is looked up
-    kp_file = tmp_path / "pose.csv"
-    kp_file.write_text(format_annotation("wanted", ann["id0009_2back.png" if "id0009_2back.png" in ann else
-                                                        sorted(ann)[-1]]) + "\n")
-    for pose, name in ((str(kp_file), "t2"), (str(data / "images" / "id0009_1back.png"), "t3")):
-        r = runner.invoke(app, ["translate", str(run), str(src), "--out", str(tmp_path / name), "--pose", pose])
-        assert r.exit_code == 0, r.output
-        assert (tmp_path / name / "id0009_0front.png").exists()
-    same = [np.asarray(Image.open(tmp_path / d / "id0009_0front.png")) for d in ("t1", "t3")]
-    assert np.array_equal(same[0], same[1])  # the same pose by name or by image
-    # no pose: a clear error
-    r = runner.invoke(app, ["translate", str(run), str(src), "--out", str(tmp_path / "t4")])
-    assert r.exit_code == 2 and "--pose" in r.output
-    r = runner.invoke(app, ["translate", str(run), str(src), "--out", str(tmp_path / "t5"), "--pose", "nobody"])
-    assert r.exit_code == 2 and "nobody" in r.output
-
-    # Python API and evaluation on the held-out people
-    tr = Translator.from_checkpoint(run)
-    ds = build_dataset(tr.cfg.data, "test", train=False, size_multiple=tr.method.size_multiple)
-    it = ds[0]
-    y = tr.translate_batch({"source": it["source"][None], "target_pose": it["target_pose"][None]})
-    assert y.shape == (1, 3, 32, 32)
-    scores = score_pose_split(tr, data, "test")
-    assert scores["count"] == 6 and -1 <= scores["ssim"] <= 1 and scores["ssim"] <= scores["mask_ssim"] <= 1
-
-
 def test_example_batch_trains_and_export_graph_matches_translate(poses_data):
     cfg, m = _method("ggb", poses_data)
     batch = m.example_batch(2, 32, 32)
@@ -328,45 +265,3 @@ def test_example_batch_trains_and_export_graph_matches_translate(poses_data):
     torch.testing.assert_close(graph.module(*graph.inputs.values()), m.translate(batch))
     with pytest.raises(ValueError, match="target pose"):
         m.translate({"A": batch["source"]})
-
-
-def test_exact_resume_with_all_optimisers(poses_data, tmp_path: Path):
-    """4 steps in one go == 2 steps, stop, resume, 2 steps: the guiding blocks' optimisers and the
-    separate G_GGB moments are checkpointed like G's and D's."""
-    from safetensors.torch import load_file
-
-    from pairgan import checkpoint as ckpt
-
-    cfg = build_config("ggb", TINY_GGB + ["train.max_steps=4", "train.deterministic=true", "data.max_items=12"],
-                       data_path=str(poses_data))
-    Trainer(cfg, tmp_path / "one", progress=False).fit()
-    Trainer(cfg, tmp_path / "two", progress=False).fit(until_step=2)
-    Trainer(cfg, tmp_path / "two", resume=True, progress=False).fit()
-
-    def weights(run):
-        folder = ckpt.resolve_checkpoint(run)
-        return {f"{f.stem}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
-
-    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
-    assert a.keys() == b.keys() and any(k.startswith("GGB2.") for k in a)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    sa, sb = (ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / r)) for r in ("one", "two"))
-    assert set(sa["optimizers"]) == {"G", "D", "G_GGB", "GGB8", "GGB4", "GGB2"}
-    assert (tmp_path / "one" / "history.jsonl").read_text() == (tmp_path / "two" / "history.jsonl").read_text()
-
-
-REAL = SHARED_DATA / "deepfashion_pose"
-
-
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real DeepFashion pose pairs not found at {REAL}")
-def test_deepfashion_smoke_run(tmp_path: Path):
-    cfg = build_config("ggb", TINY_GGB + ["data.load_size=64", "data.crop_size=64", "model.num_downs=6",
-                                          "train.max_steps=2", "data.pose_sigma=2"], data_path=str(REAL))
-    summary = Trainer(cfg, tmp_path / "run", progress=False).fit()
-    assert summary["steps"] == 2
-    tr = Translator.from_checkpoint(tmp_path / "run")
-    scores = score_pose_split(tr, REAL, "test", max_items=2)
-    assert scores["count"] == 2 and np.isfinite(scores["ssim"])
-    out = tr.translate_files([REAL / "images" / "fashionMENJackets_Vestsid0000401403_4full.png"], tmp_path / "t",
-                             options={"pose": "fashionMENJackets_Vestsid0000401403_3back.png"})
-    assert len(out) == 1
