@@ -70,7 +70,7 @@ class DRPANConfig(Pix2PixConfig):
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal", "reference"] = "normal"
 
     # pix2pixHD's options that pix2pix lacks, with Pix2PixHDConfig's types and defaults (described
-    # there; tests/test_drpan.py checks that the two stay the same).
+    # there; tests/unit/test_drpan.py checks that the two stay the same).
     netG: Literal["global", "local"] = "global"
     n_downsample_global: int = 4
     n_blocks_global: int = 9
