@@ -26,7 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 from PIL import Image
+from typer.testing import CliRunner
 
+from pairgan.cli import app
 from pairgan.config import Config, build_config
 from pairgan.synth.poses import synth_poses
 from pairgan.synth.scenes import synth_scenes
@@ -206,3 +208,16 @@ def train_tiny(out: Path, preset: str, data_path: str | Path, *, steps: int = 2,
     cfg = tiny_config(preset, data_path, f"train.max_steps={steps}", *extra, **options)
     Trainer(cfg, out, progress=False).fit()
     return out
+
+
+def train_tiny_with_clusters(out: Path, data_path: str | Path, *, steps: int = 2) -> Path:
+    """Train a tiny ``pix2pixhd-demo`` with the instance feature encoder into ``out`` (``train_tiny(...,
+    features=True)``), then run ``pairgan features cluster`` on it, and return the run folder.
+
+    The clusters are written into the run folder, so this is never a shared ``tiny_run``: each module that
+    needs a clustered pix2pixHD trains its own (``data_path``: ``tiny_data("scenes")``).
+    """
+    run = train_tiny(out, "pix2pixhd-demo", data_path, steps=steps, features=True)
+    result = CliRunner().invoke(app, ["features", "cluster", str(run)])
+    assert result.exit_code == 0, result.output
+    return run
