@@ -220,6 +220,22 @@ def to_markdown(results: list[dict[str, Any]], note: str = "") -> str:
     return "\n".join(lines)
 
 
+def train_demo_model(root: Path) -> Path:
+    """One step of a tiny pix2pix on 10 synthetic scenes' colour-coded label images (so it serves
+    with their palette): a model to load-test the server with when none is given."""
+    from pairgan.config import build_config
+    from pairgan.synth.scenes import synth_scenes
+    from pairgan.train.trainer import Trainer
+
+    synth_scenes(root / "scenes", n=10, size=48, seed=0)
+    tiny = ["model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.n_layers_D=2", "data.load_size=36",
+            "data.crop_size=32", "train.batch_size=2", "train.num_workers=0", "train.sample_every=0",
+            "train.save_epoch_every=0", "train.max_steps=1", "data.input_kind=label"]
+    cfg = build_config("pix2pix", tiny, data_path=str(root / "scenes" / "aligned"))
+    Trainer(cfg, root / "demo", progress=False).fit()
+    return root / "demo"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", help="run/checkpoint folders or exported files (NAME=PATH allowed)")
@@ -237,10 +253,7 @@ def main() -> None:
     tmp = None
     if not models:
         tmp = tempfile.TemporaryDirectory()
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.test_serve import train_palette_model
-
-        models = [str(train_palette_model(Path(tmp.name)))]
+        models = [str(train_demo_model(Path(tmp.name)))]
     groups = [[m] for m in models] if args.separate else [models]
     results = []
     for threads in args.threads:

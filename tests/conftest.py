@@ -34,7 +34,6 @@ from safetensors.torch import save_file
 from pairgan.config import Config
 from pairgan.nets.vgg import VGGFeatures
 from tests import helpers
-from tests.helpers import SHARED_DATA, pair_image, write_aligned
 
 #: Every cache pairgan reads (directly, or through torch.hub, pip and Hugging Face libraries), by
 #: its environment variable, and the folder it gets under the run's empty cache root. The Makefile's
@@ -72,14 +71,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_cache_root.pop(), ignore_errors=True)
 
 
-# Re-exported for the test files still flat in tests/ that import them from here; tiered files import
-# tests.helpers. Remove once no file imports tests.conftest.
-__all__ = ["SHARED_DATA", "TINY", "pair_image", "write_aligned"]
-
 TIERS = ("unit", "integration", "e2e")
 TESTS = Path(__file__).resolve().parent
 
-TINY = helpers.tiny_overrides("pix2pix")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -155,12 +149,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: Callable[..., 
         return made[key]
 
     return make
-
-
-@pytest.fixture
-def tiny_overrides() -> list[str]:
-    """The pix2pix tiny overrides, for the untiered files that still take them as a fixture."""
-    return helpers.tiny_overrides("pix2pix")
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,10 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from typer.testing import CliRunner
 
 from pairgan import weights
+from pairgan.cli import app
 from pairgan.config import Config, build_config
 from pairgan.synth.poses import synth_poses
 from pairgan.synth.scenes import synth_scenes
@@ -234,3 +236,16 @@ def isolated_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     finally:
         weights.SOURCES.clear()
         weights.SOURCES.update(saved)
+
+
+def train_tiny_with_clusters(out: Path, data_path: str | Path, *, steps: int = 2) -> Path:
+    """Train a tiny ``pix2pixhd-demo`` with the instance feature encoder into ``out`` (``train_tiny(...,
+    features=True)``), then run ``pairgan features cluster`` on it, and return the run folder.
+
+    The clusters are written into the run folder, so this is never a shared ``tiny_run``: each module that
+    needs a clustered pix2pixHD trains its own (``data_path``: ``tiny_data("scenes")``).
+    """
+    run = train_tiny(out, "pix2pixhd-demo", data_path, steps=steps, features=True)
+    result = CliRunner().invoke(app, ["features", "cluster", str(run)])
+    assert result.exit_code == 0, result.output
+    return run

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from pairgan.config import build_config
 from pairgan import checkpoint as ckpt
+from pairgan.config import build_config
 
 
 def _nets(seed: int = 0) -> dict[str, nn.Module]:

@@ -2,8 +2,17 @@ from pathlib import Path
 
 import pytest
 
+from pairgan.config import (
+    all_keys,
+    apply_overrides,
+    available_presets,
+    build_config,
+    config_from_dict,
+    load_config,
+    load_preset,
+    save_config,
+)
 from pairgan.errors import ConfigError
-from pairgan.config import all_keys, apply_overrides, available_presets, build_config, config_from_dict, load_config, load_preset, save_config
 
 
 def test_presets_exist_and_resolve():

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from pairgan.config import DataConfig
 from pairgan.data.check import CheckReport, check_dataset
-from pairgan.errors import DataError
 from pairgan.data.io import write_image
+from pairgan.errors import DataError
 
 
 def img(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:

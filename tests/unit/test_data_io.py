@@ -12,8 +12,17 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from pairgan.data import io as dio
-from pairgan.data.io import IMAGE_EXTENSIONS, image_size, list_images, match_channels, read_image, to_unit_float, write_image
+from pairgan.data.io import (
+    IMAGE_EXTENSIONS,
+    image_size,
+    list_images,
+    match_channels,
+    read_image,
+    to_unit_float,
+    write_image,
+)
 from pairgan.errors import DataError
+
 
 def rand_q(shape: tuple[int, ...], bits: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)

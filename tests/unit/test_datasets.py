@@ -22,8 +22,8 @@ from pairgan.data.datasets import (
     detect_layout,
     split_exists,
 )
-from pairgan.errors import DataError
 from pairgan.data.io import write_image
+from pairgan.errors import DataError
 
 OFFSET = 102  # B = A + OFFSET grey levels: a shared crop/flip keeps B - A constant
 

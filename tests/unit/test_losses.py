@@ -9,7 +9,6 @@ import torch
 
 from pairgan.losses import GAN_MODES, GANLoss
 
-
 # The discriminator's (real, fake) loss of each mode on an undecided score (0) and a confident "real"
 # score (+2). Every mode GANLoss accepts must have its row here.
 KNOWN_SCORES = {

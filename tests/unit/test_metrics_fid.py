@@ -15,7 +15,6 @@ from pairgan.metrics import fid as M
 from pairgan.metrics.inception import FIDInceptionV3, load_inception, preprocess, resize_bilinear_tf1
 from pairgan.weights import SOURCES
 
-
 # --------------------------------------------------------------------------- FID
 
 

@@ -8,8 +8,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from pairgan.losses import FeatureMatchingLoss, GANLoss
-from pairgan.nets.pix2pixhd import FeatureEncoder, GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator, instance_means, instance_pool
 from pairgan.nets.labels import instance_edges, one_hot
+from pairgan.nets.pix2pixhd import (
+    FeatureEncoder,
+    GlobalGenerator,
+    LocalEnhancer,
+    MultiscaleDiscriminator,
+    instance_means,
+    instance_pool,
+)
 from pairgan.registry import available, create
 
 

@@ -11,7 +11,6 @@ from PIL import Image
 
 from pairgan.config import build_config
 from pairgan.data.datasets import build_dataset, detect_layout, split_exists
-from pairgan.errors import DataError
 from pairgan.data.poses import (
     FLIP_PERMUTATION,
     KEYPOINT_NAMES,
@@ -31,6 +30,7 @@ from pairgan.data.poses import (
     write_pairs,
 )
 from pairgan.data.transforms import PairedTransform
+from pairgan.errors import DataError
 
 REAL_LINE = ("fashionMENJackets_Vestsid0000401403_3back.png: [-1, 53, 53, 127, 195, 50, 130, 199, 191, -1, -1, "
              "194, -1, -1, -1, -1, 2, 3]: [-1, 127, 172, 183, 183, 82, 70, 75, 158, -1, -1, 101, -1, -1, -1, -1, "

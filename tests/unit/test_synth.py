@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pairgan.synth.scenes import CLASSES, LABEL_NC, PALETTE, THING_CLASSES, colorize, instance_to_class, render_scene, synth_scenes
+from pairgan.synth.scenes import (
+    CLASSES,
+    LABEL_NC,
+    PALETTE,
+    THING_CLASSES,
+    colorize,
+    instance_to_class,
+    render_scene,
+    synth_scenes,
+)
 
 SKY, BUILDING, WINDOW, ROAD, CAR = (CLASSES.index(c) for c in ("sky", "building", "window", "road", "car"))
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pairgan.errors import DataError
 from pairgan.data.transforms import PairedTransform, resize, round_to_multiple, to_array, to_tensor
+from pairgan.errors import DataError
 
 
 def image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,6 @@ against a real uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import struct
@@ -11,10 +10,10 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -22,28 +21,14 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from pairgan.config import build_config  # noqa: E402
+import pairgan.data.io as io_mod  # noqa: E402
+from benchmarks import serve_load  # noqa: E402
+from pairgan.export import export_checkpoint  # noqa: E402
 from pairgan.infer import Translator  # noqa: E402
-from pairgan.data.labels import connected_components, derive_instances  # noqa: E402
 from pairgan.serve.app import create_app  # noqa: E402
-from pairgan.serve.models import load_models  # noqa: E402
 from pairgan.serve.limits import Limits  # noqa: E402
-from pairgan.train.trainer import Trainer  # noqa: E402
-from tests.conftest import TINY  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def train_palette_model(root: Path, steps: int = 1, size: int = 48, extra: list[str] | None = None) -> Path:
-    """A tiny pix2pix on the synthetic scenes' colour-coded label images (so it has their palette)."""
-    from pairgan.synth.scenes import synth_scenes
-
-    synth_scenes(root / "scenes", n=10, size=size, seed=0)
-    cfg = build_config("pix2pix", TINY + [f"train.max_steps={steps}", "data.input_kind=label"] + (extra or []),
-                       data_path=str(root / "scenes" / "aligned"))
-    run = root / "demo"
-    Trainer(cfg, run, progress=False).fit()
-    return run
+from pairgan.serve.models import load_models  # noqa: E402
+from tests.helpers import train_tiny_with_clusters  # noqa: E402
 
 
 def png(arr: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
@@ -74,15 +59,16 @@ def scene_image(palette: list[list[int]], h: int = 40, w: int = 56, seed: int = 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return train_palette_model(tmp_path_factory.mktemp("serve"))
+def run(tiny_run: Callable[..., Path], tiny_data: Callable[..., Path]) -> Path:
+    """A 1-step tiny pix2pix on the synthetic scenes' colour-coded label images (so it has their palette);
+    shared with tests/e2e/test_browser.py."""
+    return tiny_run("pix2pix", steps=1, data=tiny_data("scenes", n=10, size=48) / "aligned",
+                    extra=["data.input_kind=label"])
 
 
 @pytest.fixture(scope="module")
-def ts_file(run: Path) -> Path:
-    from pairgan.export import export_checkpoint
-
-    out = run.parent / "demo.pt"
+def ts_file(run: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "demo.pt"
     export_checkpoint(run, out, fmt="torchscript", dynamic_size=True)
     return out
 
@@ -201,8 +187,6 @@ def test_oversized_body_refused_from_content_length_and_while_streaming(client):
 
 
 def test_decompression_bombs_refused_before_decoding(client, monkeypatch):
-    import pairgan.data.io as io_mod
-
     def boom(*a, **k):
         raise AssertionError("decoded a refused image")
 
@@ -303,35 +287,13 @@ def test_queue_full_503_and_timeout_504(run: Path, palette):
         assert ok.status_code == 200
 
 
-def test_derived_instances_follow_the_cityscapes_convention():
-    ids = np.array([[0, 0, 1, 1],
-                    [6, 0, 1, 6],
-                    [6, 6, 0, 6],
-                    [0, 0, 0, 6]])
-    roots = connected_components(ids)
-    assert len(np.unique(roots)) == 5  # 0 (two regions: the 0 at (2,2) joins the bottom ones), 1, 6 (two)
-    inst = derive_instances(ids, thing_ids=[6])
-    assert set(np.unique(inst[ids == 6])) == {6000, 6001} and set(np.unique(inst[ids == 1])) == {1}
-    assert (inst[ids == 0] == 0).all()  # class 0 never carries instances (ids < 1000 are class ids)
-    everything = derive_instances(ids)
-    assert set(np.unique(everything[ids == 1])) == {1000}
-    big = np.random.default_rng(0).integers(0, 3, (60, 70))
-    assert derive_instances(big).shape == (60, 70)
-
-
 # --------------------------------------------------------------------------- a real server
 
 
-def _serve_load():
-    spec = importlib.util.spec_from_file_location("serve_load", REPO / "benchmarks" / "serve_load.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
+@pytest.mark.slow
 def test_load_real_uvicorn_200_requests_at_concurrency_8(run: Path):
     pytest.importorskip("uvicorn")
-    result = _serve_load().run_load([str(run)], requests=200, concurrency=8, size=64)
+    result = serve_load.run_load([str(run)], requests=200, concurrency=8, size=64)
     assert result["errors"] == 0, result["error_samples"]
     lat = result["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -344,48 +306,20 @@ def test_load_real_uvicorn_200_requests_at_concurrency_8(run: Path):
 # --------------------------------------------------------------------------- label maps, features, poses
 
 
-def train_method_models(root: Path) -> tuple[Path, Path]:
-    """Tiny pix2pixHD (label maps + instances + feature clusters) and GGB (a person and a pose) runs."""
-    from typer.testing import CliRunner
-
-    from pairgan.cli import app as cli
-    from pairgan.synth.scenes import synth_scenes
-    from pairgan.synth.poses import synth_poses
-    from tests.test_export import HD_TINY
-
-    synth_scenes(root / "scenes", n=6, size=32, seed=0)
-    Trainer(build_config("pix2pixhd-demo", HD_TINY + ["model.use_features=true", "train.max_steps=2"],
-                         data_path=str(root / "scenes")), root / "hd", progress=False).fit()
-    assert CliRunner().invoke(cli, ["features", "cluster", str(root / "hd")]).exit_code == 0
-    synth_poses(root / "poses", n=10, poses=3, size=32, seed=0)
-    tiny = ["model.num_downs=5", "model.ngf=8", "model.ndf=8", "model.ggb_nef=8", "model.ggb_ndf=8",
-            "data.load_size=32", "data.crop_size=32", "data.pose_sigma=1.5", "train.batch_size=2",
-            "train.num_workers=0", "train.sample_every=0", "train.save_epoch_every=0", "train.max_steps=1"]
-    Trainer(build_config("ggb", tiny, data_path=str(root / "poses")), root / "ggb", progress=False).fit()
-    return root / "hd", root / "ggb"
-
-
-def train_crn_model(root: Path) -> Path:
-    from tests.test_export import train_crn
-
-    return train_crn(root)
-
-
 @pytest.fixture(scope="module")
-def method_client(tmp_path_factory):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("methods")
-    hd, ggb = train_method_models(root)
-    crn = train_crn_model(root)
-    app = create_app(load_models([str(hd), str(ggb), str(crn)], device="cpu"), LIMITS)
+def method_client(one_thread, tmp_path_factory, tiny_run: Callable[..., Path], tiny_data: Callable[..., Path]):
+    """A server of three tiny runs: pix2pixHD (label maps + instances + feature clusters; its own run, as
+    the clusters are written into it), GGB (a person and a pose) and CRN (k = 3), and the poses data."""
+    hd = train_tiny_with_clusters(tmp_path_factory.mktemp("methods") / "hd", tiny_data("scenes"))
+    ggb = tiny_run("ggb", steps=1, data="poses", log_every=None)
+    crn = tiny_run("crn-demo", data="scenes", steps=2, log_every=None, extra=["model.widths=[8,8,8]"])
+    app = create_app(load_models([f"hd={hd}", f"ggb={ggb}", f"crn={crn}"], device="cpu"), LIMITS)
     with TestClient(app) as c:
-        yield c, root
-    torch.set_num_threads(n)
+        yield c, tiny_data("poses")
 
 
 def test_label_model_painted_map_features_and_edits(method_client):
-    c, root = method_client
+    c, _ = method_client
     info = {m["name"]: m for m in c.get("/v1/models").json()["models"]}["hd"]
     assert info["input"]["kind"] == "label" and info["input"]["instance"] and info["input"]["label_nc"] == 9
     assert info["options"]["features"] and info["options"]["edits"] and info["options"]["clusters"]
@@ -439,12 +373,12 @@ def test_label_model_painted_map_features_and_edits(method_client):
 
 
 def test_pose_model_translates_a_person_into_a_pose(method_client):
-    c, root = method_client
+    c, poses = method_client
     info = {m["name"]: m for m in c.get("/v1/models").json()["models"]}["ggb"]
     assert info["input"]["kind"] == "pose"
     pose = info["options"]["pose"]
     assert len(pose["keypoints"]) == 18 and pose["limbs"] and len(pose["default"]) == 18
-    person = sorted((root / "poses" / "images").glob("*.png"))[0].read_bytes()
+    person = sorted((poses / "images").glob("*.png"))[0].read_bytes()
     w, h = Image.open(io.BytesIO(person)).size
     kp = [None if y < 0 else [y * h, x * w] for y, x in pose["default"]]
     r = c.post("/v1/translate", files={"image": ("p.png", person, "image/png")},
@@ -461,7 +395,7 @@ def test_pose_model_translates_a_person_into_a_pose(method_client):
 
 
 def test_crn_variants(method_client):
-    c, root = method_client
+    c, _ = method_client
     info = {m["name"]: m for m in c.get("/v1/models").json()["models"]}["crn"]
     assert info["input"]["kind"] == "label" and info["options"]["variant"] == {"k": 3, "values": [0, 1, 2, "all"]}
     pal = np.asarray(info["palette"], np.uint8)

@@ -1,9 +1,9 @@
-"""CRN's export hook and ``--dynamic-size`` export: the module sizes are integer arithmetic on the
-input's (symbolic) size, so one exported file is right at every multiple of the size multiple."""
+"""CRN's ``--dynamic-size`` export: the module sizes are integer arithmetic on the input's (symbolic)
+size, so one exported file is right at every multiple of the size multiple (the sizes and the export
+hook itself: tests/unit/test_crn_export_hook.py)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -12,63 +12,32 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+import onnxruntime as ort  # noqa: E402
+
 from pairgan.config import build_config  # noqa: E402
 from pairgan.export import ExportedTranslator, export_method, read_metadata  # noqa: E402
 from pairgan.infer import Translator  # noqa: E402
-from pairgan.methods.base import Method  # noqa: E402
-from pairgan.nets.crn import module_sizes  # noqa: E402
 from pairgan.methods.build import build_method  # noqa: E402
-
-TINY = ["model.vgg_pretrained=false", "data.load_size=32", "data.crop_size=32"]
-
+from tests.helpers import tiny_overrides  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_crn(extra: list[str]):
-    cfg = build_config("crn-demo", TINY + extra)
+    # the crn family's tiny sizes; every test here sets its own widths
+    cfg = build_config("crn-demo", tiny_overrides("crn", loop=False) + extra)
     torch.manual_seed(0)
     return cfg, build_method(cfg, training=False)
 
 
-def test_module_sizes_are_the_recursive_ceil_halvings():
-    """The integer-arithmetic sizes equal the former recursive max(1, ceil(h / 2)) for any size."""
-    def recursive(h: int, w: int, n: int) -> list[tuple[int, int]]:
-        sizes = [(h, w)]
-        for _ in range(n - 1):
-            sizes.insert(0, (max(1, math.ceil(sizes[0][0] / 2)), max(1, math.ceil(sizes[0][1] / 2))))
-        return sizes
-
-    for n in range(1, 9):
-        for h in range(0, 140):
-            for w in (1, 5, 64, 129):
-                assert module_sizes(h, w, n) == recursive(h, w, n), (h, w, n)
-
-
-def test_export_hooks_live_in_the_methods():
-    from pairgan.methods.crn import CRN
-    from pairgan.methods.pix2pixhd import Pix2PixHD
-
-    assert CRN.export_module is not Method.export_module
-    assert Pix2PixHD.export_module is not Method.export_module
-    _, m = tiny_crn(["model.widths=[4,4,4]", "model.k=2", "data.instance=true"])
-    g = m.export_module()  # an example batch of 2
-    assert list(g.inputs) == ["label", "edges"] and g.output_names == ("v0", "v1")
-    with torch.no_grad():
-        outs = g.module(*g.inputs.values())
-        eager = m.translate({**m.example_batch(2, 16, 16), "variant": "all"})
-    assert len(outs) == 2 and outs[0].shape == (2, 3, 16, 16) and eager.shape == (2, 6, 16, 16)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, sizes", [
-    # 3 modules (size multiple 4), k = 3, 9 classes: the crn-demo shape of tests/test_export.py
+    # 3 modules (size multiple 4), k = 3, 9 classes: the crn-demo shape of tests/integration/test_export_methods.py
     (["model.widths=[8,8,8]"], [(1, 24, 40), (3, 48, 20)]),
     # 5 modules (size multiple 16) with instance edges; one size of a single multiple (1x1 first module)
     (["model.widths=[6,6,6,6,5]", "model.k=2", "data.instance=true"], [(2, 16, 16), (1, 80, 48)]),
 ])
 def test_crn_dynamic_size_onnx_agrees_with_eager_at_other_sizes(tmp_path: Path, extra, sizes):
-    import onnxruntime as ort
-
     cfg, m = tiny_crn(extra)
     out = tmp_path / "crn.onnx"
     res = export_method(m, cfg, out, dynamic_size=True)

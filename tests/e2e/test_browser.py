@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from PIL import Image
+
+from benchmarks import serve_load
+from tests.helpers import train_tiny_with_clusters
 
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage"]
@@ -20,28 +23,23 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwrig
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 
-
-def _serve_load():
-    spec = importlib.util.spec_from_file_location("serve_load", REPO / "benchmarks" / "serve_load.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+# Every test starts chromium against a `pairgan serve` subprocess (about 3 s to answer /healthz here).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from tests.test_serve import train_palette_model
-
-    root = tmp_path_factory.mktemp("browser")
-    run = train_palette_model(root)
-    sl = _serve_load()
-    port = sl.free_port()
-    with open(root / "server.log", "wb") as log:
-        proc = sl.start_server([f"demo={run}"], port, log=log)
+def server(tmp_path_factory, tiny_run: Callable[..., Path], tiny_data: Callable[..., Path]):
+    """`pairgan serve` of a 1-step tiny pix2pix on the synthetic scenes' colour-coded label images (so it
+    has their palette); the run is shared with tests/e2e/test_serve.py."""
+    run = tiny_run("pix2pix", steps=1, data=tiny_data("scenes", n=10, size=48) / "aligned",
+                   extra=["data.input_kind=label"])
+    port = serve_load.free_port()
+    with open(tmp_path_factory.mktemp("browser") / "server.log", "wb") as log:
+        proc = serve_load.start_server([f"demo={run}"], port, log=log)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
-            sl.stop_server(proc)
+            serve_load.stop_server(proc)
 
 
 @pytest.fixture()
@@ -138,8 +136,6 @@ def test_paint_translate_and_download_in_chromium(server, page, tmp_path):
         pg.click("#download")
     saved = tmp_path / "download.png"
     dl.value.save_as(saved)
-    from PIL import Image
-
     assert Image.open(saved).size == (w, h)
     shot = tmp_path / "editor.png"
     pg.screenshot(path=str(shot))
@@ -162,27 +158,27 @@ def test_server_errors_are_shown_in_the_page(server, page):
 
 
 @pytest.fixture(scope="module")
-def method_server(tmp_path_factory):
-    from tests.test_serve import train_crn_model, train_method_models
-
+def method_server(one_thread, tmp_path_factory, tiny_run: Callable[..., Path], tiny_data: Callable[..., Path]):
+    """`pairgan serve` of pix2pixHD with feature clusters (its own run: the clusters are written into it),
+    GGB and CRN tiny runs, and the poses data the GGB test uploads from."""
     root = tmp_path_factory.mktemp("browser-methods")
-    hd, ggb = train_method_models(root)
-    crn = train_crn_model(root)
-    sl = _serve_load()
-    port = sl.free_port()
+    hd = train_tiny_with_clusters(root / "hd", tiny_data("scenes"))
+    ggb = tiny_run("ggb", steps=1, data="poses", log_every=None)
+    crn = tiny_run("crn-demo", data="scenes", steps=2, log_every=None, extra=["model.widths=[8,8,8]"])
+    port = serve_load.free_port()
     with open(root / "server.log", "wb") as log:
-        proc = sl.start_server([str(hd), str(ggb), str(crn)], port, log=log, threads=1)
+        proc = serve_load.start_server([f"hd={hd}", f"ggb={ggb}", f"crn={crn}"], port, log=log, threads=1)
         try:
-            yield f"http://127.0.0.1:{port}", root
+            yield f"http://127.0.0.1:{port}", tiny_data("poses")
         finally:
-            sl.stop_server(proc)
+            serve_load.stop_server(proc)
 
 
 WAIT_OUTPUT = "() => { const i = document.getElementById('output-image'); return i && i.complete && i.naturalWidth > 0; }"
 
 
 def test_restyle_an_object_and_drag_a_pose_joint(method_server, page, tmp_path):
-    base, root = method_server
+    base, poses = method_server
     pg, errors = page
     pg.goto(base + "/")
     pg.wait_for_selector("#palette .swatch")
@@ -213,7 +209,7 @@ def test_restyle_an_object_and_drag_a_pose_joint(method_server, page, tmp_path):
     # GGB: upload a person image and drag a joint of the target-pose skeleton.
     pg.select_option("#model", "ggb")
     assert not pg.is_visible("#palette") and pg.locator("#overlay circle.joint").count() == 18
-    person = sorted((root / "poses" / "images").glob("*.png"))[0]
+    person = sorted((poses / "images").glob("*.png"))[0]
     pg.set_input_files("#upload", str(person))
     pg.wait_for_function("() => document.getElementById('status').textContent.startsWith('loaded')")
     before = pg.evaluate("() => window.pairganEditor.state.pose[4]")

@@ -8,24 +8,31 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
+from pairgan import checkpoint as ckpt
+from pairgan.cli import app
 from pairgan.config import DataConfig, build_config
+from pairgan.data.datasets import build_dataset
+from pairgan.data.io import read_image
+from pairgan.data.labels import find_partner, read_instance_map, read_label_map
+from pairgan.infer import Translator
+from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
 from pairgan.methods.pix2pixhd_features import (
     CLUSTERS_FILE,
     attach_clusters,
     cluster_features,
     edit,
+    encode_instances,
     find_clusters_file,
+    instance_class,
     instance_features,
     kmeans,
     load_clusters,
     save_clusters,
 )
-from pairgan.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
-
-TINY = dict(ngf=4, n_downsample_global=2, n_blocks_global=1, ndf=4, n_layers_D=2, perceptual="none",
-            nef=4, n_downsample_E=2, use_features=True)
-
+from pairgan.synth.scenes import synth_scenes
+from tests.helpers import tiny_model_options, tiny_overrides
 
 # --------------------------------------------------------------------------- k-means
 
@@ -78,7 +85,7 @@ def test_cluster_file_round_trip(tmp_path: Path):
 
 def tiny_method(G: nn.Module | None = None) -> Pix2PixHD:
     torch.manual_seed(0)
-    m = Pix2PixHD(Pix2PixHDConfig(**TINY), DataConfig(label_nc=7, instance=True), training=False)
+    m = Pix2PixHD(Pix2PixHDConfig(**tiny_model_options("pix2pixhd", features=True)), DataConfig(label_nc=7, instance=True), training=False)
     if G is not None:
         m.nets["G"] = G
     m.set_inference_mode("eval")
@@ -146,14 +153,8 @@ def test_edit_with_a_real_generator_changes_mostly_the_instance():
 
 
 def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path):
-    from pairgan.data.io import read_image
-    from pairgan.data.labels import find_partner, read_instance_map, read_label_map
-    from pairgan.synth.scenes import synth_scenes
-    from pairgan.infer import Translator
-    from pairgan import checkpoint as ckpt
-
     synth_scenes(tmp_path / "data", n=6, size=32)
-    cfg = build_config("pix2pixhd-demo", [f"model.{k}={v}" for k, v in TINY.items()] + ["data.preprocess=none"],
+    cfg = build_config("pix2pixhd-demo", tiny_overrides("pix2pixhd-demo", features=True, loop=False),
                        data_path=str(tmp_path / "data"))
     torch.manual_seed(0)
     m = Pix2PixHD(cfg.model, cfg.data, training=True)
@@ -168,9 +169,6 @@ def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path
     assert all(v.shape[1] == 3 and 1 <= v.shape[0] <= 3 for v in centres.values())
     assert 6 in centres  # cars (class 6) are large enough at this size
     # the same vectors by hand: E on every training image, instances above 1/64 of the image
-    from pairgan.data.datasets import build_dataset
-    from pairgan.methods.pix2pixhd_features import encode_instances, instance_class
-
     ds = build_dataset(cfg.data, "train", train=False, size_multiple=m.size_multiple)
     n_cars = 0
     for i in range(len(ds)):
@@ -208,10 +206,6 @@ def test_cluster_features_on_scenes_and_edit_through_a_translator(tmp_path: Path
 
 
 def test_features_cli(tmp_path: Path):
-    from typer.testing import CliRunner
-
-    from pairgan.cli import app
-
     result = CliRunner().invoke(app, ["features", "cluster", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "missing" in result.output
     result = CliRunner().invoke(app, ["features", "--help"])

@@ -1,4 +1,8 @@
+"""Translating with a tiny trained pix2pix: ``pairgan.load`` on any input type and size, the paper and
+eval modes, files with their gallery, and tiled translation."""
+
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -6,25 +10,14 @@ import torch
 from PIL import Image
 
 import pairgan
-from pairgan.config import build_config
+from pairgan.data.io import read_image
 from pairgan.infer import Translator, expand_inputs
-from pairgan.padding import pad_to_multiple
-from pairgan.train.trainer import Trainer
 
 
 @pytest.fixture
-def trained(aligned_data: Path, tmp_path: Path, tiny_overrides) -> Path:
-    cfg = build_config("pix2pix", tiny_overrides + ["train.max_steps=2"], data_path=str(aligned_data))
-    run = tmp_path / "run"
-    Trainer(cfg, run, progress=False).fit()
-    return run
-
-
-def test_pad_to_multiple_crops_back():
-    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
-    y, (h, w) = pad_to_multiple(x, 4)
-    assert y.shape[-2:] == (8, 8) and (h, w) == (5, 7)
-    assert torch.equal(y[..., :5, :7], x)
+def trained(tiny_run: Callable[..., Path]) -> Path:
+    """The shared 2-step tiny pix2pix on the ``aligned`` tiny data (read only)."""
+    return tiny_run("pix2pix")
 
 
 def test_load_translates_any_size_and_type(trained: Path):
@@ -58,9 +51,9 @@ def test_paper_mode_is_seeded_and_batch_independent(trained: Path):
     assert torch.allclose(eval_model.translate_tensor(x[:1])[0], e1[0], atol=1e-5)
 
 
-def test_translate_files_writes_outputs_and_gallery(trained: Path, aligned_data: Path, tmp_path: Path):
+def test_translate_files_writes_outputs_and_gallery(trained: Path, tiny_data: Callable[..., Path], tmp_path: Path):
     model = Translator.from_checkpoint(trained)
-    files = expand_inputs([str(aligned_data / "test")])
+    files = expand_inputs([str(tiny_data("aligned") / "test")])  # the run's own test split
     assert len(files) == 3
     out = tmp_path / "out"
     written = model.translate_files(files, out, aligned=True)
@@ -71,15 +64,7 @@ def test_translate_files_writes_outputs_and_gallery(trained: Path, aligned_data:
     out16 = tmp_path / "out16"
     model.translate_files(files[:1], out16, bit_depth=16, gallery=False)
     assert not (out16 / "index.html").exists()
-    from pairgan.data.io import read_image
-
     assert read_image(out16 / "000.png").dtype == np.uint16
-
-
-def test_expand_inputs_globs_and_errors(aligned_data: Path):
-    assert len(expand_inputs([str(aligned_data / "train" / "*.png")])) == 5
-    with pytest.raises(FileNotFoundError, match="no such"):
-        expand_inputs([str(aligned_data / "nothing*.png")])
 
 
 def test_tiled_translation_matches_whole_away_from_seams(trained: Path):
