@@ -25,10 +25,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from pairgan import checkpoint as ckpt
 from pairgan import weights
 from pairgan.cli import app
 from pairgan.config import Config, build_config
@@ -249,3 +252,22 @@ def train_tiny_with_clusters(out: Path, data_path: str | Path, *, steps: int = 2
     result = CliRunner().invoke(app, ["features", "cluster", str(run)])
     assert result.exit_code == 0, result.output
     return run
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+def checkpoint_tensors(run: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``run``'s latest checkpoint, keyed ``NET.PARAM`` (``G.model.0.weight``)."""
+    folder = ckpt.resolve_checkpoint(run)
+    return {f"{f.stem}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+
+
+def train_whole_and_resumed(cfg: Config, root: Path, stop_at: int) -> tuple[Path, Path]:
+    """Train ``cfg`` twice: in one go into ``root/one``, and into ``root/two`` stopping at step
+    ``stop_at`` then resuming to the end. Returns both run folders, for a bitwise comparison."""
+    Trainer(cfg, root / "one", progress=False).fit()
+    Trainer(cfg, root / "two", progress=False).fit(until_step=stop_at)
+    Trainer(cfg, root / "two", resume=True, progress=False).fit()
+    return root / "one", root / "two"
+

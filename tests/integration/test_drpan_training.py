@@ -7,29 +7,20 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from pairgan import checkpoint as ckpt
 from pairgan.cli import app
 from pairgan.config import build_config
-from pairgan.train.trainer import Trainer
-from tests.helpers import set_args, tiny_overrides
+from tests.helpers import checkpoint_tensors, set_args, tiny_overrides, train_whole_and_resumed
 
 
 def test_exact_resume_with_the_reviser(aligned_data: Path, tmp_path: Path):
     """4 steps in one go == 2 steps, stop, resume, 2 steps (R's weights and Adam state included)."""
     cfg = build_config("drpan", tiny_overrides("drpan", max_steps=4, deterministic=True) + ["model.ngf=4", "model.ndf=4"],
                        data_path=str(aligned_data))
-    Trainer(cfg, tmp_path / "one", progress=False).fit()
-    Trainer(cfg, tmp_path / "two", progress=False).fit(until_step=2)
-    Trainer(cfg, tmp_path / "two", resume=True, progress=False).fit()
-
-    def weights(run):
-        folder = ckpt.resolve_checkpoint(run)
-        return {f"{f.stem}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
-
-    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    one, two = train_whole_and_resumed(cfg, tmp_path, stop_at=2)
+    a, b = checkpoint_tensors(one), checkpoint_tensors(two)
     assert a.keys() == b.keys() and any(k.startswith("R.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / "one"))

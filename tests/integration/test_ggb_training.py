@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from pairgan import checkpoint as ckpt
@@ -20,8 +19,7 @@ from pairgan.data.datasets import build_dataset
 from pairgan.data.poses import format_annotation, read_annotations
 from pairgan.evaluate import score_pose_split
 from pairgan.infer import Translator
-from pairgan.train.trainer import Trainer
-from tests.helpers import set_args, tiny_overrides
+from tests.helpers import checkpoint_tensors, set_args, tiny_overrides, train_whole_and_resumed
 
 TINY_GGB = tiny_overrides("ggb", batch_size=4)
 
@@ -81,15 +79,8 @@ def test_exact_resume_with_all_optimisers(tiny_data: Callable[..., Path], tmp_pa
     separate G_GGB moments are checkpointed like G's and D's."""
     cfg = build_config("ggb", TINY_GGB + ["train.max_steps=4", "train.deterministic=true", "data.max_items=12"],
                        data_path=str(tiny_data("poses")))
-    Trainer(cfg, tmp_path / "one", progress=False).fit()
-    Trainer(cfg, tmp_path / "two", progress=False).fit(until_step=2)
-    Trainer(cfg, tmp_path / "two", resume=True, progress=False).fit()
-
-    def weights(run):
-        folder = ckpt.resolve_checkpoint(run)
-        return {f"{f.stem}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
-
-    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    one, two = train_whole_and_resumed(cfg, tmp_path, stop_at=2)
+    a, b = checkpoint_tensors(one), checkpoint_tensors(two)
     assert a.keys() == b.keys() and any(k.startswith("GGB2.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     sa, sb = (ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / r)) for r in ("one", "two"))

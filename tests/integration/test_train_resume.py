@@ -5,24 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from pairgan import checkpoint as ckpt
 from pairgan.config import build_config
 from pairgan.train.trainer import Trainer
-from tests.helpers import tiny_overrides
+from tests.helpers import checkpoint_tensors, tiny_overrides
 
 
 def _cfg(data: Path, overrides: list[str], *extra: str):
     return build_config("pix2pix", overrides + list(extra), data_path=str(data))
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    latest = ckpt.resolve_checkpoint(run)
-    out = {}
-    for f in sorted(latest.glob("*.safetensors")):
-        out |= {f"{f.stem}.{k}": v for k, v in load_file(str(f)).items()}
-    return out
 
 
 @pytest.mark.slow
@@ -49,7 +40,7 @@ def test_resume_is_bitwise_identical(aligned_data: Path, tmp_path: Path, caplog)
     assert "resumed from" in caplog.text and "at step 4 (epoch 1, batch 1)" in caplog.text
     assert "epoch 2 step 8/8" in caplog.text
 
-    a, b = _weights(one), _weights(two)
+    a, b = checkpoint_tensors(one), checkpoint_tensors(two)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
