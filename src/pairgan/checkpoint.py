@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -183,6 +184,9 @@ def damage(ckpt: Path, *, need_state: bool = True) -> tuple[Path, str] | None:
     plain tensors; ``need_state``: a missing ``state.pt`` counts as damage)."""
     if not is_checkpoint(ckpt):
         return ckpt, "not a complete checkpoint (no config.yaml or no *.safetensors)"
+    problem = _config_problem(ckpt / CONFIG_FILE)
+    if problem is not None:
+        return ckpt / CONFIG_FILE, problem
     for path in sorted(ckpt.glob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -306,10 +310,34 @@ def load_weights(ckpt: Path, nets: dict[str, nn.Module], names: tuple[str, ...] 
         path = weights_path(ckpt, name)
         tensors = read_weights(ckpt, name)
         net = _unwrap(nets[name])
+        misfit = _misfit(net, tensors)
+        if misfit:
+            raise CheckpointError(f"{path}: weights do not fit network {name!r}: {misfit}")
         try:
             net.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit network {name!r}: {exc}") from None
+            raise CheckpointError(f"{path}: weights do not fit network {name!r}: {' '.join(str(exc).split())}") from None
+
+
+def _misfit(net: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
+    """How ``tensors`` fail to fit ``net``, in one line ('' when they fit): torch's own message
+    lists every tensor, one per line."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    shapes = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} tensor(s) of another shape (first: {k} is {tuple(tensors[k].shape)} in the "
+                     f"file, {tuple(own[k].shape)} in the network)")
+    if missing:
+        parts.append(f"{len(missing)} missing (first: {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    if parts:
+        parts.append("was it saved with another config?")
+    return "; ".join(parts)
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
@@ -338,7 +366,25 @@ def _torch_load(path: Path) -> Any:
 
 
 def load_checkpoint_config(ckpt: Path) -> Config:
-    return load_config(ckpt / CONFIG_FILE)
+    """The config saved with checkpoint folder ``ckpt``; an empty or unparsable file is a
+    :class:`CorruptCheckpoint` (an empty one would silently rebuild the default networks)."""
+    path = Path(ckpt) / CONFIG_FILE
+    problem = _config_problem(path)
+    if problem is not None:
+        raise CorruptCheckpoint(path, problem, _fallback_for(Path(ckpt)))
+    return load_config(path)
+
+
+def _config_problem(path: Path) -> str | None:
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return f"not a readable YAML config, truncated or garbled ({str(exc).splitlines()[0]})"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not isinstance(d, dict) or not d:
+        return "empty or not a mapping of config sections (truncated?)"
+    return None
 
 
 _STEP_RE = re.compile(r"^step_(\d+)$")

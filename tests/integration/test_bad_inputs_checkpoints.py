@@ -67,6 +67,10 @@ PREPARE: dict[str, Callable[[Path, Path], None]] = {
     "resume-damaged-only-checkpoint": lambda run, tmp: (_only_checkpoint(run), _truncate(run / STEP2 / "state.pt")),
     "translate-truncated-weights": lambda run, tmp: _truncate(run / STEP2 / "G.safetensors"),
     "translate-garbled-weights-in-folder": lambda run, tmp: (run / STEP2 / "G.safetensors").write_bytes(b"x" * 99),
+    "resume-garbled-config": lambda run, tmp: (run / STEP2 / "config.yaml").write_text("model: [unclosed\n"),
+    "translate-empty-config": lambda run, tmp: (run / STEP2 / "config.yaml").write_text(""),
+    "translate-other-networks": lambda run, tmp: (run / STEP2 / "config.yaml").write_text(
+        (run / STEP2 / "config.yaml").read_text().replace("ngf: 8", "ngf: 16")),
     "train-disk-full-first-checkpoint": lambda run, tmp: shutil.rmtree(run),
     "train-out-after-failed-first-checkpoint": lambda run, tmp: _failed_first_checkpoint(run),
     "resume-after-failed-first-checkpoint": lambda run, tmp: _failed_first_checkpoint(run),
@@ -186,6 +190,15 @@ CASES = [
          r"G\.safetensors: not a readable safetensors file.*" + FALLBACK, unchanged=["{step1}"]),
     Case("resume-damaged-only-checkpoint", ["train", "--resume", "{run}", *MORE], 2,
          r"step_00000002/state\.pt: truncated or damaged .*no complete older checkpoint", unchanged=["{run}"]),
+    Case("resume-garbled-config", ["train", "--resume", "{run}", *MORE], 0,
+         r"config\.yaml: not a readable YAML config, truncated or garbled .*newest complete older checkpoint is "
+         r"\S*step_00000001; resuming from it", unchanged=["{step1}"], then=_continued_to_step_3),
+    Case("translate-empty-config", ["translate", "{run}", "{images}", "--out", "{tmp}/out"], 2,
+         r"step_00000002/config\.yaml: empty or not a mapping .*newest complete older checkpoint is "
+         r"\S*step_00000001", unchanged=["{run}"]),
+    Case("translate-other-networks", ["translate", "{run}", "{images}", "--out", "{tmp}/out"], 2,
+         r"G\.safetensors: weights do not fit network 'G': \d+ tensor\(s\) of another shape \(first: .*saved with "
+         r"another config\?", unchanged=["{run}"]),
     Case("translate-truncated-weights", ["translate", "{run}", "{images}", "--out", "{tmp}/out"], 2,
          r"step_00000002/G\.safetensors: not a readable safetensors file.*newest complete older checkpoint is "
          r"\S*step_00000001", unchanged=["{run}"]),

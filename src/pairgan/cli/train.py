@@ -11,6 +11,7 @@ import typer
 from pairgan.checkpoint import (
     CHECKPOINTS,
     LATEST,
+    CorruptCheckpoint,
     clean_leftovers,
     has_checkpoints,
     is_checkpoint,
@@ -110,7 +111,14 @@ def train(
         resume_from = None
         if resume is not None:
             run_dir, resume_from = resume_target(resume)
-            cfg = resumed_config(run_dir, extra, data, resume_from)
+            try:
+                cfg = resumed_config(run_dir, extra, data, resume_from)
+            except CorruptCheckpoint as exc:
+                if exc.fallback is None:
+                    raise
+                typer.echo(f"warning: {exc}; resuming from it", err=True)
+                resume_from = exc.fallback
+                cfg = resumed_config(run_dir, extra, data, resume_from)
         else:
             if data is None:
                 fail("--data PATH is required (or --resume RUN)")
