@@ -114,7 +114,9 @@ def atomic_folder(path: str | os.PathLike, *, temp_prefix: str = ".tmp-") -> Ite
     Every file in it is fsync'ed before the rename. An existing ``path`` is moved aside first and
     removed only after the new folder is in place, so a kill at any moment leaves a complete old
     or new folder under the real name (plus, at worst, a hidden leftover the next writer of the
-    same name removes). An exception inside the block removes the temporary and keeps ``path``.
+    same name removes) — except between the two renames, when the complete old folder is under its
+    hidden ``.old-`` name (pairgan.checkpoint.clean_leftovers puts it back). An exception inside
+    the block removes the temporary and keeps ``path``.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -51,3 +51,8 @@ def test_sigkill_during_saves_never_corrupts(tmp_path: Path):
         ckpt.load_weights(path, {"D": net})
         step = ckpt.load_state(path)["step"]
         assert torch.all(net.weight == float(step)), "weights and state come from the same save"
+        # The next start tidies what the kill left (a half-built .tmp-*, a folder moved aside); the
+        # checkpoint that loaded before still loads, unchanged.
+        ckpt.clean_leftovers(d)
+        assert not [p.name for p in d.iterdir() if p.name.startswith(".")]
+        assert ckpt.load_state(ckpt.resolve_checkpoint(d))["step"] == step

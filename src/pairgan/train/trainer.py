@@ -38,7 +38,7 @@ from pairgan import checkpoint as ckpt
 from pairgan.config import Config, save_config
 from pairgan.data.check import check_dataset
 from pairgan.data.datasets import build_dataset, split_exists
-from pairgan.errors import ConfigError
+from pairgan.errors import CheckpointError, ConfigError
 from pairgan.fsutil import atomic_write, atomic_write_text
 from pairgan.methods.base import Method, StepContext
 from pairgan.methods.build import build_method
@@ -118,7 +118,9 @@ class RunState:
 
 
 class Trainer:
-    """Trains ``cfg`` into ``run_dir``; ``resume=True`` continues from ``run_dir``'s latest checkpoint."""
+    """Trains ``cfg`` into ``run_dir``; ``resume=True`` continues from ``run_dir``'s latest checkpoint
+    (``resume_from``: from that checkpoint folder of the run instead). A damaged checkpoint to resume
+    from is skipped for the newest complete older one, with a warning naming both."""
 
     def __init__(
         self,
@@ -126,11 +128,14 @@ class Trainer:
         run_dir: str | os.PathLike,
         *,
         resume: bool = False,
+        resume_from: str | os.PathLike | None = None,
         progress: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.resume = resume
+        self.resume = resume or resume_from is not None
+        #: The checkpoint folder to continue from (default: the run's latest).
+        self.resume_from = Path(resume_from) if resume_from is not None else None
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._signal: int | None = None
         #: The method being trained (set by :meth:`fit`; its networks hold the trained weights).
@@ -180,6 +185,8 @@ class Trainer:
         """Process, method, data and optimisers, in the order that fixes every random draw."""
         cfg, t = self.cfg, self.cfg.train
         device, info = self._setup_process()
+        if info.is_main:
+            ckpt.clean_leftovers(self.checkpoint_dir)
         method = self._build_method()
         dataset = self._build_train_dataset(method.size_multiple)
         self._place_method(method, device, info)
@@ -268,7 +275,7 @@ class Trainer:
 
     def _restore(self, run: RunState) -> None:
         """Weights, optimiser, scaler, position and RNG from the run folder's latest checkpoint."""
-        latest = ckpt.resolve_checkpoint(self.run_dir)
+        latest = self._checkpoint_to_resume(run)
         ckpt.load_weights(latest, dict(run.method.nets))
         state = ckpt.load_state(latest)
         for k, o in run.optimizers.items():
@@ -299,6 +306,24 @@ class Trainer:
             seed_everything(hash((self.cfg.seed, run.step, run.dist.rank)) % 2**31)
         if run.main:
             log.info("resumed from %s at step %s (epoch %s, batch %s)", latest, run.step, epoch, batch_in_epoch)
+
+    def _checkpoint_to_resume(self, run: RunState) -> Path:
+        """``resume_from`` or the run's latest checkpoint; when one of its files is damaged, the
+        newest complete older ``step_*`` (said in a warning naming both), else the error."""
+        chosen = self.resume_from or ckpt.resolve_checkpoint(self.run_dir)
+        bad = ckpt.damage(chosen)
+        if bad is None:
+            return chosen
+        path, problem = bad
+        fallback = ckpt.newest_complete(chosen.parent, before=chosen) if ckpt.run_of(chosen) else None
+        if fallback is None:
+            if problem == "missing":
+                ckpt.load_state(chosen)  # its own message: an inference-only checkpoint
+            raise ckpt.CorruptCheckpoint(path, problem, None)
+        if run.main:
+            log.warning("warning: %s: %s; resuming from the newest complete older checkpoint, %s",
+                        path, problem, fallback)
+        return fallback
 
     def _open_outputs(self, run: RunState) -> None:
         """Rank 0: the run's config.yaml, its step log and the fixed batch for sample grids."""
@@ -474,8 +499,11 @@ class Trainer:
         if not run.main:
             return None
         folder = self.checkpoint_dir
-        path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run))
-        ckpt.point_latest(folder, name)
+        try:
+            path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run))
+            ckpt.point_latest(folder, name)
+        except (CheckpointError, OSError) as exc:
+            raise CheckpointError(f"{exc}; {ckpt.what_is_kept(self.run_dir)}") from exc
         ckpt.prune_step_checkpoints(folder, self.cfg.train.keep_last)
         return path
 
@@ -509,6 +537,7 @@ class Trainer:
         return summary
 
 
-def train(cfg: Config, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool | None = None) -> dict:
+def train(cfg: Config, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool | None = None,
+          resume_from: str | os.PathLike | None = None) -> dict:
     """Train ``cfg`` into ``run_dir`` (see :class:`Trainer`)."""
-    return Trainer(cfg, run_dir, resume=resume, progress=progress).fit()
+    return Trainer(cfg, run_dir, resume=resume, resume_from=resume_from, progress=progress).fit()
