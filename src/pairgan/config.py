@@ -264,7 +264,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.n_epochs_decay", lambda v: v >= 0, ">= 0"),
     ("train.batch_size", lambda v: v >= 1, ">= 1"),
     ("train.accumulate", lambda v: v >= 1, ">= 1"),
-    ("train.lr", lambda v: v > 0, "> 0"),
+    ("train.lr", lambda v: v >= 0, ">= 0 (0 = frozen weights, e.g. an untrained baseline)"),
     ("train.beta1", lambda v: 0 <= v < 1, ">= 0 and < 1"),
     ("train.beta2", lambda v: 0 <= v < 1, ">= 0 and < 1"),
     ("train.lr_decay_epochs", lambda v: v >= 1, ">= 1"),
@@ -299,6 +299,16 @@ def _check_model_numbers(model: Any) -> None:
                 raise ConfigError(f"model.{f.name}: {value!r} is negative; expected a value >= 0")
 
 
+def _names_a_device(name: str) -> bool:
+    """``name`` is a device a run can train on (the spelling only; whether this machine has it is
+    checked when the run starts)."""
+    try:
+        device = check_device_name(name)
+    except ConfigError:
+        return False
+    return device is None or device.type != "meta"  # meta holds no data: pairgan's internal use only
+
+
 def validate(cfg: Config) -> None:
     """Ranges and cross-field checks that types alone cannot express; each failure names the key,
     the value and what is expected."""
@@ -315,10 +325,8 @@ def validate(cfg: Config) -> None:
         )
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:
         raise ConfigError("nothing to train: set train.max_steps or train.n_epochs + train.n_epochs_decay > 0")
-    try:
-        check_device_name(t.device)
-    except ConfigError:
-        raise ConfigError(f"train.device: {t.device!r} is not a device; expected one of {DEVICE_CHOICES}") from None
+    if not _names_a_device(t.device):
+        raise ConfigError(f"train.device: {t.device!r} is not a device; expected one of {DEVICE_CHOICES}")
     if dataclasses.is_dataclass(cfg.model):
         _check_model_numbers(cfg.model)
         for key, kind in _MODEL_COMPONENTS.items():

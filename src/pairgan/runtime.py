@@ -55,6 +55,9 @@ def tune_host_allocator() -> bool:
 
 #: What ``--device`` / ``train.device`` accept, for error messages.
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+#: Device types :func:`resolve_device` accepts: the user's choices, and ``meta`` (networks with shapes
+#: but no storage), which pairgan itself asks for when it only needs a network's structure.
+_DEVICE_TYPES = ("cpu", "cuda", "mps", "meta")
 
 
 def check_device_name(name: str) -> torch.device | None:
@@ -68,7 +71,7 @@ def check_device_name(name: str) -> torch.device | None:
         dev = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
         dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps") or (dev.type != "cuda" and dev.index not in (None, 0)):
+    if dev is None or dev.type not in _DEVICE_TYPES or (dev.type != "cuda" and dev.index not in (None, 0)):
         raise ConfigError(f"device {name!r}: expected one of {DEVICE_CHOICES}")
     return dev
 
