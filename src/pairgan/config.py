@@ -9,8 +9,10 @@ with the list of valid keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +21,8 @@ import yaml
 
 from pairgan.errors import ConfigError
 from pairgan.fsutil import atomic_write_text
-from pairgan.registry import lookup
+from pairgan.registry import available, lookup
+from pairgan.runtime import DEVICE_CHOICES, check_device_name
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -185,9 +188,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -196,6 +202,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _build_dataclass(cls: type, values: dict[str, Any] | None, prefix: str) -> Any:
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(
+            f"{prefix.rstrip('.')}: expected a section of keys ({', '.join(prefix + f.name for f in dataclasses.fields(cls)[:3])}, ...), "
+            f"got {values!r}"
+        )
     values = dict(values or {})
     types = _field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -239,28 +250,90 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     return cfg
 
 
+#: Ranges of data and train keys, checked after typing: (key, test, what is expected).
+_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("data.input_nc", lambda v: v >= 1, ">= 1"),
+    ("data.output_nc", lambda v: v >= 1, ">= 1"),
+    ("data.load_size", lambda v: v >= 1, ">= 1"),
+    ("data.crop_size", lambda v: v >= 1, ">= 1"),
+    ("data.max_items", lambda v: v >= 0, ">= 0 (0 = all)"),
+    ("data.label_nc", lambda v: v >= 0, ">= 0 (0 = images, not ids)"),
+    ("data.pose_sigma", lambda v: v > 0, "> 0"),
+    ("train.max_steps", lambda v: v >= 0, ">= 0 (0 = run the epochs)"),
+    ("train.n_epochs", lambda v: v >= 0, ">= 0"),
+    ("train.n_epochs_decay", lambda v: v >= 0, ">= 0"),
+    ("train.batch_size", lambda v: v >= 1, ">= 1"),
+    ("train.accumulate", lambda v: v >= 1, ">= 1"),
+    ("train.lr", lambda v: v >= 0, ">= 0 (0 = frozen weights, e.g. an untrained baseline)"),
+    ("train.beta1", lambda v: 0 <= v < 1, ">= 0 and < 1"),
+    ("train.beta2", lambda v: 0 <= v < 1, ">= 0 and < 1"),
+    ("train.lr_decay_epochs", lambda v: v >= 1, ">= 1"),
+    ("train.lr_gamma", lambda v: v > 0, "> 0"),
+    ("train.num_workers", lambda v: v >= 0, ">= 0"),
+    ("train.save_every", lambda v: v >= 0, ">= 0 (0 = only epoch checkpoints and the end)"),
+    ("train.save_epoch_every", lambda v: v >= 0, ">= 0 (0 = never)"),
+    ("train.keep_last", lambda v: v >= 1, ">= 1"),
+    ("train.log_every", lambda v: v >= 1, ">= 1"),
+    ("train.sample_every", lambda v: v >= 0, ">= 0 (0 = never)"),
+    ("train.val_every", lambda v: v >= 0, ">= 0 (0 = never)"),
+    ("train.val_max_items", lambda v: v >= 0, ">= 0 (0 = all)"),
+)
+
+#: Model keys that name a registered component, by the registry kind they name.
+_MODEL_COMPONENTS = {"generator": "generator", "discriminator": "discriminator"}
+
+#: Model keys that may be negative (everything else numeric in ``model`` is a size, a count, a
+#: weight or a gain, where a negative value means nothing).
+_MODEL_SIGNED = frozenset({"ignore_index"})
+
+
+def _check_model_numbers(model: Any) -> None:
+    """No negative size, count, weight or gain in ``model`` (lists included)."""
+    for f in dataclasses.fields(model):
+        if f.name in _MODEL_SIGNED:
+            continue
+        value = getattr(model, f.name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and item < 0:
+                raise ConfigError(f"model.{f.name}: {value!r} is negative; expected a value >= 0")
+
+
+def _names_a_device(name: str) -> bool:
+    """``name`` is a device a run can train on (the spelling only; whether this machine has it is
+    checked when the run starts)."""
+    try:
+        device = check_device_name(name)
+    except ConfigError:
+        return False
+    return device is None or device.type != "meta"  # meta holds no data: pairgan's internal use only
+
+
 def validate(cfg: Config) -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Ranges and cross-field checks that types alone cannot express; each failure names the key,
+    the value and what is expected."""
     d, t = cfg.data, cfg.train
-    if d.input_nc < 1 or d.output_nc < 1:
-        raise ConfigError(f"data.input_nc and data.output_nc must be >= 1, got {d.input_nc}, {d.output_nc}")
-    if d.crop_size < 1 or d.load_size < 1:
-        raise ConfigError(f"data.load_size and data.crop_size must be >= 1, got {d.load_size}, {d.crop_size}")
+    for key, test, expected in _RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not test(value):
+            raise ConfigError(f"{key}: {value!r} is out of range; expected {expected}")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:
         raise ConfigError(
             f"data.crop_size ({d.crop_size}) is larger than data.load_size ({d.load_size}) "
             f"with preprocess {d.preprocess!r}; expected crop_size <= load_size"
         )
-    if t.batch_size < 1:
-        raise ConfigError(f"train.batch_size must be >= 1, got {t.batch_size}")
-    if t.accumulate < 1:
-        raise ConfigError(f"train.accumulate must be >= 1, got {t.accumulate}")
-    if t.max_steps < 0 or t.n_epochs < 0 or t.n_epochs_decay < 0:
-        raise ConfigError("train.max_steps, train.n_epochs and train.n_epochs_decay must be >= 0")
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:
         raise ConfigError("nothing to train: set train.max_steps or train.n_epochs + train.n_epochs_decay > 0")
-    if t.keep_last < 1:
-        raise ConfigError(f"train.keep_last must be >= 1, got {t.keep_last}")
+    if not _names_a_device(t.device):
+        raise ConfigError(f"train.device: {t.device!r} is not a device; expected one of {DEVICE_CHOICES}")
+    if dataclasses.is_dataclass(cfg.model):
+        _check_model_numbers(cfg.model)
+        for key, kind in _MODEL_COMPONENTS.items():
+            name = getattr(cfg.model, key, None)
+            if isinstance(name, str) and name not in available(kind):
+                raise ConfigError(f"model.{key}: unknown {kind} {name!r}; registered {kind}s: "
+                                  f"{', '.join(available(kind))}")
 
 
 # --------------------------------------------------------------------------- presets & overrides
@@ -281,23 +354,49 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_preset(name_or_path: str) -> dict[str, Any]:
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content; ConfigError naming the file (and the line and column of a syntax
+    error) when it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected a YAML config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc}); expected a YAML config file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def load_preset(name_or_path: str, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A preset as a nested dict, ``base:`` chains resolved. Accepts a shipped name or a YAML path."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+            raise ConfigError(f"preset file {name_or_path!r} does not exist; expected a shipped preset name "
+                              f"({', '.join(available_presets())}) or a path to a .yaml file")
         path = PRESET_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise ConfigError(
                 f"unknown preset {name_or_path!r}; shipped presets: {', '.join(available_presets())} "
                 "(or pass a path to a .yaml file)"
             )
-    with open(path) as f:
-        d = yaml.safe_load(f) or {}
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: its base: chain comes back to itself")
+    d = _read_yaml(path)
+    if d is None:
+        d = {}
     if not isinstance(d, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got a {type(d).__name__}")
     base = d.pop("base", None)
     if base:
-        d = _deep_merge(load_preset(base), d)
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base: {base!r}; expected a preset name or a path to a .yaml file")
+        d = _deep_merge(load_preset(base, (*_chain, path.resolve())), d)
     return d
 
 
@@ -357,8 +456,11 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
 
 def load_config(path: str | os.PathLike) -> Config:
     """Read and validate a saved config."""
-    with open(path) as f:
-        d = yaml.safe_load(f) or {}
+    d = _read_yaml(Path(path))
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got a {type(d).__name__}")
     try:
         return config_from_dict(d)
     except ConfigError as exc:

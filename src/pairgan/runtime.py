@@ -21,6 +21,8 @@ import sys
 import numpy as np
 import torch
 
+from pairgan.errors import ConfigError
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _tuned: bool | None = None
@@ -51,18 +53,55 @@ def tune_host_allocator() -> bool:
     return _tuned
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu."""
+#: What ``--device`` / ``train.device`` accept, for error messages.
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+#: Device types :func:`resolve_device` accepts: the user's choices, and ``meta`` (networks with shapes
+#: but no storage), which pairgan itself asks for when it only needs a network's structure.
+_DEVICE_TYPES = ("cpu", "cuda", "mps", "meta")
+
+
+def check_device_name(name: str) -> torch.device | None:
+    """The device ``name`` spells (None for ``auto``), without asking whether this machine has it.
+
+    Raises :class:`ConfigError` naming the value and what is accepted, so a typo fails before any
+    work starts (and a config with a typo is refused even on a machine that would not use it)."""
     if name == "auto":
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in _DEVICE_TYPES or (dev.type != "cuda" and dev.index not in (None, 0)):
+        raise ConfigError(f"device {name!r}: expected one of {DEVICE_CHOICES}")
+    return dev
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The device to run on: ``auto`` picks cuda, then mps, then cpu; any other name must be
+    available here. Raises :class:`ConfigError` (one line naming the value and what is expected)
+    for a name that is not a device or a device this machine lacks."""
+    dev = check_device_name(name)
+    if dev is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: CUDA is not available on this machine; "
+                              f"expected one of {DEVICE_CHOICES} (auto or cpu here)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not _mps_available():
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine; "
+                          f"expected one of {DEVICE_CHOICES} (auto or cpu here)")
     return dev
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def seed_everything(seed: int) -> None:

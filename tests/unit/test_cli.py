@@ -9,8 +9,11 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+import pairgan.cli
 import pairgan.cli.data as data_cli
 from pairgan.cli import app
+from pairgan.cli.common import user_error_line
+from pairgan.errors import DataError
 from tests.helpers import set_args, tiny_overrides
 
 runner = CliRunner()
@@ -93,3 +96,26 @@ def test_user_errors_are_one_line_with_status_2(tmp_path: Path):
     r = runner.invoke(app, ["translate", str(tmp_path / "no_run"), str(tmp_path), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2
     assert r.output.startswith("error: ") and "Traceback" not in r.output
+
+
+def test_info_keys_of_an_unknown_preset_is_one_error_line():
+    r = runner.invoke(app, ["info", "keys", "--preset", "nosuch"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: unknown preset 'nosuch'") and "Traceback" not in r.output
+    r = runner.invoke(app, ["info", "nosuch"])
+    assert r.exit_code == 2 and "expected presets, keys, registry or all" in r.stderr
+
+
+def test_an_error_from_a_data_loader_worker_shows_the_original_message():
+    wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                        '  File "x.py", line 1, in f\n    raise DataError(...)\n'
+                        "pairgan.errors.DataError: /d/train/002.png: not a readable image\n")
+    assert user_error_line(wrapped) == "/d/train/002.png: not a readable image"
+    assert user_error_line(DataError("/d/a.png: odd width")) == "/d/a.png: odd width"
+
+
+def test_every_command_module_reports_user_errors_through_the_handler():
+    for path in sorted(Path(pairgan.cli.__file__).parent.glob("*.py")):
+        if path.stem in ("__init__", "__main__", "common", "logs"):
+            continue
+        text = path.read_text()
+        assert "user_errors_reported" in text, f"{path.name} has no user-error handler"

@@ -56,7 +56,8 @@ def synth_scenes_cmd(
     seed: int = typer.Option(0, help="Same seed, same files."),
 ) -> None:
     """Street/facade-like scenes: label maps, instance maps and photos (aligned and folder layouts)."""
-    result = synth_scenes(out, n=n, size=size, seed=seed, aspect=aspect)
+    with user_errors_reported(ValueError):
+        result = synth_scenes(out, n=n, size=size, seed=seed, aspect=aspect)
     typer.echo(f"wrote {n} scenes to {out}: {result}")
 
 
