@@ -22,7 +22,15 @@ import torch
 from PIL import Image
 
 from pairgan.config import Config
-from pairgan.data.io import IMAGE_EXTENSIONS, image_size, list_images, match_channels, to_unit_float, write_image
+from pairgan.data.io import (
+    IMAGE_EXTENSIONS,
+    image_size,
+    list_images,
+    match_channels,
+    read_image,
+    to_unit_float,
+    write_image,
+)
 from pairgan.data.transforms import to_array, to_tensor
 from pairgan.errors import DataError
 from pairgan.methods.base import Method
@@ -43,6 +51,9 @@ IO_BYTES_PER_PIXEL = 64
 #: Bytes per pixel assumed when the network cannot be measured (an exported graph has no modules
 #: to watch): more than any of pairgan's generators measures at float32.
 FALLBACK_BYTES_PER_PIXEL = 8192
+#: Single-channel inputs up to this many pixels are decoded to check their kind (a label-id map
+#: given to a model trained on colour images).
+KIND_CHECK_PIXELS = 4096 * 4096
 #: Forward passes up to this many pixels are never checked (no probe runs for small inputs).
 UNCHECKED_PIXELS = 512 * 512
 
@@ -258,6 +269,7 @@ class Translator:
         overlap: int = 32,
         overwrite: bool = False,
         max_pixels: int | None = None,
+        strict: bool = False,
     ) -> list[Path]:
         """Translate ``files`` into ``out_dir`` (``NAME.png``) and write ``index.html``.
 
@@ -271,7 +283,8 @@ class Translator:
         forward pass checked against ``max_pixels`` (None: derived from the available memory, see
         :meth:`memory_limit`); above it a DataError suggests tiles, or ``tile="auto"`` picks the
         largest tile that fits. A write that fails (a full disk) raises :class:`OutputWriteError`
-        naming the output.
+        naming the output. An input that is clearly of another kind than the training inputs (see
+        :meth:`input_kind_mismatch`) is logged as a warning, or refused when ``strict``.
         """
         out_dir = Path(out_dir)
         names = _unique_names(files)
@@ -293,6 +306,14 @@ class Translator:
             limit = self.memory_limit(opts)
         tiles = [self._tile_for(f, s, tile, overlap, limit) if s else (0 if auto_tile else tile)
                  for f, s in zip(files, sizes)]
+        if not aligned:
+            # Decoding for the check is bounded: larger files are not checked.
+            for f in (f for f, s in zip(files, sizes) if s and s[0] * s[1] <= KIND_CHECK_PIXELS):
+                mismatch = self.input_kind_mismatch(f)
+                if mismatch and strict:
+                    raise DataError(mismatch + " (--strict)")
+                if mismatch:
+                    log.warning("warning: %s", mismatch)
 
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
@@ -374,6 +395,35 @@ class Translator:
             except OSError as exc:
                 raise _write_error(exc, out_dir / "index.html") from exc
         return written
+
+    def input_kind_mismatch(self, path: Path) -> str | None:
+        """Why ``path`` is clearly not the kind of input the model was trained on, or None.
+
+        Read from the run's saved ``data`` section (no checkpoint change needed): a model trained
+        on 3-channel images (``input_kind: image``, e.g. colour-coded label maps) given a
+        single-channel file whose values are few and small (a label-id map: ids 0..8 would be read
+        as near-black grey). Only single-channel files (from the header) are decoded for the check.
+        """
+        d = self.cfg.data if self.cfg is not None else None
+        if d is None or d.input_kind != "image" or d.input_nc != 3:
+            return None
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("L", "I", "I;16", "I;16B", "I;16L"):
+                    return None
+        except Exception:  # noqa: BLE001 - not a Pillow image: the reader reports it, not this check
+            return None
+        try:
+            values = np.unique(read_image(path))
+        except DataError:
+            return None
+        scale = 65535 if values.dtype == np.uint16 else 255 if values.dtype == np.uint8 else 1
+        if len(values) > 64 or values.max() > 64 / 255 * scale:
+            return None
+        return (f"{printable(str(path))}: a 1-channel image with {len(values)} values in "
+                f"{values.min()}..{values.max()} (a label-id map?), but the model was trained on 3-channel "
+                f"{d.input_kind}s (data.input_nc 3): it is read as near-black grey; give it in the training "
+                f"inputs' form (e.g. colour-coded with their palette)")
 
     # ----------------------------------------------------------------- planning
     def _planned_outputs(self, names: Sequence[str], out_dir: Path, multi: bool, *, aligned: bool,

@@ -65,6 +65,10 @@ def _tiled_whole_size(result: Any, paths: Mapping[str, Path]) -> None:
     assert Image.open(paths["out"] / "big.png").size == (200, 120)
 
 
+def _no_warning(result: Any, paths: Mapping[str, Path]) -> None:
+    assert "warning" not in result.stderr
+
+
 def _replaced(result: Any, paths: Mapping[str, Path]) -> None:
     assert (paths["out"] / "a.png").read_bytes() != b"not mine"
 
@@ -126,6 +130,14 @@ CASES = [
          2, r"even the smallest tile .* above the limit of 16 pixels"),
     Case("tile-not-a-number", [*T, "{in}", "--out", "{out}", "--tile", "big"], 2,
          r"--tile big: expected a size in pixels, 0 \(whole images\) or auto"),
+    # item 7: an input clearly of another kind than the training inputs
+    Case("label-ids-to-colour-model", [*T, "{ids}", "--out", "{out}"], 0,
+         r"warning: .*ids\.png: a 1-channel image with 9 values in 0\.\.8 \(a label-id map\?\), but the model "
+         r"was trained on 3-channel images", unchanged=["{ids}"]),
+    Case("label-ids-to-colour-model-strict", [*T, "{ids}", "--out", "{out}", "--strict"], 2,
+         r"ids\.png: a 1-channel image with 9 values .*\(--strict\)", unchanged=["{ids}"]),
+    Case("grey-photo-no-warning", [*T, "{grey}", "--out", "{out}", "--strict"], 0, r"wrote 1 images",
+         then=_no_warning),
     # handled before issue 14, kept
     Case("bit-depth-12", [*T, "{in}", "--out", "{out}", "--bit-depth", "12"], 2, r"--bit-depth 12: expected 8 or 16"),
     Case("no-such-input", [*T, "{in}/nothing*.png", "--out", "{out}"], 2, r"no such file, folder or matching"),
@@ -175,6 +187,10 @@ def _prepare(case_id: str, tmp: Path) -> dict[str, Path]:
         paths["huge"] = _huge_png(tmp / "huge.png", 10000, 10000)
     if case_id == "decompression-bomb":
         paths["bomb"] = _huge_png(tmp / "bomb.png", 20000, 20000, pixels=False)
+    paths["ids"] = tmp / "ids.png"
+    Image.fromarray((np.arange(40 * 40).reshape(40, 40) % 9).astype(np.uint8)).save(paths["ids"])
+    paths["grey"] = tmp / "grey.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (40, 40), dtype=np.uint8)).save(paths["grey"])
     paths["big"] = _png(tmp / "big.png", h=120, w=200)
     paths["corrupt"] = tmp / "bad.png"
     paths["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)

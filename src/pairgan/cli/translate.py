@@ -45,6 +45,8 @@ def translate(
     overlap: int = typer.Option(32, help="Tile overlap in pixels, blended smoothly."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace files already in --out (never an input file: that is always refused)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse inputs clearly of another kind than the training inputs (default: warn)."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", min=1,
         help="The most pixels one forward pass may take (default: derived from the available memory and the "
@@ -78,6 +80,7 @@ def translate(
             written = tr.translate_files(
                 files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
                 options=options, tile=tile_size, overlap=overlap, overwrite=overwrite, max_pixels=max_pixels,
+                strict=strict,
             )
         except OutputWriteError as exc:
             where = printable(str(exc.filename))
