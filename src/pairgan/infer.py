@@ -8,7 +8,10 @@ images can be translated in overlapping tiles.
 
 from __future__ import annotations
 
+import errno
 import glob
+import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +22,78 @@ import torch
 from PIL import Image
 
 from pairgan.config import Config
-from pairgan.data.io import IMAGE_EXTENSIONS, list_images, match_channels, to_unit_float, write_image
+from pairgan.data.io import (
+    IMAGE_EXTENSIONS,
+    image_size,
+    list_images,
+    match_channels,
+    read_image,
+    to_unit_float,
+    write_image,
+)
 from pairgan.data.transforms import to_array, to_tensor
+from pairgan.errors import DataError
 from pairgan.methods.base import Method
 from pairgan.methods.build import load_method
 from pairgan.padding import pad_batch
 from pairgan.runtime import resolve_device
-from pairgan.visual import write_gallery
+from pairgan.visual import printable, write_gallery
 
-__all__ = ["TranslatedItem", "Translator", "expand_inputs"]
+__all__ = ["MemoryLimit", "OutputWriteError", "TranslatedItem", "Translator", "available_memory", "expand_inputs"]
+
+log = logging.getLogger(__name__)
+
+#: Memory a forward pass may plan to use, as a fraction of what is available when it starts.
+MEMORY_FRACTION = 0.5
+#: Bytes per pixel of the whole-image buffers around the network (the decoded file, its float
+#: tensor, the output and its conversion to a file), added to the network's measured share.
+IO_BYTES_PER_PIXEL = 64
+#: Bytes per pixel assumed when the network cannot be measured (an exported graph has no modules
+#: to watch): more than any of pairgan's generators measures at float32.
+FALLBACK_BYTES_PER_PIXEL = 8192
+#: Single-channel inputs up to this many pixels are decoded to check their kind (a label-id map
+#: given to a model trained on colour images).
+KIND_CHECK_PIXELS = 4096 * 4096
+#: Forward passes up to this many pixels are never checked (no probe runs for small inputs).
+UNCHECKED_PIXELS = 512 * 512
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation can use now: free GPU memory on CUDA, else the system's
+    ``MemAvailable`` (``/proc/meminfo``), else free physical pages; None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The most pixels one forward pass may take, and where that number came from."""
+
+    max_pixels: int
+    #: Estimated bytes per forward-pass pixel (0 when the limit was given, not derived).
+    bytes_per_pixel: float
+    #: For messages: ``--max-pixels`` or the memory it was derived from.
+    source: str
+
+
+class OutputWriteError(OSError):
+    """Writing an output failed (a full disk, no permission): ``errno`` says why and
+    ``filename`` names the output (outputs finished before it are whole: writes are atomic)."""
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -199,28 +265,68 @@ class Translator:
         gallery: bool = True,
         seed: int | None = 0,
         options: dict[str, Any] | None = None,
-        tile: int = 0,
+        tile: int | str = 0,
         overlap: int = 32,
+        overwrite: bool = False,
+        max_pixels: int | None = None,
+        strict: bool = False,
     ) -> list[Path]:
         """Translate ``files`` into ``out_dir`` (``NAME.png``) and write ``index.html``.
 
         Each file is read by the method (:meth:`Method.load_inference_input`); items of equal
         size are batched together; outputs are written atomically. ``options`` are the method's
         inference options (e.g. pix2pixHD's feature mode), passed in the batch.
+
+        Before anything is written: an output that would land on an input file is refused
+        (always), and so is an existing file in ``out_dir`` unless ``overwrite``
+        (:class:`~pairgan.errors.DataError`). Each input's size is read from its header and its
+        forward pass checked against ``max_pixels`` (None: derived from the available memory, see
+        :meth:`memory_limit`); above it a DataError suggests tiles, or ``tile="auto"`` picks the
+        largest tile that fits. A write that fails (a full disk) raises :class:`OutputWriteError`
+        naming the output. An input that is clearly of another kind than the training inputs (see
+        :meth:`input_kind_mismatch`) is logged as a warning, or refused when ``strict``.
         """
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         names = _unique_names(files)
-        written: list[Path] = []
-        rows: list[dict[str, str]] = []
-        pending: list[tuple[str, dict[str, Any], torch.Tensor | None]] = []
         opts = dict(options or {})
         # Methods with several outputs per input (CRN's k variants) write them all unless one is
         # asked for: NAME_v0.png ... with one gallery column each.
         multi = self.method.num_variants > 1 and opts.get("variant") is None
         if multi:
             opts["variant"] = "all"
+        auto_tile = tile == "auto"
+        if not auto_tile and not (isinstance(tile, int) and tile >= 0):
+            raise ValueError(f"--tile {tile}: expected a size in pixels, 0 (whole images) or auto")
+        planned = self._planned_outputs(names, out_dir, multi, aligned=aligned, gallery=gallery)
+        _check_outputs(planned, files, out_dir, overwrite)
+        sizes = [_header_size(f, aligned) for f in files]
+        limit = None if max_pixels is None else MemoryLimit(int(max_pixels), 0.0, "--max-pixels")
+        biggest = max((self._forward_pixels(s, 0 if auto_tile else tile) for s in sizes if s), default=0)
+        if limit is None and (biggest > UNCHECKED_PIXELS or any(s is None for s in sizes)):
+            limit = self.memory_limit(opts)
+        tiles = [self._tile_for(f, s, tile, overlap, limit) if s else (0 if auto_tile else tile)
+                 for f, s in zip(files, sizes)]
+        if not aligned:
+            # Decoding for the check is bounded: larger files are not checked.
+            for f in (f for f, s in zip(files, sizes) if s and s[0] * s[1] <= KIND_CHECK_PIXELS):
+                mismatch = self.input_kind_mismatch(f)
+                if mismatch and strict:
+                    raise DataError(mismatch + " (--strict)")
+                if mismatch:
+                    log.warning("warning: %s", mismatch)
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        rows: list[dict[str, str]] = []
+        pending: list[tuple[str, dict[str, Any], torch.Tensor | None]] = []
+        pending_tile = [0]
         out_columns: list[str] = ["output"]
+
+        def save(path: Path, arr: np.ndarray, depth: int = 8) -> None:
+            try:
+                write_image(path, arr, bit_depth=depth)
+            except OSError as exc:
+                raise _write_error(exc, path) from exc
 
         def signature(item: dict[str, Any]) -> tuple:
             return tuple((k, tuple(v.shape)) for k, v in item.items() if torch.is_tensor(v))
@@ -230,10 +336,10 @@ class Translator:
                 return
             keys = [k for k, v in pending[0][1].items() if torch.is_tensor(v)]
             batch = {k: torch.stack([p[1][k] for p in pending]) for k in keys} | opts
-            if tile:
+            if pending_tile[0]:
                 y = torch.cat([
                     self.translate_tiled({k: v[i : i + 1] if torch.is_tensor(v) else v for k, v in batch.items()},
-                                         tile, overlap, seed)
+                                         pending_tile[0], overlap, seed)
                     for i in range(len(pending))
                 ])
             else:
@@ -245,35 +351,191 @@ class Translator:
                 row = {"name": name}
                 for column, outs in parts.items():
                     path = out_dir / (f"{name}_{column}.png" if multi else f"{name}.png")
-                    write_image(path, to_array(outs[j]), bit_depth=bit_depth)
+                    save(path, to_array(outs[j]), bit_depth)
                     written.append(path)
                     row[column] = path.name
                 if gallery:
                     (out_dir / "inputs").mkdir(exist_ok=True)
-                    write_image(out_dir / "inputs" / f"{name}.png", to_array(inp))
+                    save(out_dir / "inputs" / f"{name}.png", to_array(inp))
                     row["input"] = f"inputs/{name}.png"
                     if tgt is not None:
                         (out_dir / "targets").mkdir(exist_ok=True)
-                        write_image(out_dir / "targets" / f"{name}.png", to_array(tgt))
+                        save(out_dir / "targets" / f"{name}.png", to_array(tgt))
                         row["target"] = f"targets/{name}.png"
                 rows.append(row)
             pending.clear()
 
-        for f, name in zip(files, names):
+        def pixels(item: dict[str, Any], item_tile: int) -> int:
+            h, w = next(v for v in item.values() if torch.is_tensor(v)).shape[-2:]
+            return self._forward_pixels((int(h), int(w)), item_tile)
+
+        for f, name, size, item_tile in zip(files, names, sizes, tiles):
             item, target = self.method.load_inference_input(f, aligned=aligned, options=opts)
-            if pending and (signature(item) != signature(pending[0][1]) or len(pending) >= batch_size):
+            if size is None:  # no header to read: check the decoded size
+                h, w = next(v for v in item.values() if torch.is_tensor(v)).shape[-2:]
+                item_tile = self._tile_for(f, (int(h), int(w)), tile, overlap, limit)
+            full = (limit is not None and pending
+                    and sum(pixels(p[1], pending_tile[0]) for p in pending) + pixels(item, item_tile)
+                    > limit.max_pixels)
+            if pending and (signature(item) != signature(pending[0][1]) or len(pending) >= batch_size
+                            or item_tile != pending_tile[0] or full):
                 flush()
+            pending_tile[0] = item_tile
             pending.append((name, item, target))
         flush()
         if gallery:
-            write_gallery(
-                out_dir,
-                rows,
-                ["input", *out_columns] + (["target"] if any("target" in r for r in rows) else []),
-                title=f"pairgan translate — {self.cfg.method}",
-                notes=f"checkpoint: {self.checkpoint}; mode: {self.mode}; {len(rows)} images",
-            )
+            try:
+                write_gallery(
+                    out_dir,
+                    rows,
+                    ["input", *out_columns] + (["target"] if any("target" in r for r in rows) else []),
+                    title=f"pairgan translate — {self.cfg.method}",
+                    notes=f"checkpoint: {printable(str(self.checkpoint))}; mode: {self.mode}; {len(rows)} images",
+                )
+            except OSError as exc:
+                raise _write_error(exc, out_dir / "index.html") from exc
         return written
+
+    def input_kind_mismatch(self, path: Path) -> str | None:
+        """Why ``path`` is clearly not the kind of input the model was trained on, or None.
+
+        Read from the run's saved ``data`` section (no checkpoint change needed): a model trained
+        on 3-channel images (``input_kind: image``, e.g. colour-coded label maps) given a
+        single-channel file whose values are few and small (a label-id map: ids 0..8 would be read
+        as near-black grey). Only single-channel files (from the header) are decoded for the check.
+        """
+        d = self.cfg.data if self.cfg is not None else None
+        if d is None or d.input_kind != "image" or d.input_nc != 3:
+            return None
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("L", "I", "I;16", "I;16B", "I;16L"):
+                    return None
+        except Exception:  # noqa: BLE001 - not a Pillow image: the reader reports it, not this check
+            return None
+        try:
+            values = np.unique(read_image(path))
+        except DataError:
+            return None
+        scale = 65535 if values.dtype == np.uint16 else 255 if values.dtype == np.uint8 else 1
+        if len(values) > 64 or values.max() > 64 / 255 * scale:
+            return None
+        return (f"{printable(str(path))}: a 1-channel image with {len(values)} values in "
+                f"{values.min()}..{values.max()} (a label-id map?), but the model was trained on 3-channel "
+                f"{d.input_kind}s (data.input_nc 3): it is read as near-black grey; give it in the training "
+                f"inputs' form (e.g. colour-coded with their palette)")
+
+    # ----------------------------------------------------------------- planning
+    def _planned_outputs(self, names: Sequence[str], out_dir: Path, multi: bool, *, aligned: bool,
+                         gallery: bool) -> list[Path]:
+        """Every file :meth:`translate_files` will write for inputs ``names``."""
+        if multi:
+            c = self.cfg.data.output_nc
+            columns = list(self.method.split_outputs(torch.zeros(1, c * self.method.num_variants, 1, 1)))
+        planned = []
+        for name in names:
+            planned += [out_dir / f"{name}_{c}.png" for c in columns] if multi else [out_dir / f"{name}.png"]
+            if gallery:
+                planned.append(out_dir / "inputs" / f"{name}.png")
+                if aligned:
+                    planned.append(out_dir / "targets" / f"{name}.png")
+        if gallery:
+            planned.append(out_dir / "index.html")
+        return planned
+
+    def _forward_pixels(self, size: tuple[int, int], tile: int) -> int:
+        """Pixels one forward pass takes for an image of ``size`` (h, w) translated whole
+        (``tile`` 0) or in ``tile`` pieces, after padding to the size multiple."""
+        if self.fixed_size is not None:
+            return self.fixed_size[0] * self.fixed_size[1]
+        h, w = size
+        if tile:
+            h, w = min(h, tile), min(w, tile)
+        m = max(1, self.size_multiple)
+        return math.ceil(h / m) * m * math.ceil(w / m) * m
+
+    def measure_bytes_per_pixel(self, options: dict[str, Any] | None = None) -> float:
+        """Bytes per pixel a forward pass needs, measured on a probe: the method's
+        :meth:`Method.example_batch` of one image a few size multiples wide (no file is decoded),
+        run with every leaf module's output counted.
+
+        The sum of all leaf outputs over-counts the peak (without gradients most are freed as
+        soon as the next layer has read them), so it is a conservative factor; the
+        :data:`IO_BYTES_PER_PIXEL` of whole-image buffers is added. Graphs without modules to
+        watch (exported files), or a probe the method cannot run, get
+        :data:`FALLBACK_BYTES_PER_PIXEL`.
+        """
+        m = max(1, self.size_multiple)
+        side = m * max(1, math.ceil(128 / m))
+        total = [0]
+
+        def count(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            outs = output if isinstance(output, (tuple, list)) else (output,)
+            total[0] += sum(o.numel() * o.element_size() for o in outs if torch.is_tensor(o))
+
+        nets = getattr(self.method, "nets", None)
+        leaves = [mod for mod in nets.modules() if not any(True for _ in mod.children())] if nets is not None else []
+        if not leaves or type(self).translate_batch is not Translator.translate_batch:
+            return float(FALLBACK_BYTES_PER_PIXEL)
+        # Batch norm in train mode (pix2pix's paper mode) updates running statistics: keep them.
+        buffers = [(b, b.detach().clone()) for b in nets.buffers()]
+        hooks = [mod.register_forward_hook(count) for mod in leaves]
+        try:
+            self.translate_batch(self.method.example_batch(1, side, side) | dict(options or {}), seed=0)
+        except Exception as exc:  # noqa: BLE001 - the probe only refines an estimate; never fail on it
+            log.debug("memory probe failed (%s): assuming %d bytes per pixel", exc, FALLBACK_BYTES_PER_PIXEL)
+            return float(FALLBACK_BYTES_PER_PIXEL)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
+        if not total[0]:
+            return float(FALLBACK_BYTES_PER_PIXEL)
+        return total[0] / (side * side) + IO_BYTES_PER_PIXEL
+
+    def memory_limit(self, options: dict[str, Any] | None = None) -> MemoryLimit | None:
+        """The default ``max_pixels``: :data:`MEMORY_FRACTION` of :func:`available_memory` over
+        :meth:`measure_bytes_per_pixel` (None when the available memory is unknown)."""
+        free = available_memory(self.device)
+        if free is None:
+            return None
+        per_pixel = self.measure_bytes_per_pixel(options)
+        limit = int(free * MEMORY_FRACTION / per_pixel)
+        log.debug("memory limit: %d pixels per forward pass (%.0f bytes/pixel, %s available)",
+                  limit, per_pixel, _gb(free))
+        return MemoryLimit(limit, per_pixel, f"derived from {_gb(free)} of available memory at about "
+                                              f"{per_pixel:.0f} bytes per pixel; --max-pixels sets it")
+
+    def _tile_for(self, path: Path, size: tuple[int, int], tile: int | str, overlap: int,
+                  limit: MemoryLimit | None) -> int:
+        """The tile size for one input: ``tile`` itself, or for ``"auto"`` 0 (whole) when it fits
+        the limit and else the largest multiple of :attr:`size_multiple` that does. Raises
+        DataError when the forward pass would not fit."""
+        h, w = size
+        if tile == "auto":
+            if limit is None or self._forward_pixels(size, 0) <= limit.max_pixels:
+                return 0
+            m = max(1, self.size_multiple)
+            side = math.isqrt(limit.max_pixels) // m * m
+            if side <= overlap or side < m:
+                raise DataError(
+                    f"{printable(str(path))}: {w}x{h} pixels: even the smallest tile ({m} pixels, with --overlap "
+                    f"{overlap}) is above the limit of {limit.max_pixels} pixels per forward pass ({limit.source})")
+            log.info("%s: %dx%d pixels, translated in tiles of %d", printable(str(path)), w, h, side)
+            return side
+        assert isinstance(tile, int)
+        need = self._forward_pixels(size, tile)
+        if limit is not None and need > limit.max_pixels:
+            estimate = f" need about {_gb(need * limit.bytes_per_pixel)} and" if limit.bytes_per_pixel else ""
+            advice = ("use a smaller --tile (or --tile auto)" if tile else
+                      "translate it in tiles with --tile 512 (or --tile auto)")
+            what = f"tiles of {tile} pixels" if tile else "one forward pass"
+            raise DataError(
+                f"{printable(str(path))}: {w}x{h} pixels in {what}{estimate} are above the limit of "
+                f"{limit.max_pixels} pixels per forward pass ({limit.source}); {advice}")
+        return tile
 
 
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -295,6 +557,54 @@ def _ramp(n: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tenso
         if ramp_end:
             w[n - overlap :] = torch.minimum(w[n - overlap :], r.flip(0))
     return w
+
+
+def _header_size(path: Path, aligned: bool) -> tuple[int, int] | None:
+    """An input's (height, width) from its header without decoding the pixels (the input half
+    of an A|B file when ``aligned``); None when the header cannot tell (decoding will)."""
+    try:
+        w, h = image_size(path)
+    except DataError:
+        return None
+    return (h, w // 2) if aligned else (h, w)
+
+
+def _check_outputs(planned: Sequence[Path], files: Sequence[Path], out_dir: Path, overwrite: bool) -> None:
+    """Refuse (DataError) an output that is an input file, by path after symlinks or by identity
+    (hard links), and an existing output unless ``overwrite``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {printable(str(out_dir))}: a file, expected a folder (or a new name)")
+    by_path = {}
+    by_id = {}
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        by_path[f.resolve()] = f
+        by_id[(st.st_dev, st.st_ino)] = f
+    for p in planned:
+        source = by_path.get(p.resolve())
+        if source is None and p.exists():
+            st = p.stat()
+            source = by_id.get((st.st_dev, st.st_ino))
+        if source is not None:
+            raise DataError(
+                f"{printable(str(p))}: the output would replace the input {printable(str(source))}; "
+                f"choose an --out folder apart from the inputs")
+    if not overwrite:
+        for p in planned:
+            if p.exists() or p.is_symlink():
+                raise DataError(
+                    f"{printable(str(p))} exists and this run did not write it; --overwrite replaces it "
+                    f"(or choose another --out)")
+
+
+def _write_error(exc: OSError, path: Path) -> OutputWriteError:
+    """``exc`` again, naming the output ``path`` (not the temporary the atomic writer used)."""
+    if exc.errno == errno.ENOSPC:
+        return OutputWriteError(errno.ENOSPC, "no space left on device", str(path))
+    return OutputWriteError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def _unique_names(files: Sequence[Path]) -> list[str]:

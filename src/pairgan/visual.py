@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +13,28 @@ import torch
 import torch.nn.functional as F
 
 from pairgan.fsutil import atomic_write_text
+
+__all__ = ["grid_to_uint8", "make_grid", "printable", "to_display", "write_gallery"]
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print or write as UTF-8: a file name's undecodable bytes (which Python
+    keeps as lone surrogates) are shown as ``\\xNN`` escapes."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if _has_surrogates(text) else text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _href(path: str) -> str:
+    """A relative file path as a URL: percent-encoded bytes, so a name that is not UTF-8 still
+    links to its file."""
+    return html.escape(urllib.parse.quote(os.fsencode(path), safe="/"))
 
 
 def to_display(t: torch.Tensor) -> torch.Tensor:
@@ -61,7 +84,8 @@ def write_gallery(
     """Write ``out_dir/index.html``: a table with one row per item.
 
     Each row maps ``"name"`` to a label and each column name to an image path relative to
-    ``out_dir`` (missing columns are left empty).
+    ``out_dir`` (missing columns are left empty). Paths become percent-encoded links and labels
+    :func:`printable` text, so any file name (even one that is not UTF-8) gives a valid page.
     """
     out_dir = Path(out_dir)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -71,13 +95,13 @@ def write_gallery(
         for c in columns:
             src = row.get(c)
             cells.append(
-                f'<td><a href="{html.escape(src)}"><img src="{html.escape(src)}" loading="lazy"></a></td>'
+                f'<td><a href="{_href(src)}"><img src="{_href(src)}" loading="lazy"></a></td>'
                 if src
                 else "<td></td>"
             )
-        body.append(f"<tr><td class=name>{html.escape(row.get('name', ''))}</td>{''.join(cells)}</tr>")
+        body.append(f"<tr><td class=name>{html.escape(printable(row.get('name', '')))}</td>{''.join(cells)}</tr>")
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html><head><meta charset="utf-8"><title>{html.escape(printable(title))}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; }}
 table {{ border-collapse: collapse; }}
@@ -85,8 +109,8 @@ td, th {{ padding: 4px; border-bottom: 1px solid #ddd; text-align: center; verti
 td.name {{ font-family: monospace; font-size: 12px; text-align: left; max-width: 14em; word-break: break-all; }}
 img {{ max-width: 256px; max-height: 256px; image-rendering: pixelated; }}
 </style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>{html.escape(notes)}</p>
+<h1>{html.escape(printable(title))}</h1>
+<p>{html.escape(printable(notes))}</p>
 <table><tr><th></th>{head}</tr>
 {chr(10).join(body)}
 </table></body></html>

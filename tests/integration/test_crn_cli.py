@@ -27,5 +27,5 @@ def test_end_to_end_cli_synth_train_translate(tmp_path: Path):
     assert r.exit_code == 0, r.output
     img = read_image(out / f"{labels[0].stem}.png")
     assert img.shape == (32, 32, 3)
-    r = runner.invoke(app, ["translate", str(run), str(labels[0]), "--out", str(out), "--variant", "7"])
+    r = runner.invoke(app, ["translate", str(run), str(labels[0]), "--out", str(out), "--variant", "7", "--overwrite"])
     assert r.exit_code != 0 and "k = 3" in r.output

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _same_files(a: Translator, b: Translator, files, tmp_path: Path, options: dict) -> int:
-    ya = a.translate_files(files, tmp_path / "a", options=options, gallery=False)
-    yb = b.translate_files(files, tmp_path / "b", options=options, gallery=False)
+    ya = a.translate_files(files, tmp_path / "a", options=options, gallery=False, overwrite=True)
+    yb = b.translate_files(files, tmp_path / "b", options=options, gallery=False, overwrite=True)
     return max(int(np.abs(read_image(p).astype(int) - read_image(q).astype(int)).max()) for p, q in zip(ya, yb))
 
 

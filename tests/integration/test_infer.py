@@ -1,5 +1,6 @@
 """Translating with a tiny trained pix2pix: ``pairgan.load`` on any input type and size, the paper and
-eval modes, files with their gallery, and tiled translation."""
+eval modes, files with their gallery, tiled translation, and the checks before anything is written
+(inputs and unknown files never replaced, forward passes within the pixel limit)."""
 
 from pathlib import Path
 from typing import Callable
@@ -11,7 +12,8 @@ from PIL import Image
 
 import pairgan
 from pairgan.data.io import read_image
-from pairgan.infer import Translator, expand_inputs
+from pairgan.errors import DataError
+from pairgan.infer import IO_BYTES_PER_PIXEL, Translator, expand_inputs
 
 
 @pytest.fixture
@@ -98,3 +100,46 @@ def test_translate_files_tiled_keeps_size(trained: Path, tmp_path: Path):
     assert Image.open(out[0]).size == (100, 80)
     with pytest.raises(ValueError, match="overlap"):
         model.translate_tiled({"A": torch.zeros(1, 3, 64, 64)}, tile=32, overlap=40)
+
+
+def test_translate_files_never_replaces_inputs_or_unknown_files(trained: Path, tmp_path: Path):
+    model = pairgan.load(trained)
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(src)
+    before = src.read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match="would replace the input"):
+            model.translate_files([src], src.parent, overwrite=overwrite)
+    assert src.read_bytes() == before and sorted(p.name for p in src.parent.iterdir()) == ["a.png"]
+    out = tmp_path / "out"
+    model.translate_files([src], out)
+    with pytest.raises(DataError, match=r"a\.png exists and this run did not write it; --overwrite"):
+        model.translate_files([src], out)  # a second run: its files are not this run's
+    assert model.translate_files([src], out, overwrite=True) == [out / "a.png"]
+
+
+def test_translate_files_checks_pixels_before_decoding(trained: Path, tmp_path: Path, monkeypatch):
+    model = pairgan.load(trained, mode="eval")
+    src = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 130, 3), dtype=np.uint8)).save(src)
+    decoded = []
+    real = model.method.load_inference_input
+    monkeypatch.setattr(model.method, "load_inference_input", lambda *a, **k: decoded.append(a) or real(*a, **k))
+    with pytest.raises(DataError, match=r"130x90 pixels in one forward pass .* --tile 512"):
+        model.translate_files([src], tmp_path / "o", max_pixels=1000)
+    assert not decoded and not (tmp_path / "o").exists()  # refused from the header, nothing written
+    written = model.translate_files([src], tmp_path / "o", tile="auto", overlap=4, max_pixels=48 * 48, gallery=False)
+    assert Image.open(written[0]).size == (130, 90)
+    whole = model.translate_files([src], tmp_path / "w", gallery=False)  # far below the derived limit
+    assert Image.open(whole[0]).size == (130, 90)
+
+
+def test_measured_bytes_per_pixel_is_conservative(trained: Path):
+    model = pairgan.load(trained)
+    per_pixel = model.measure_bytes_per_pixel()
+    # at least the input's and output's float32 channels, and the whole-image buffers
+    assert per_pixel > IO_BYTES_PER_PIXEL + 2 * 3 * 4
+    buffers = {k: v.clone() for k, v in model.method.nets.state_dict().items()}
+    model.measure_bytes_per_pixel()
+    assert all(torch.equal(v, model.method.nets.state_dict()[k]) for k, v in buffers.items())  # the probe left no trace

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,7 +10,8 @@ import typer
 
 from pairgan.cli.common import fail, parse_options, user_errors_reported
 from pairgan.export import ExportedTranslator
-from pairgan.infer import Translator, expand_inputs
+from pairgan.infer import OutputWriteError, Translator, expand_inputs
+from pairgan.visual import printable
 
 __all__ = ["translate"]
 
@@ -37,8 +39,19 @@ def translate(
     pose: Optional[str] = typer.Option(None, help="GGB: the target pose (a keypoint file or an annotation name)."),
     variant: Optional[int] = typer.Option(None, help="CRN: write only output variant i (default: all k)."),
     option: List[str] = typer.Option([], "--option", "-O", help="A method's inference option key=value (repeatable)."),
-    tile: int = typer.Option(0, help="Translate in tiles of this size (images too large for memory); 0 = whole."),
+    tile: str = typer.Option(
+        "0", help="Translate in tiles of this size (images too large for memory); 0 = whole; auto = whole when "
+        "an image fits --max-pixels, else the largest tiles that do."),
     overlap: int = typer.Option(32, help="Tile overlap in pixels, blended smoothly."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace files already in --out (never an input file: that is always refused)."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse inputs clearly of another kind than the training inputs (default: warn)."),
+    max_pixels: Optional[int] = typer.Option(
+        None, "--max-pixels", min=1,
+        help="The most pixels one forward pass may take (default: derived from the available memory and the "
+        "network's bytes per pixel, measured on a small probe). Larger images stop with an error, or are "
+        "tiled with --tile auto."),
     backend: str = typer.Option(
         "torch", help="torch (CHECKPOINT is a run/checkpoint folder), onnxruntime or torchscript (CHECKPOINT is "
         "a file from `pairgan export`; same pre/post-processing, eval mode)."),
@@ -46,6 +59,9 @@ def translate(
     """Translate images of any size with a trained checkpoint (no training flags to repeat)."""
     if bit_depth not in (8, 16):
         fail(f"--bit-depth {bit_depth}: expected 8 or 16")
+    if tile != "auto" and not (tile.isdigit()):
+        fail(f"--tile {tile}: expected a size in pixels, 0 (whole images) or auto")
+    tile_size: int | str = tile if tile == "auto" else int(tile)
     options = parse_options(option)
     for key, value in (("features", features), ("pose", pose), ("variant", variant)):
         if value is not None:
@@ -60,8 +76,16 @@ def translate(
         files = expand_inputs(inputs)
         if not files:
             fail("no input images found")
-        written = tr.translate_files(
-            files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
-            options=options, tile=tile, overlap=overlap,
-        )
-    typer.echo(f"wrote {len(written)} images to {out}" + (f"; gallery {out / 'index.html'}" if gallery else ""))
+        try:
+            written = tr.translate_files(
+                files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
+                options=options, tile=tile_size, overlap=overlap, overwrite=overwrite, max_pixels=max_pixels,
+                strict=strict,
+            )
+        except OutputWriteError as exc:
+            where = printable(str(exc.filename))
+            if exc.errno == errno.ENOSPC:
+                fail(f"no space left on device writing {where} (ENOSPC); the outputs finished before it are whole")
+            fail(f"writing {where}: {exc.strerror}")
+    shown = printable(str(out))
+    typer.echo(f"wrote {len(written)} images to {shown}" + (f"; gallery {shown}/index.html" if gallery else ""))

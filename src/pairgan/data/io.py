@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import struct
 import sys
 import zlib
@@ -566,12 +567,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         except DataError:
             pass  # BigTIFF or damaged header: ask Pillow
     try:
-        with open(path, "rb") as f, Image.open(f) as im:
-            w, h = im.size
-            if im.format == "PNG" and "exif" not in im.info:
-                orientation = _png_late_exif_orientation(f)  # getexif() would decode the pixels
-            else:
-                orientation = _pil_orientation(im)
+        # The size is what a caller checks against its own limit: Pillow's decompression-bomb
+        # warning is noise here (its error, at twice the limit, is reported below).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open(path, "rb") as f, Image.open(f) as im:
+                w, h = im.size
+                if im.format == "PNG" and "exif" not in im.info:
+                    orientation = _png_late_exif_orientation(f)  # getexif() would decode the pixels
+                else:
+                    orientation = _pil_orientation(im)
+    except Image.DecompressionBombError as exc:
+        raise _err(path, f"image too large ({exc})") from None
     except UnidentifiedImageError:
         raise _err(path, f"not a readable image (unknown or corrupt {path.suffix} file)") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
