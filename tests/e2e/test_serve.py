@@ -361,7 +361,12 @@ def test_label_model_painted_map_features_and_edits(method_client):
     for fields, needle in [({"features": "encode:/etc/passwd"}, "reads no files"),
                            ({"edits": "[{\"x\": 99, \"y\": 1, \"cluster\": 1}]"}, "outside"),
                            ({"edits": "[1, 2]"}, "edits"), ({"edits": "{\"7000\": 1}"}, "no instance 7000"),
-                           ({"variant": "all"}, "CRN")]:
+                           ({"variant": "all"}, "CRN"),
+                           # issue 14: these were 500s (RecursionError, OverflowError) on a real pix2pixHD
+                           ({"edits": "[" * 5000 + "]" * 5000}, "nested 5000 deep"),
+                           ({"edits": "{\"6000\": 1e400}"}, "not a finite number"),
+                           ({"edits": "{\"12345678901234567890123\": 1}"}, "instance id '12345678901234567890123'"),
+                           ({"edits": "[{\"x\": 5, \"y\": 22, \"cluster\": 12345678901234567890123}]"}, "larger than")]:
         r = c.post("/v1/translate", files={"image": ("m.png", painted, "image/png")}, data={"model": "hd", **fields})
         assert r.status_code == 422 and needle in r.json()["error"]["message"], (fields, r.text)
     bad = pal[ids].copy()
