@@ -236,3 +236,36 @@ def test_restyle_an_object_and_drag_a_pose_joint(method_server, page, tmp_path):
     assert pg.locator("#output figcaption").all_inner_texts() == ["variant 0", "variant 1", "variant 2"]
     pg.screenshot(path=str(tmp_path / "crn.png"))
     assert not errors, errors
+
+
+def test_editor_asks_for_the_token_once_per_tab(tmp_path, tiny_run: Callable[..., Path], tiny_data: Callable[..., Path],
+                                               page):
+    """A server started with --token: the editor asks for it (again after a wrong one), keeps it in
+    sessionStorage, translates with it, and does not ask again after a reload."""
+    run = tiny_run("pix2pix", steps=1, data=tiny_data("scenes", n=10, size=48) / "aligned",
+                   extra=["data.input_kind=label"])
+    port = serve_load.free_port()
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = serve_load.start_server([f"demo={run}"], port, log=log, extra=["--token", "tok-123"])
+        try:
+            pg, _ = page
+            answers = ["wrong", "tok-123"]
+            asked: list[str] = []
+
+            def on_dialog(d) -> None:
+                asked.append(d.message)
+                d.accept(answers[len(asked) - 1] if len(asked) <= len(answers) else "")
+
+            pg.on("dialog", on_dialog)
+            pg.goto(f"http://127.0.0.1:{port}/")
+            pg.wait_for_selector("#palette .swatch")
+            assert len(asked) == 2 and "token" in asked[0] and "refused" in asked[1]
+            assert pg.evaluate("() => sessionStorage.getItem('pairgan-token')") == "tok-123"
+            pg.click("#translate")
+            pg.wait_for_function("() => { const i = document.getElementById('output-image'); "
+                                 "return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+            pg.reload()
+            pg.wait_for_selector("#palette .swatch")
+            assert len(asked) == 2  # kept for the tab
+        finally:
+            serve_load.stop_server(proc)

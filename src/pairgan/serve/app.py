@@ -9,9 +9,15 @@ Endpoints (all errors are JSON ``{"error": {"status", "code", "message"}}``):
   image for label models; ``label`` is accepted as its alias), ``instance`` (an instance map for
   models with instance maps; optional), ``model``, ``seed``, ``variant``, ``features``, ``edits``,
   ``pose``. Answers a PNG. No field names a file on the server: only uploaded bytes are read.
-* ``GET /docs``, ``GET /openapi.json`` — the OpenAPI description.
+* ``GET /openapi.json`` — the OpenAPI description. ``/docs`` and ``/redoc`` are off: FastAPI's
+  pages load Swagger UI / ReDoc from a public CDN, which an offline or private server must not do.
 
-Uploads are checked before they cost anything: the body size (413), the image header's width x
+Access (:class:`~pairgan.serve.limits.Access`): with a token, every request but the editor's page,
+its files and ``/healthz`` needs ``Authorization: Bearer TOKEN`` (401); with a Host allow-list, any
+other Host is answered 421 (DNS rebinding of a loopback server); CORS only for the listed origins.
+
+Uploads are checked before they cost anything: the body's type (415 unless multipart/form-data),
+a truncated multipart body (400), the body size (413), the image header's width x
 height (413, before decoding: decompression bombs), the format by content (415), the pixels by
 decoding (422), channels (422), options (422), the model (404); inference runs in a bounded
 worker queue (503 when full) under a per-request time limit (504).
@@ -29,18 +35,38 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pairgan import __version__
-from pairgan.serve.limits import ApiError, BodyLimitMiddleware, ImageInfo, Limits, QueueFull, WorkQueue, probe_image
-from pairgan.serve.models import ServedModel, build_batch, load_models, parse_options, render_output
+from pairgan.serve.limits import (
+    SEND_MULTIPART,
+    Access,
+    AccessMiddleware,
+    ApiError,
+    BodyLimitMiddleware,
+    ImageInfo,
+    Limits,
+    MultipartShapeMiddleware,
+    QueueFull,
+    WorkQueue,
+    probe_image,
+    short_option,
+)
+from pairgan.serve.models import (
+    ServedModel,
+    build_batch,
+    load_models,
+    parse_options,
+    render_output,
+)
 
 # load_models and Limits are here too: what `pairgan serve` needs to start a server.
-__all__ = ["Limits", "create_app", "load_models"]
+__all__ = ["Access", "Limits", "create_app", "load_models"]
 
 STATIC = {"editor.js": "text/javascript", "editor.css": "text/css"}
-_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  415: "unsupported_media_type", 422: "bad_request", 503: "busy", 504: "timeout"}
 
 
@@ -56,9 +82,12 @@ def _static(name: str) -> str:
     return (files("pairgan.serve") / "static" / name).read_text(encoding="utf-8")
 
 
-def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> FastAPI:
-    """The FastAPI application serving ``models`` under ``limits``."""
+def create_app(models: dict[str, ServedModel], limits: Limits | None = None, access: Access | None = None) -> FastAPI:
+    """The FastAPI application serving ``models`` under ``limits``, to whom ``access`` allows
+    (default: no token, any Host, no CORS: what a test client needs; `pairgan serve` passes
+    :meth:`Access.for_bind` of its address)."""
     limits = limits or Limits()
+    access = access or Access()
     queue = WorkQueue(limits.workers, limits.queue_size)
 
     @contextlib.asynccontextmanager
@@ -68,6 +97,8 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load from a public CDN: off; /openapi.json stays
+        redoc_url=None,
         title="pairgan",
         version=__version__,
         description="Paired image-to-image translation. POST an image (or a label map) to /v1/translate and get "
@@ -77,7 +108,9 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
     app.state.models = models
     app.state.limits = limits
     app.state.queue = queue
+    app.state.access = access
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_upload_bytes)
+    app.add_middleware(MultipartShapeMiddleware)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -93,7 +126,10 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
         parts = []
         for e in exc.errors():
             loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query"))
-            parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+            if loc in ("image", "label", "instance") and "UploadFile" in str(e.get("msg")):
+                parts.append(f"{loc}: expected an uploaded file (a multipart part with a filename), not a text field")
+            else:
+                parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
         return _error_response(422, "bad_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(Exception)
@@ -160,6 +196,12 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
         pose: Optional[str] = Form(None, description="GGB: the target pose, JSON [[y, x], ...] per keypoint."),
     ) -> Response:
         t0 = time.perf_counter()
+        if image is not None and label is not None:
+            raise ApiError(422, "bad_request", "send the input as `image` or as `label`, not both")
+        upload = image or label
+        if upload is None:
+            raise ApiError(422, "bad_request", f"no input image: {SEND_MULTIPART} (a label map for label models)")
+        model = short_option("model", model)
         if model in (None, ""):
             if len(models) != 1:
                 raise ApiError(422, "bad_option", f"model: which one? expected one of {', '.join(models)}")
@@ -168,12 +210,6 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
             raise ApiError(404, "unknown_model", f"no model {model!r}; expected one of {', '.join(models)}")
         else:
             served = models[model]
-        if image is not None and label is not None:
-            raise ApiError(422, "bad_request", "send the input as `image` or as `label`, not both")
-        upload = image or label
-        if upload is None:
-            raise ApiError(422, "bad_request", "no input: send the image (or label map) as the multipart file "
-                                               "field `image`")
         s, opts = parse_options(served, seed=seed, variant=variant, features=features, edits=edits, pose=pose)
         opts["seed"] = s
         uploads: dict[str, tuple[bytes, ImageInfo]] = {}
@@ -205,5 +241,11 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
                         "Cache-Control": "no-store"})
         return Response(png, media_type="image/png", headers=headers)
 
+    # Added last, so they run first: the Host and the token are checked before anything else.
+    if access.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization"], expose_headers=["X-Pairgan-Model", "X-Pairgan-Seconds",
+                                                                            "X-Pairgan-Variants"])
+    app.add_middleware(AccessMiddleware, access=access)
     return app
 

@@ -10,7 +10,6 @@ A served model is a :class:`~pairgan.infer.Translator` (a run or checkpoint fold
 from __future__ import annotations
 
 import io
-import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -28,7 +27,13 @@ from pairgan.errors import DataError
 from pairgan.export import ExportedTranslator
 from pairgan.infer import Translator
 from pairgan.methods.base import Method
-from pairgan.serve.limits import ApiError, ImageInfo
+from pairgan.serve.limits import (
+    MAX_JSON_INT,
+    ApiError,
+    ImageInfo,
+    bounded_json,
+    short_option,
+)
 
 __all__ = ["INFERENCE_LOCK", "ServedModel", "build_batch", "encode_png", "load_models", "parse_options",
            "render_output"]
@@ -180,6 +185,8 @@ def parse_options(model: ServedModel, *, seed: str | None, variant: str | None, 
     """Validate the request's options against what ``model`` offers -> (seed, batch options)."""
     opts: dict[str, Any] = {}
     offered = model.options
+    seed, variant, features = (short_option(n, v) for n, v in (("seed", seed), ("variant", variant),
+                                                                  ("features", features)))
     s = _int_option("seed", seed, 0, 2**31 - 1, 0)
     if variant not in (None, ""):
         if not offered["variant"]:
@@ -196,7 +203,7 @@ def parse_options(model: ServedModel, *, seed: str | None, variant: str | None, 
         if f == "random":
             opts["features"] = "random"
         elif f.startswith("cluster:"):
-            opts["features"] = f"cluster:{_int_option('features cluster', f[8:], 0, 10_000)}"
+            opts["features"] = f"cluster:{_int_option('features cluster', f[8:], 0, MAX_CLUSTER)}"
         else:
             raise ApiError(422, "bad_option", f"features {f!r}: expected 'random' or 'cluster:K' (the API reads no "
                                               "files: 'encode:IMAGE' is a command-line option)")
@@ -214,38 +221,64 @@ def parse_options(model: ServedModel, *, seed: str | None, variant: str | None, 
 
 def _parse_pose(text: str, n_keypoints: int) -> np.ndarray:
     """JSON ``[[y, x], ...]`` (one per keypoint; ``null`` or negative = missing) -> float [K, 2], NaN missing."""
-    bad = ApiError(422, "bad_option", f"pose: expected JSON [[y, x], ...] with {n_keypoints} keypoints in pixels of "
-                                      "the uploaded image (null or [-1, -1] for a missing one)")
-    try:
-        doc = json.loads(text)
-        if not isinstance(doc, list) or len(doc) != n_keypoints:
-            raise ValueError
-        rows = [[float("nan")] * 2 if p is None else [float(p[0]), float(p[1])] for p in doc]
-    except (ValueError, TypeError, IndexError, KeyError):
-        raise bad from None
-    arr = np.asarray(rows, np.float64)
-    if np.isinf(arr).any():
+    expected = (f"JSON [[y, x], ...] with {n_keypoints} keypoints in pixels of the uploaded image (null or "
+                "[-1, -1] for a missing one)")
+    doc = bounded_json("pose", text, expected)
+    bad = ApiError(422, "bad_option", f"pose: expected {expected}")
+    if not isinstance(doc, list) or len(doc) != n_keypoints:
         raise bad
+    rows = []
+    for p in doc:
+        if p is None:
+            rows.append([float("nan")] * 2)
+        elif isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p):
+            rows.append([float(p[0]), float(p[1])])
+        else:
+            raise bad
+    arr = np.asarray(rows, np.float64).reshape(-1, 2)
     arr[(arr < 0).any(axis=1)] = np.nan
     return arr
+
+
+#: Largest feature cluster index an option may name.
+MAX_CLUSTER = 10_000
+#: Most edits one request may carry.
+MAX_EDITS = 10_000
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_index(v: Any, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
 
 
 def _parse_edits(text: str) -> list[tuple[str, Any, int]]:
     """``{"INSTANCE_ID": K, ...}`` or ``[{"x": X, "y": Y, "cluster": K}, ...]`` (the instance under
     pixel (x, y)) -> [("id", id, K) | ("at", (y, x), K)]."""
-    bad = ApiError(422, "bad_option", 'edits: expected JSON {"INSTANCE_ID": K, ...} or '
-                                      '[{"x": X, "y": Y, "cluster": K}, ...] with non-negative integers')
-    try:
-        doc = json.loads(text)
-        if isinstance(doc, dict):
-            out = [("id", int(k), int(v)) for k, v in doc.items()]
-        elif isinstance(doc, list):
-            out = [("at", (int(e["y"]), int(e["x"])), int(e["cluster"])) for e in doc]
-        else:
-            raise ValueError
-    except (ValueError, TypeError, KeyError):
-        raise bad from None
-    if len(out) > 10_000 or any(k < 0 or (min(t) if isinstance(t, tuple) else t) < 0 for _, t, k in out):
+    expected = (f'JSON {{"INSTANCE_ID": K, ...}} or [{{"x": X, "y": Y, "cluster": K}}, ...] with integers '
+                f"0..{MAX_JSON_INT} (K: 0..{MAX_CLUSTER}), at most {MAX_EDITS} edits")
+    doc = bounded_json("edits", text, expected)
+    bad = ApiError(422, "bad_option", f"edits: expected {expected}")
+    out: list[tuple[str, Any, int]] = []
+    if isinstance(doc, dict):
+        for key, k in doc.items():
+            key = key.strip()
+            if not (key.isdigit() and len(key) <= len(str(MAX_JSON_INT)) and int(key) <= MAX_JSON_INT):
+                raise ApiError(422, "bad_option", f"edits: instance id {key[:30]!r}; expected {expected}")
+            if not _is_index(k, MAX_CLUSTER):
+                raise ApiError(422, "bad_option", f"edits: cluster {str(k)[:30]} of instance {key}; expected {expected}")
+            out.append(("id", int(key), k))
+    elif isinstance(doc, list):
+        for e in doc:
+            if not (isinstance(e, dict) and _is_index(e.get("x"), MAX_JSON_INT) and _is_index(e.get("y"), MAX_JSON_INT)
+                    and _is_index(e.get("cluster"), MAX_CLUSTER)):
+                raise bad
+            out.append(("at", (e["y"], e["x"]), e["cluster"]))
+    else:
+        raise bad
+    if len(out) > MAX_EDITS:
         raise bad
     return out
 

@@ -32,10 +32,30 @@ function background() {
 }
 function hexToRgb(hex) { const v = parseInt(hex.slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
 
+// ------------------------------------------------------------------ the API, with the server's token
+// A server started with --token answers 401 without it: ask once, keep it for this tab only
+// (sessionStorage), and ask again only when the server refuses the kept one.
+const TOKEN_KEY = "pairgan-token";
+async function api(path, init = {}) {
+  let r = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = Object.assign({}, init.headers || {});
+    if (token) headers.Authorization = `Bearer ${token}`;
+    r = await fetch(path, Object.assign({}, init, { headers }));
+    if (r.status !== 401) return r;
+    sessionStorage.removeItem(TOKEN_KEY);
+    const typed = window.prompt(token ? "The server refused that token. Its token:" : "This server needs its access token:");
+    if (!typed) return r;
+    sessionStorage.setItem(TOKEN_KEY, typed.trim());
+  }
+  return r;
+}
+
 // ------------------------------------------------------------------ models
 async function loadModels() {
   setStatus("loading models…");
-  const r = await fetch("/v1/models");
+  const r = await api("/v1/models");
   const doc = await r.json();
   if (!r.ok) throw new Error(doc.error ? doc.error.message : r.statusText);
   state.models = doc.models;
@@ -421,7 +441,7 @@ async function translate() {
     if (opts.features && $("features").value) fd.append("features", $("features").value);
     if (opts.edits && state.edits.length) fd.append("edits", JSON.stringify(state.edits));
     if (state.pose) fd.append("pose", JSON.stringify(state.pose.map(([y, x]) => [Math.round(y * 10) / 10, Math.round(x * 10) / 10])));
-    const r = await fetch("/v1/translate", { method: "POST", body: fd });
+    const r = await api("/v1/translate", { method: "POST", body: fd });
     if (!r.ok) {
       let msg = `${r.status} ${r.statusText}`;
       try { const e = await r.json(); msg = `${r.status}: ${e.error.message}`; } catch (_) { /* not JSON */ }
