@@ -33,22 +33,42 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def main() -> None:
+TABLES = ("CASES", "CLI_CASES", "REQUESTS")
+
+
+def _unwrap(entry: object) -> object:
+    # A case wrapped in pytest.param (to carry marks such as a skip) holds it as its only value.
+    values = getattr(entry, "values", None)
+    return values[0] if isinstance(values, tuple) and values else entry
+
+
+def _shown(case: object) -> str:
+    argv = getattr(case, "argv", None)
+    if argv is not None:
+        return "pairgan " + " ".join(argv)
+    return f"{getattr(case, 'method', '')} {getattr(case, 'path', '')}".strip()
+
+
+def all_cases() -> list[tuple[str, list[object]]]:
+    """(module, its cases) for every table of the suite."""
     sys.path.insert(0, str(REPO))
-    out = [HEADER]
-    total = 0
+    out = []
     for name in case_modules():
         module = importlib.import_module(name)
-        cases = getattr(module, "CASES", [])
-        total += len(cases)
+        cases = [_unwrap(c) for table in TABLES for c in getattr(module, table, [])]
+        out.append((name, cases))
+    return out
+
+
+def main() -> None:
+    tables = all_cases()
+    out = [HEADER, f"\n{sum(len(c) for _, c in tables)} cases in all.\n"]
+    for name, cases in tables:
         out.append(f"\n## {name.split('.')[-1].removeprefix('test_bad_inputs_')} ({len(cases)} cases, `{name}`)\n")
         out.append("| case | input | status | expected |\n| --- | --- | --- | --- |")
         for c in cases:
-            argv = getattr(c, "argv", None)
-            shown = "pairgan " + " ".join(argv) if argv is not None else getattr(c, "request", "")
-            expected = getattr(c, "message", "")
-            out.append(f"| `{c.id}` | `{_cell(shown)}` | {getattr(c, 'status', '')} | `{_cell(expected)}` |")
-    out.insert(1, f"\n{total} cases in all.\n")
+            out.append(f"| `{c.id}` | `{_cell(_shown(c))}` | {getattr(c, 'status', '')} | "
+                       f"`{_cell(getattr(c, 'message', ''))}` |")
     print("\n".join(out))
 
 

@@ -143,7 +143,7 @@ def main() -> None:
        "eval hd encode")
     evals["hd_encode"] = json.loads((ev / "hd_encode" / "metrics.json").read_text())
     sh(["translate", str(runs["hd"]), str(data / "test_label"), "--features", "random", "--seed", "0",
-        "--out", str(root / "out" / "hd_random"), "--no-gallery"], log, "translate hd random")
+        "--out", str(root / "out" / "hd_random"), "--no-gallery", "--overwrite"], log, "translate hd random")
     sh(["evaluate", "--outputs", str(root / "out" / "hd_random"), "--data", str(data), "--preset", "pix2pixhd-demo",
         "-m", METRICS, "--out", str(ev / "hd_random")], log, "eval hd random")
     evals["hd_random"] = json.loads((ev / "hd_random" / "metrics.json").read_text())
