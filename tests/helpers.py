@@ -20,6 +20,8 @@ wins): ``tiny_overrides("crn") + ["model.widths=[8,8,8]"]``.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -270,4 +272,17 @@ def train_whole_and_resumed(cfg: Config, root: Path, stop_at: int) -> tuple[Path
     Trainer(cfg, root / "two", progress=False).fit(until_step=stop_at)
     Trainer(cfg, root / "two", resume=True, progress=False).fit()
     return root / "one", root / "two"
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose header claims ``w`` x ``h`` RGB pixels, with a few bytes of image data (a
+    decompression bomb: cheap to send, huge if decoded)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 

@@ -15,10 +15,8 @@ import io
 import json
 import random
 import socket
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from pairgan.serve.limits import Access, Limits
 from pairgan.serve.models import load_models
 from pairgan.serve.server import ServerOptions, make_server
 from tests.badinput import Case, check_case
+from tests.helpers import png_header_only
 
 TOKEN = "s3cret-token"
 LOOPBACK = "http://127.0.0.1:8000"
@@ -49,15 +48,6 @@ def _png(w: int = 48, h: int = 48) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _bomb(w: int, h: int) -> bytes:
-    """A PNG whose header claims w x h pixels, with a few bytes of image data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 PNG = _png()
@@ -242,7 +232,7 @@ REQUESTS = [
     Req("image-empty", "POST", "/v1/translate", 422, r"the image upload is empty", translate(files={"image": b""}),
         new=False),
     Req("image-decompression-bomb", "POST", "/v1/translate", 413, r"the image is too large to decode .*the limit is 40000 pixels",
-        translate(files={"image": _bomb(50000, 50000)}), new=False),
+        translate(files={"image": png_header_only(50000, 50000)}), new=False),
     Req("body-over-the-limit", "POST", "/v1/translate", 413, r"larger than the limit of 300000 bytes",
         translate(files={"image": PNG + b"\0" * 400_000}), new=False),
     Req("good-translate", "POST", "/v1/translate", 200, "", translate(), new=False),
@@ -379,7 +369,7 @@ def _fuzz_request(rng: random.Random) -> dict[str, Any]:
                                                                  "pose", "label"], rng.randint(0, 4))}
     if rng.random() < 0.6:
         fields["model"] = rng.choice(["demo", "feat", "pose"])
-    image = rng.choice([PNG, PNG[: rng.randint(0, len(PNG))], b"", _bomb(9999, 9999), bytes(rng.randbytes(300))])
+    image = rng.choice([PNG, PNG[: rng.randint(0, len(PNG))], b"", png_header_only(9999, 9999), bytes(rng.randbytes(300))])
     body = multipart(fields, {rng.choice(["image", "image", "label", "instance", "other"]): image})
     cut = rng.random()
     if cut < 0.25:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -28,22 +26,13 @@ from pairgan.infer import Translator  # noqa: E402
 from pairgan.serve.app import create_app  # noqa: E402
 from pairgan.serve.limits import Limits  # noqa: E402
 from pairgan.serve.models import load_models  # noqa: E402
-from tests.helpers import train_tiny_with_clusters  # noqa: E402
+from tests.helpers import png_header_only, train_tiny_with_clusters  # noqa: E402
 
 
 def png(arr: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr, mode).save(buf, format=fmt)
     return buf.getvalue()
-
-
-def png_header_only(w: int, h: int) -> bytes:
-    """A PNG whose header claims w x h pixels, with a few bytes of image data (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def scene_image(palette: list[list[int]], h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
