@@ -473,9 +473,9 @@ class Translator:
             outs = output if isinstance(output, (tuple, list)) else (output,)
             total[0] += sum(o.numel() * o.element_size() for o in outs if torch.is_tensor(o))
 
-        nets = getattr(self.method, "nets", None)
-        leaves = [mod for mod in nets.modules() if not any(True for _ in mod.children())] if nets is not None else []
-        if not leaves or type(self).translate_batch is not Translator.translate_batch:
+        nets = self.method.nets
+        leaves = [mod for mod in nets.modules() if not any(True for _ in mod.children())]
+        if not leaves:
             return float(FALLBACK_BYTES_PER_PIXEL)
         # Batch norm in train mode (pix2pix's paper mode) updates running statistics: keep them.
         buffers = [(b, b.detach().clone()) for b in nets.buffers()]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pairgan.config import Config, config_from_dict
 from pairgan.errors import ExportError
 from pairgan.export.format import quiet, read_metadata
-from pairgan.infer import Translator
+from pairgan.infer import FALLBACK_BYTES_PER_PIXEL, Translator
 from pairgan.methods.base import Method
 from pairgan.methods.build import restore_method
 from pairgan.padding import fit_batch, pad_batch
@@ -135,6 +135,11 @@ class ExportedTranslator(Translator):
         return self._size_multiple
 
     @torch.no_grad()
+    def measure_bytes_per_pixel(self, options: dict[str, Any] | None = None) -> float:
+        """An exported graph runs outside PyTorch's modules, so no layer can be watched: the
+        conservative :data:`pairgan.infer.FALLBACK_BYTES_PER_PIXEL`."""
+        return float(FALLBACK_BYTES_PER_PIXEL)
+
     def translate_batch(self, batch: dict[str, Any], seed: int | None = 0) -> torch.Tensor:
         """Same contract as :meth:`Translator.translate_batch`: NCHW in [-1, 1] of the inputs' size."""
         batch = {k: v.cpu() if torch.is_tensor(v) else v for k, v in batch.items()}
