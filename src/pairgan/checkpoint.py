@@ -20,7 +20,6 @@ naming ENOSPC.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import pickle
@@ -39,7 +38,7 @@ from torch import nn
 
 from pairgan.config import Config, load_config, save_config
 from pairgan.errors import CheckpointError
-from pairgan.fsutil import atomic_folder, atomic_write_text
+from pairgan.fsutil import atomic_folder, atomic_write_text, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +146,7 @@ def _write_failure(exc: BaseException, folder: Path) -> str:
     """Why a checkpoint write failed, in words; a full disk is named ENOSPC whichever writer saw it
     (an OSError, safetensors' ``StorageFull``, torch's zip writer's ``unexpected pos``)."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    full = (getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
-            or "StorageFull" in str(exc) or "code: 28" in str(exc))
+    full = is_disk_full(exc)
     if not full and "unexpected pos" in str(exc):
         try:
             full = shutil.disk_usage(folder).free < 64 * 2**20

@@ -12,6 +12,7 @@ This is the only module of pairgan that renames files into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_folder",
     "fsync_dir",
     "fsync_file",
+    "is_disk_full",
     "publish",
     "temp_name",
 ]
@@ -51,6 +53,15 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full: an OSError with ENOSPC, or a writer that reports it in
+    its own words (safetensors' ``StorageFull``, an I/O error with code 28)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    text = str(exc)
+    return "No space left" in text or "StorageFull" in text or "code: 28" in text
 
 
 def temp_name(path: str | os.PathLike) -> Path:

@@ -33,6 +33,7 @@ from pairgan.data.io import (
 )
 from pairgan.data.transforms import to_array, to_tensor
 from pairgan.errors import DataError
+from pairgan.fsutil import is_disk_full
 from pairgan.methods.base import Method
 from pairgan.methods.build import load_method
 from pairgan.padding import pad_batch
@@ -602,7 +603,7 @@ def _check_outputs(planned: Sequence[Path], files: Sequence[Path], out_dir: Path
 
 def _write_error(exc: OSError, path: Path) -> OutputWriteError:
     """``exc`` again, naming the output ``path`` (not the temporary the atomic writer used)."""
-    if exc.errno == errno.ENOSPC:
+    if is_disk_full(exc):
         return OutputWriteError(errno.ENOSPC, "no space left on device", str(path))
     return OutputWriteError(exc.errno, exc.strerror or str(exc), str(path))
 

@@ -94,3 +94,10 @@ def test_new_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_full_disk_is_recognised_whichever_writer_reports_it() -> None:
+    assert fsutil.is_disk_full(OSError(28, "No space left on device"))
+    assert fsutil.is_disk_full(RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })"))
+    assert not fsutil.is_disk_full(OSError(13, "Permission denied"))
+    assert not fsutil.is_disk_full(RuntimeError("unexpected pos 123"))  # checkpoint.py asks the disk for that one

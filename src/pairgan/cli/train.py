@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -23,6 +22,7 @@ from pairgan.checkpoint import (
 from pairgan.cli.common import SET_HELP, fail, user_errors_reported
 from pairgan.config import Config, apply_overrides, build_config, config_from_dict
 from pairgan.errors import CheckpointError
+from pairgan.fsutil import is_disk_full
 from pairgan.train.trainer import Trainer, TrainingInterrupted
 
 __all__ = ["fit", "resume_target", "resumed_config", "train"]
@@ -76,7 +76,7 @@ def fit(cfg: Config, run_dir: Path, *, resume: bool, continue_with: str,
         typer.echo(f"{exc}; continue with: {continue_with}", err=True)
         raise typer.Exit(130)
     except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+        if not is_disk_full(exc):
             raise
         # A full disk while writing samples, logs or the summary (checkpoints say so themselves).
         raise CheckpointError(f"{exc.filename or run_dir}: no space left on device (ENOSPC); "

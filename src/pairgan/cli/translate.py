@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,6 +9,7 @@ import typer
 
 from pairgan.cli.common import fail, parse_options, user_errors_reported
 from pairgan.export import ExportedTranslator
+from pairgan.fsutil import is_disk_full
 from pairgan.infer import OutputWriteError, Translator, expand_inputs
 from pairgan.visual import printable
 
@@ -84,7 +84,7 @@ def translate(
             )
         except OutputWriteError as exc:
             where = printable(str(exc.filename))
-            if exc.errno == errno.ENOSPC:
+            if is_disk_full(exc):
                 fail(f"no space left on device writing {where} (ENOSPC); the outputs finished before it are whole")
             fail(f"writing {where}: {exc.strerror}")
     shown = printable(str(out))

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 import struct
 import sys
+import warnings
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
