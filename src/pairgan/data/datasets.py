@@ -7,6 +7,7 @@ processes, their number and a resumed run all see the same pairs bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
+from pairgan.data.splits import parse_split, select_items
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import DataError
 from pairgan.registry import available, lookup, register
@@ -270,6 +272,7 @@ def detect_layout(root: str | Path, split: str) -> str:
 
 
 def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
+    split, _ = parse_split(split)
     layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
     if layout in _LAYOUTS:
         return _LAYOUTS[layout]
@@ -282,11 +285,24 @@ def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
 def build_dataset(
     cfg: DataConfig, split: str, *, train: bool, size_multiple: int = 1, seed: int = 0
 ) -> PairedImageDataset:
-    """The data set for ``split`` of ``cfg.path`` (layout ``auto`` detects aligned or folders)."""
+    """The data set for ``split`` of ``cfg.path`` (layout ``auto`` detects aligned or folders).
+
+    ``split`` is a folder name or a slice of one, ``NAME[START:STOP]`` (:mod:`pairgan.data.splits`);
+    ``data.max_items`` applies after the slice."""
     if not cfg.path:
         raise DataError(f"data.path is empty; expected the data set root folder ({LAYOUT_HELP})")
     cls = _dataset_class(cfg, split)
-    return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
+    folder, sl = parse_split(split)
+    if sl is None:
+        return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
+    ds = cls(cfg.path, folder, dataclasses.replace(cfg, max_items=0), train=train, size_multiple=size_multiple,
+             seed=seed)
+    ds.pairs = select_items(ds.pairs, split, Path(cfg.path) / folder)
+    if cfg.max_items > 0:
+        ds.pairs = ds.pairs[: cfg.max_items]
+    ds.cfg = cfg
+    ds.split = split
+    return ds
 
 
 def split_exists(cfg: DataConfig, split: str) -> bool:
@@ -294,6 +310,7 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
     if not cfg.path or not split:
         return False
     try:
+        split, _ = parse_split(split)
         layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
     except DataError:
         return False

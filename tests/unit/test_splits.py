@@ -1,0 +1,53 @@
+"""Split specs: NAME[START:STOP] slices a split folder in natural file-name order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pairgan.config import DataConfig
+from pairgan.data.datasets import build_dataset, split_exists
+from pairgan.data.io import write_image
+from pairgan.data.splits import natural_key, parse_split, select_items
+from pairgan.errors import DataError
+
+
+def test_parse_split():
+    assert parse_split("train") == ("train", None)
+    assert parse_split("train[2700:]") == ("train", slice(2700, None))
+    assert parse_split("train[:-275]") == ("train", slice(None, -275))
+    assert parse_split("val[1:3]") == ("val", slice(1, 3))
+    for bad in ("train[", "train[2700]", "train[a:b]", "[1:2]"):
+        with pytest.raises(DataError, match="NAME\\[START:STOP\\]"):
+            parse_split(bad)
+
+
+def test_natural_order_and_selection():
+    names = [f"{i}.jpg" for i in (10, 2, 1, 100, 3)]
+    assert sorted(names, key=natural_key) == ["1.jpg", "2.jpg", "3.jpg", "10.jpg", "100.jpg"]
+    assert select_items(names, "train[3:]") == ["10.jpg", "100.jpg"]
+    assert select_items(names, "train") == names
+    with pytest.raises(DataError, match="selects none"):
+        select_items(names, "train[9:]")
+
+
+def _aligned(root, n):
+    rng = np.random.default_rng(0)
+    (root / "train").mkdir(parents=True)
+    for i in range(1, n + 1):
+        write_image(root / "train" / f"{i}.png", rng.random((8, 16, 3)))
+
+
+def test_sliced_splits_partition_the_folder(tmp_path):
+    _aligned(tmp_path, 12)
+    cfg = DataConfig(path=str(tmp_path), preprocess="none", flip=False)
+    head = build_dataset(cfg, "train[:10]", train=False)
+    tail = build_dataset(cfg, "train[10:]", train=False)
+    names = lambda ds: [p[0].name for p in ds.pairs]  # noqa: E731
+    assert names(tail) == ["11.png", "12.png"]
+    assert len(head) == 10 and not set(names(head)) & set(names(tail))
+    assert tail[0]["A_path"].endswith("11.png")
+    assert split_exists(cfg, "train[10:]") and not split_exists(cfg, "nope[1:]")
+    # max_items applies after the slice
+    assert names(build_dataset(DataConfig(path=str(tmp_path), preprocess="none", max_items=1), "train[10:]",
+                               train=False)) == ["11.png"]
