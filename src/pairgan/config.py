@@ -69,6 +69,10 @@ class TrainConfig:
 
     #: Stop after this many optimisation steps (0 = run ``n_epochs + n_epochs_decay`` epochs).
     max_steps: int = 0
+    #: A wall-clock budget in minutes (0 = none): training stops when it is spent, with a final
+    #: checkpoint. The LR schedule then runs over the steps the budget is expected to allow,
+    #: estimated from the first :data:`pairgan.train.budget.CALIBRATION_STEPS` steps (logged).
+    max_minutes: float = 0.0
     n_epochs: int = 100
     n_epochs_decay: int = 100
     #: Images per process per forward pass (under torchrun the global batch is
@@ -260,6 +264,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.label_nc", lambda v: v >= 0, ">= 0 (0 = images, not ids)"),
     ("data.pose_sigma", lambda v: v > 0, "> 0"),
     ("train.max_steps", lambda v: v >= 0, ">= 0 (0 = run the epochs)"),
+    ("train.max_minutes", lambda v: v >= 0, ">= 0 (0 = no wall-clock budget)"),
     ("train.n_epochs", lambda v: v >= 0, ">= 0"),
     ("train.n_epochs_decay", lambda v: v >= 0, ">= 0"),
     ("train.batch_size", lambda v: v >= 1, ">= 1"),

@@ -9,6 +9,7 @@ working on a :class:`RunState`, the one object that holds what a run builds and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ from pairgan.train import distributed
 from pairgan.train.distributed import DistInfo
 from pairgan.train.logging import RunLogger, console_line
 from pairgan.train.sampler import BatchStream, EpochBatchSampler
+from pairgan.train.budget import WallClockBudget
 from pairgan.train.schedules import Schedule, make_schedule
 from pairgan.train.validation import Validator
 from pairgan.visual import grid_to_uint8, make_grid, write_gallery
@@ -111,6 +113,11 @@ class RunState:
     last_console: float = 0.0
     started: float = 0.0
     final: Path | None = None
+    #: ``train.max_minutes`` (None without a budget), and the step this session started at.
+    budget: WallClockBudget | None = None
+    first_step: int = 0
+    #: Until_step of :meth:`Trainer.fit` (None: the run's end).
+    until_step: int | None = None
 
     @property
     def main(self) -> bool:
@@ -173,6 +180,7 @@ class Trainer:
                     self._validate(run)
                 self._save_scheduled_checkpoints(run)
                 self._stop_if_signalled(run)
+                self._apply_budget(run)
             run.final = self._save(run, f"step_{run.step:08d}")
             if t.sample_every:
                 self._write_samples(run)
@@ -220,6 +228,8 @@ class Trainer:
                             world_size=info.world_size, average_gradients=distributed.average_gradients),
             total_steps=total_steps,
             stop_step=min(total_steps, until_step) if until_step is not None else total_steps,
+            budget=WallClockBudget(t.max_minutes * 60.0) if t.max_minutes > 0 else None,
+            until_step=until_step,
         )
 
     def _setup_process(self) -> tuple[torch.device, DistInfo]:
@@ -300,6 +310,11 @@ class Trainer:
                 )
         run.epoch = run.stream.epoch = epoch
         run.stream.batch = batch_in_epoch
+        budget_state = state.get("budget")
+        if run.budget is not None and budget_state:
+            run.budget.spent_before = float(budget_state.get("spent_s", 0.0))
+            if budget_state.get("estimated_steps") is not None:
+                self._set_length(run, int(budget_state["estimated_steps"]))
         if run.dist.rank == 0:
             ckpt.set_rng_state(state["rng"])
         else:
@@ -370,6 +385,9 @@ class Trainer:
     def _start_progress(self, run: RunState) -> None:
         """Start the clock and, when asked for (an interactive terminal), rank 0's progress bar."""
         run.started = time.perf_counter()
+        run.first_step = run.step
+        if run.budget is not None:
+            run.budget.start()
         if not (self.progress and run.main):
             return
         run.progress = Progress(
@@ -462,6 +480,44 @@ class Trainer:
         if t.save_every and run.step % t.save_every == 0:
             self._save(run, f"step_{run.step:08d}")
 
+    def _set_length(self, run: RunState, total_steps: int) -> None:
+        """The run's length becomes ``total_steps`` (a budget's estimate): schedule and stop step.
+        An explicit ``train.max_steps`` still caps it."""
+        t = self.cfg.train
+        if t.max_steps > 0:
+            total_steps = min(total_steps, t.max_steps)
+        total_steps = max(total_steps, run.step)
+        assert run.budget is not None
+        run.budget.estimated_steps = total_steps
+        run.schedule = make_schedule(dataclasses.replace(t, max_steps=max(total_steps, 1)))
+        run.total_steps = total_steps
+        run.stop_step = min(total_steps, run.until_step) if run.until_step is not None else total_steps
+        if run.progress is not None:
+            run.progress.update(run.progress_task, total=total_steps)
+
+    def _apply_budget(self, run: RunState) -> None:
+        """``train.max_minutes``: once calibrated, run the schedule over the steps the budget
+        allows; stop (the loop then saves the final checkpoint) when the time is spent."""
+        budget = run.budget
+        if budget is None:
+            return
+        estimate = budget.observe(run.step, run.first_step)
+        if estimate is not None:
+            if run.dist.enabled:  # every rank must agree on the schedule and the end
+                estimate = round(distributed.mean_across_ranks({"steps": float(estimate)}, run.device)["steps"])
+            self._set_length(run, estimate)
+            if run.main:
+                log.info("budget %.1f min: about %d steps at this speed; the LR schedule now runs over %d steps",
+                         budget.seconds / 60, estimate, run.total_steps)
+        spent = budget.exhausted()
+        if run.dist.enabled:
+            spent = distributed.any_rank(spent, run.device)
+        if spent and run.step < run.stop_step:
+            if run.main:
+                log.info("budget of %.1f min spent at step %d (of %d estimated); saving the final checkpoint",
+                         budget.seconds / 60, run.step, run.total_steps)
+            run.stop_step = run.step
+
     def _stop_if_signalled(self, run: RunState) -> None:
         """After a SIGINT/SIGTERM on any rank: every rank saves at this step and stops."""
         stop = self._signal is not None
@@ -484,6 +540,7 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "schedule": {"policy": schedule.policy, "unit": schedule.unit,
                          "factor": schedule.factor(schedule.position(run.stream.epoch, run.step))},
+            **({"budget": run.budget.state_dict()} if run.budget is not None else {}),
             "data": {
                 "seed": self.cfg.seed,
                 "num_items": len(run.dataset),
@@ -532,6 +589,8 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "checkpoint": str(run.final),
         }
+        if run.budget is not None:
+            summary["budget"] = run.budget.state_dict()
         if run.main:
             atomic_write_text(self.run_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
