@@ -51,3 +51,15 @@ def test_sliced_splits_partition_the_folder(tmp_path):
     # max_items applies after the slice
     assert names(build_dataset(DataConfig(path=str(tmp_path), preprocess="none", max_items=1), "train[10:]",
                                train=False)) == ["11.png"]
+
+
+def test_data_check_reads_a_slice(tmp_path):
+    from pairgan.data.check import check_dataset
+
+    _aligned(tmp_path, 12)
+    cfg = DataConfig(path=str(tmp_path), preprocess="none", flip=False, train_split="train[:10]",
+                     val_split="train[10:]")
+    report = check_dataset(cfg)
+    rows = {r["split"]: r["n_pairs"] for r in report.rows}
+    assert rows == {"train[:10]": 10, "train[10:]": 2}
+    assert not report.problems

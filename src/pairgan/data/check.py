@@ -24,6 +24,7 @@ from pairgan.data.datasets import (
     split_exists,
 )
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
+from pairgan.data.splits import parse_split, select_items
 from pairgan.data.transforms import PairedTransform
 from pairgan.errors import DataError
 from pairgan.registry import lookup
@@ -200,13 +201,14 @@ def _check_split(
     cfg: DataConfig, root: Path, split: str, size_multiple: int, pool: ThreadPoolExecutor,
     problems: list[tuple[str, str]],
 ) -> dict[str, Any]:
-    folder = root / split
+    name, _ = parse_split(split)  # a slice NAME[START:STOP] checks its part of the folder NAME
+    folder = root / name
     n0 = len(problems)
     row: dict[str, Any] = {"split": split, "layout": "-", "n_pairs": 0, "min_size": None,
                            "max_size": None, "channels_A": [], "channels_B": [], "problems": 0}
     help_text = LAYOUT_HELP.format(split=split)
     try:
-        layout = detect_layout(root, split) if cfg.layout == "auto" else cfg.layout
+        layout = detect_layout(root, name) if cfg.layout == "auto" else cfg.layout
     except DataError as exc:
         problems.append((str(folder), _strip(folder, exc)))
         row["problems"] = len(problems) - n0
@@ -221,7 +223,7 @@ def _check_split(
             problems.append((str(folder), str(exc.args[0])))
             custom = None
         if custom is not None:
-            updates, found = custom(cfg, root, split, size_multiple)
+            updates, found = custom(cfg, root, name, size_multiple)
             row.update(updates)
             problems.extend(found)
         row["problems"] = len(problems) - n0
@@ -243,6 +245,12 @@ def _check_split(
     except DataError as exc:
         where = str(exc).split(": ", 1)[0]
         problems.append((where, _strip(where, exc)))
+    if items:
+        try:
+            items = select_items(items, split, folder)
+        except DataError as exc:
+            problems.append((str(folder), _strip(folder, exc)))
+            items = []
     if cfg.max_items > 0:
         items = items[: cfg.max_items]
     if not items and layout in ("aligned", "folders") and len(problems) == n0:
