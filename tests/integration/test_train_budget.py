@@ -45,6 +45,7 @@ def test_budget_stops_with_a_final_checkpoint_and_a_matching_schedule(tmp_path, 
     est = summary["budget"]["estimated_steps"]
     # one fake second per step: about 60 steps fit in the minute, far fewer than 1000 epochs' worth
     assert CALIBRATION_STEPS < est < 80
+    assert summary["budget"]["refined"]
     assert summary["steps"] <= est
     state = ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / "run"))
     assert state["step"] == summary["steps"]

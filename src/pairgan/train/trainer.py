@@ -315,6 +315,8 @@ class Trainer:
             run.budget.spent_before = float(budget_state.get("spent_s", 0.0))
             if budget_state.get("estimated_steps") is not None:
                 self._set_length(run, int(budget_state["estimated_steps"]))
+                # a resumed run keeps its schedule: no new calibration or refinement
+                run.budget.refined = True
         if run.dist.rank == 0:
             ckpt.set_rng_state(state["rng"])
         else:
@@ -507,8 +509,9 @@ class Trainer:
                 estimate = round(distributed.mean_across_ranks({"steps": float(estimate)}, run.device)["steps"])
             self._set_length(run, estimate)
             if run.main:
-                log.info("budget %.1f min: about %d steps at this speed; the LR schedule now runs over %d steps",
-                         budget.seconds / 60, estimate, run.total_steps)
+                log.info("budget %.1f min: about %d steps at this speed (%s); the LR schedule now runs over %d steps",
+                         budget.seconds / 60, estimate, "refined" if budget.refined else "first estimate",
+                         run.total_steps)
         spent = budget.exhausted()
         if run.dist.enabled:
             spent = distributed.any_rank(spent, run.device)
