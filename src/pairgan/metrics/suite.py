@@ -38,7 +38,6 @@ from pairgan.metrics.lpips import LPIPS
 from pairgan.metrics.msssim import ms_ssim_is_standard
 from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
 from pairgan.metrics.uncertainty import (
-    SEG_SCORES,
     bootstrap_interval,
     fid_bootstrap,
     segmentation_bootstrap,
