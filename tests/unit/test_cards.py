@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -146,9 +147,7 @@ class _Segmenter:
     n_classes = 3
     checkpoint = "toy"
 
-    class cfg:  # noqa: N801 - mirrors the real segmenter's cfg attribute
-        ignore_index = 255
-        class_names = ("r", "g", "b")
+    cfg = SimpleNamespace(ignore_index=255, class_names=("r", "g", "b"))
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return x.argmax(1)
