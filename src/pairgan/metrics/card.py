@@ -207,21 +207,24 @@ def _cpu_model() -> str:
 def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     """The machine a card was made on, without the host name: CPU model and cores, the GPU name
     (on cuda), the device, torch/python/pairgan versions, the platform and the UTC time."""
-    dev = torch.device(device)
-    info: dict[str, Any] = {
+    gpu = None
+    try:
+        dev = torch.device(device)
+        if dev.type == "cuda" and torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(dev)
+    except (RuntimeError, TypeError, AssertionError):  # a name torch does not know: recorded as given
+        pass
+    return {
         "cpu": _cpu_model(),
         "cpu_cores": os.cpu_count(),
-        "device": str(dev),
-        "gpu": None,
+        "device": str(device),
+        "gpu": gpu,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "pairgan": __version__,
         "platform": f"{sys.platform} {platform.machine()}",
         "utc_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    if dev.type == "cuda" and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(dev)
-    return info
 
 
 def comparability_problems(cards: Sequence[ResultCard], labels: Sequence[str] | None = None) -> list[str]:

@@ -25,7 +25,7 @@ from pairgan.metrics.card import MetricValue
 from pairgan.metrics.fid import fid_from_features
 from pairgan.metrics.segmentation import scores_from_confusion
 
-__all__ = ["SEG_SCORES", "bootstrap_interval", "fid_bootstrap", "segmentation_bootstrap"]
+__all__ = ["SEG_SCORES", "bootstrap_interval", "fid_bootstrap", "segmentation_bootstrap", "subsets_interval"]
 
 #: segmentation_bootstrap's keys -> the keys of scores_from_confusion.
 SEG_SCORES = {"pixel_acc": "pixel_acc", "class_acc": "class_acc", "class_iou": "mean_iou"}
