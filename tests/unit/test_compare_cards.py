@@ -50,6 +50,7 @@ def test_compare_refuses_different_fingerprints_and_force_overrides(tmp_path: Pa
     assert res.exit_code == 0, res.output
     text = md.read_text()
     assert "0.2000 [0.1900, 0.2100]" in text and "not comparable" in text and "1111111111111111" in text
+    assert "**" not in text.split("- **not comparable**")[0]  # cards that may not be ranked get no best mark
     page = (tmp_path / "c.html").read_text()
     assert "Result cards" in page and "0.3000 [0.2900, 0.3100]" in page and "not comparable" in page
 

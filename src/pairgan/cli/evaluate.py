@@ -157,7 +157,7 @@ def compare(
     for lab in labels:
         table.add_column(lab, justify="right", overflow="fold")
     if cards is not None:
-        names, rows, best = card_table(cards)
+        names, rows, best = card_table(cards, rank=not problems)
         warnings = [f"not comparable: {p}" for p in problems]
     else:
         names, rows, warnings, best = comparison_table(results)

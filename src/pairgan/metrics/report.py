@@ -331,9 +331,10 @@ def card_for_result(result: dict[str, Any], label: str = "") -> ResultCard:
                       comparable=False, notes=[f"no {CARD_FILE} next to {result.get('_file', 'metrics.json')}"])
 
 
-def card_table(cards: Sequence[ResultCard]) -> tuple[list[str], list[list[str]], list[set[int]]]:
+def card_table(cards: Sequence[ResultCard], rank: bool = True) -> tuple[list[str], list[list[str]], list[set[int]]]:
     """The cards side by side: (row names, formatted rows with one column per card, per row the
-    indices of the best cards by value). Rows: protocol, fingerprint, each metric as
+    indices of the best cards by value; none when ``rank`` is false, e.g. cards that are not
+    comparable). Rows: protocol, fingerprint, each metric as
     ``value [low, high]``, the oracle rows, images, method, steps, train time, device."""
     metric_names = list(dict.fromkeys(k for c in cards for k in c.metrics))
     oracle_names = list(dict.fromkeys(k for c in cards for k in c.oracle))
@@ -348,7 +349,7 @@ def card_table(cards: Sequence[ResultCard]) -> tuple[list[str], list[list[str]],
         d = direction(metric)
         finite = [(i, v.value) for i, v in enumerate(values)
                   if v is not None and isinstance(v.value, (int, float)) and math.isfinite(v.value)]
-        if d is None or len(finite) < 2:
+        if not rank or d is None or len(finite) < 2:
             best.append(set())
         else:
             target = max(x for _, x in finite) if d else min(x for _, x in finite)
@@ -378,9 +379,9 @@ def _md(text: str) -> str:
 
 def render_card_markdown(cards: Sequence[ResultCard], labels: Sequence[str],
                          problems: Sequence[str] = ()) -> str:
-    """The cards side by side as a markdown table (best value per metric in bold; intervals in
-    brackets), followed by the comparability problems, if any, and how each interval was made."""
-    names, rows, best = card_table(cards)
+    """The cards side by side as a markdown table (best value per metric in bold unless there are
+    ``problems``; intervals in brackets), how each interval was made, and the problems, if any."""
+    names, rows, best = card_table(cards, rank=not problems)
     lines = ["| | " + " | ".join(_md(lab) for lab in labels) + " |", "|---|" + "---:|" * len(labels)]
     for n, row, b in zip(names, rows, best):
         cells = [f"**{_md(v)}**" if i in b else _md(v) for i, v in enumerate(row)]
@@ -388,15 +389,16 @@ def render_card_markdown(cards: Sequence[ResultCard], labels: Sequence[str],
     lines.append("")
     methods = list(dict.fromkeys(mv.method for c in cards for mv in c.metrics.values() if mv.method))
     if methods:
-        lines.append("Intervals: " + "; ".join(methods) + ".")
+        lines += ["Intervals: " + "; ".join(methods) + ".", ""]
     for p in problems:
         lines.append(f"- **not comparable**: {_md(p)}")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def render_card_html(cards: Sequence[ResultCard], labels: Sequence[str], problems: Sequence[str] = ()) -> str:
-    """The cards side by side as an HTML table (a fragment: the compare page embeds it)."""
-    names, rows, best = card_table(cards)
+    """The cards side by side as an HTML table (a fragment: the compare page embeds it); best
+    values highlighted unless there are ``problems``."""
+    names, rows, best = card_table(cards, rank=not problems)
     head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
     body = []
     for n, row, b in zip(names, rows, best):
