@@ -15,7 +15,17 @@ from pairgan import evaluate as evaluation
 from pairgan.cli.common import user_errors_reported
 from pairgan.config import apply_overrides, build_config, config_from_dict
 from pairgan.infer import Translator
-from pairgan.metrics.report import comparison_table, format_value, load_result, write_compare_html
+from pairgan.fsutil import atomic_write_text
+from pairgan.metrics.report import (
+    card_for_result,
+    card_table,
+    cards_for_compare,
+    comparison_table,
+    format_value,
+    load_result,
+    render_card_markdown,
+    write_compare_html,
+)
 from pairgan.metrics.suite import direction
 from pairgan.runtime import resolve_device
 
@@ -121,21 +131,46 @@ def compare(
     out: Path = typer.Option(Path("compare.html"), "--out", "-o", help="The HTML page to write (or a folder)."),
     split: str = typer.Option("test", help="Which eval_SPLIT folder to read in run folders."),
     label: List[str] = typer.Option([], "--label", help="Column names (default: the paths)."),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", help="Also write the side-by-side table as markdown to this file."),
+    force: bool = typer.Option(
+        False, "--force", help="Show result cards side by side even when they are not comparable (different "
+        "protocol fingerprints, no protocol, or marked not comparable); the reasons are listed with the table."),
 ) -> None:
-    """Put several evaluations side by side: a table in the terminal and compare.html."""
+    """Put several evaluations side by side: a table in the terminal and compare.html.
+
+    Evaluations with result cards (card.json, from `pairgan evaluate --protocol`) are shown with
+    their intervals and protocol fingerprint, and are ranked only when every card was scored under
+    the same protocol fingerprint (else exit 2 with the reasons, unless --force)."""
     with user_errors_reported(ValueError):
         results = [load_result(r, split) for r in runs]
-    labels = list(label) + [str(r) for r in runs[len(label):]]
-    names, rows, warnings, best = comparison_table(results)
+        labels = list(label) + [str(r) for r in runs[len(label):]]
+        cards, problems = cards_for_compare(results, labels)
+    if problems and not force:
+        for p in problems:
+            typer.echo(f"not comparable: {p}", err=True)
+        typer.echo("error: refusing to rank these evaluations side by side; pass --force to show them anyway",
+                   err=True)
+        raise typer.Exit(2)
     table = Table(title="pairgan compare")
     table.add_column("metric")
     for lab in labels:
         table.add_column(lab, justify="right", overflow="fold")
+    if cards is not None:
+        names, rows, best = card_table(cards, rank=not problems)
+        warnings = [f"not comparable: {p}" for p in problems]
+    else:
+        names, rows, warnings, best = comparison_table(results)
     for n, row, b in zip(names, rows, best):
         table.add_row(n, *[f"[bold green]{v}[/]" if i in b else v for i, v in enumerate(row)])
     console = Console()
     (console if console.is_terminal else Console(width=200)).print(table)
     for w in warnings:
         typer.echo(f"warning: {w}", err=True)
-    page = write_compare_html(out, results, labels)
+    page = write_compare_html(out, results, labels, cards=cards, problems=problems)
     typer.echo(f"wrote {page}")
+    if markdown is not None:
+        md_cards = cards if cards is not None else [card_for_result(r, lab) for r, lab in zip(results, labels)]
+        with user_errors_reported(OSError):
+            atomic_write_text(markdown, render_card_markdown(md_cards, labels, problems))
+        typer.echo(f"wrote {markdown}")
