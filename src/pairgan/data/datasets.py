@@ -269,8 +269,23 @@ def detect_layout(root: str | Path, split: str) -> str:
     raise DataError(f"{folder}: no images and no A/ and B/ folders; {_layout_help(split)}")
 
 
-def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
+#: The layout the aligned files take when the inputs are label maps (registered by data/labels.py).
+ALIGNED_LABELS = "aligned-labels"
+
+
+def resolve_layout(cfg: DataConfig, split: str) -> str:
+    """The layout that reads ``split``: ``data.layout`` (``auto``: :func:`detect_layout`), with
+    ``aligned`` turned into ``aligned-labels`` when the inputs are label maps
+    (``data.input_kind=label`` and ``data.label_nc`` > 0): the label half is decoded to class
+    ids for the one-hot input of pix2pixHD, CRN and DRPAN."""
     layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
+    if layout == "aligned" and cfg.input_kind == "label" and cfg.label_nc > 0:
+        return ALIGNED_LABELS
+    return layout
+
+
+def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
+    layout = resolve_layout(cfg, split)
     if layout in _LAYOUTS:
         return _LAYOUTS[layout]
     try:
@@ -294,7 +309,7 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
     if not cfg.path or not split:
         return False
     try:
-        layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
+        layout = resolve_layout(cfg, split)
     except DataError:
         return False
     if layout not in _LAYOUTS:
@@ -314,6 +329,7 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
 
 
 __all__ = [
+    "ALIGNED_LABELS",
     "AlignedDataset",
     "FoldersDataset",
     "PairedImageDataset",
@@ -321,6 +337,7 @@ __all__ = [
     "detect_layout",
     "load_side",
     "match_by_stem",
+    "resolve_layout",
     "sample_key",
     "split_aligned",
     "split_exists",
