@@ -24,7 +24,12 @@ from pairgan.data.labels import (
     read_label_map,
     resolve_palette,
 )
-from pairgan.data.palettes import BUILTIN_PALETTES, CITYSCAPES_CLASSES, builtin_palette, nearest_ids
+from pairgan.data.palettes import (
+    BUILTIN_PALETTES,
+    CITYSCAPES_CLASSES,
+    builtin_palette,
+    nearest_ids,
+)
 from pairgan.errors import ConfigError, DataError
 from pairgan.metrics.segmentation import resolve_palette as resolve_metric_palette
 
@@ -107,7 +112,7 @@ def test_nearest_table_matches_a_direct_computation():
 
 
 def test_palette_fit_counts():
-    rgb, truth, clean, far = noisy_label_image(seed=1)
+    rgb, _, clean, far = noisy_label_image(seed=1)
     decoding = ColourDecoding(CITY, "nearest", 50.0, 19)
     fit = PaletteFit(decoding, 20)
     for _ in range(2):

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 
 from pairgan.config import DataConfig
 from pairgan.data.datasets import PairedImageDataset, load_side, split_aligned
+from pairgan.data.io import list_images, read_image
 from pairgan.data.palettes import (
     BUILTIN_PALETTES,
     DEFAULT_MAX_DISTANCE,
@@ -44,17 +45,16 @@ from pairgan.data.palettes import (
     nearest_ids,
     palette_from_colors,
 )
-from pairgan.data.io import list_images, read_image
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import ConfigError, DataError
 from pairgan.registry import register
 
 __all__ = [
+    "SUFFIXES",
     "AlignedLabelDataset",
     "ColourDecoding",
     "LabelMapDataset",
     "PaletteFit",
-    "SUFFIXES",
     "colorize",
     "colour_decoding",
     "connected_components",

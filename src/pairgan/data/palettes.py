@@ -39,8 +39,8 @@ Built-in palettes (:data:`BUILTIN_PALETTES`; ``data.palette: NAME``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
