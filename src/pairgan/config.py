@@ -57,8 +57,18 @@ class DataConfig:
     label_nc: int = 0
     #: Read instance maps too (pix2pixHD): their edge map joins G's and D's inputs.
     instance: bool = False
-    #: Colour-coded label images (like facades): a palette file mapping colours to ids.
+    #: Colour-coded label images (like facades): a palette file mapping colours to ids, or a
+    #: built-in palette name (``cityscapes``: 19 classes + void 19; ``cityscapes-35``: labelIds).
     palette: str = ""
+    #: How label colours become ids: ``exact`` (every pixel a palette colour: PNG label maps) or
+    #: ``nearest`` (the nearest palette colour; farther than palette_max_distance: the void id),
+    #: for label maps that went through JPEG or a resize.
+    palette_match: Literal["exact", "nearest"] = "exact"
+    #: ``nearest``: the largest Euclidean RGB distance (0..255 scale) still decoded as a colour.
+    palette_max_distance: float = 50.0
+    #: ``nearest``: the id far pixels get (-1: the built-in palette's void id; a palette file
+    #: needs one for nearest matching).
+    palette_void_id: int = -1
     #: Pose pairs: standard deviation in pixels of each keypoint's Gaussian heat map.
     pose_sigma: float = 6.0
 
@@ -263,6 +273,8 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.max_items", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("data.label_nc", lambda v: v >= 0, ">= 0 (0 = images, not ids)"),
     ("data.pose_sigma", lambda v: v > 0, "> 0"),
+    ("data.palette_max_distance", lambda v: v >= 0, ">= 0 (Euclidean RGB distance, 0..255 scale)"),
+    ("data.palette_void_id", lambda v: v >= -1, ">= 0, or -1 for the palette's own void id"),
     ("train.max_steps", lambda v: v >= 0, ">= 0 (0 = run the epochs)"),
     ("train.max_minutes", lambda v: v >= 0, ">= 0 (0 = no wall-clock budget)"),
     ("train.n_epochs", lambda v: v >= 0, ">= 0"),
@@ -328,6 +340,9 @@ def validate(cfg: Config) -> None:
             f"data.crop_size ({d.crop_size}) is larger than data.load_size ({d.load_size}) "
             f"with preprocess {d.preprocess!r}; expected crop_size <= load_size"
         )
+    if d.palette_match == "nearest" and not d.palette:
+        raise ConfigError("data.palette_match: 'nearest' needs data.palette (a built-in name such as "
+                          "cityscapes, or a palette file); expected a palette or palette_match=exact")
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:
         raise ConfigError("nothing to train: set train.max_steps or train.n_epochs + train.n_epochs_decay > 0")
     if not _names_a_device(t.device):

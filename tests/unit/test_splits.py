@@ -63,3 +63,20 @@ def test_data_check_reads_a_slice(tmp_path):
     rows = {r["split"]: r["n_pairs"] for r in report.rows}
     assert rows == {"train[:10]": 10, "train[10:]": 2}
     assert not report.problems
+
+
+def test_a_slice_of_aligned_colour_labels(tmp_path):
+    """The aligned-labels layout (label-map methods on A|B files) takes slices too."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "train").mkdir()
+    palette = np.array([[128, 64, 128], [70, 70, 70]], np.uint8)
+    for i in range(1, 6):
+        ids = rng.integers(0, 2, (8, 8))
+        both = np.concatenate([rng.random((8, 8, 3)), palette[ids] / 255.0], axis=1)
+        write_image(tmp_path / "train" / f"{i}.png", both)
+    cfg = DataConfig(path=str(tmp_path), layout="aligned", direction="BtoA", input_kind="label", label_nc=20,
+                     palette="cityscapes", preprocess="none", flip=False)
+    ds = build_dataset(cfg, "train[3:]", train=False)
+    assert ds.layout == "aligned-labels"
+    assert [p[0].name for p in ds.pairs] == ["4.png", "5.png"]
+    assert set(ds[0]["label"].unique().tolist()) <= {0, 2}  # road, building

@@ -31,10 +31,18 @@ def data_check(
     preset: str = typer.Option("pix2pix", "--preset", "-p", help="Preset whose data settings apply."),
     set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     split: List[str] = typer.Option([], "--split", help="Splits to check (default: train, plus val/test if present)."),
+    max_items: Optional[int] = typer.Option(
+        None, "--max-items", min=1, help="Decode only the first N items of each split (data.max_items)."),
 ) -> None:
-    """Validate a data set: missing partners, unreadable files, sizes, channels, crop fit."""
+    """Validate a data set: missing partners, unreadable files, sizes, channels, crop fit.
+
+    With data.palette set, also the palette fit of the colour-coded label maps: the share of
+    pixels within data.palette_max_distance of a palette colour, the share far (void) and the
+    pixels per class (e.g. --preset pix2pixhd-512 --set data.layout=aligned data.direction=BtoA
+    data.palette=cityscapes data.palette_match=nearest data.label_nc=20 data.instance=false)."""
     with user_errors_reported():
-        cfg = build_config(preset, list(set_), data_path=str(path))
+        overrides = list(set_) + ([f"data.max_items={max_items}"] if max_items else [])
+        cfg = build_config(preset, overrides, data_path=str(path))
         size_multiple = build_method(cfg, training=False).size_multiple
         report = check_dataset(cfg.data, splits=list(split) or None, size_multiple=size_multiple)
     Console().print(report.render())

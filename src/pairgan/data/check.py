@@ -18,15 +18,16 @@ from rich.table import Table
 from pairgan.config import DataConfig
 from pairgan.data.datasets import (
     LAYOUT_HELP,
-    detect_layout,
     match_by_stem,
+    resolve_layout,
     split_aligned,
     split_exists,
 )
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
 from pairgan.data.splits import parse_split, select_items
 from pairgan.data.transforms import PairedTransform
-from pairgan.errors import DataError
+from pairgan.data.labels import PaletteFit, colour_decoding
+from pairgan.errors import ConfigError, DataError
 from pairgan.registry import lookup
 
 _SHOW = 10
@@ -110,9 +111,10 @@ def _default_splits(cfg: DataConfig, root: Path) -> list[str]:
 
 
 class _SplitChecker:
-    def __init__(self, cfg: DataConfig, transform: PairedTransform) -> None:
+    def __init__(self, cfg: DataConfig, transform: PairedTransform, fit: PaletteFit | None = None) -> None:
         self.cfg = cfg
         self.transform = transform
+        self.fit = fit  # the palette fit of the input side (A after direction), with data.palette
         bto_a = cfg.direction == "BtoA"
         # (kind, nc, config key) for the A files and for the B files
         inp = (cfg.input_kind, cfg.input_nc, "data.input_nc")
@@ -142,8 +144,14 @@ class _SplitChecker:
         except ValueError as exc:
             problems.append((str(path), str(exc)))
 
+    def _measure(self, a: np.ndarray, b: np.ndarray) -> Any:
+        if self.fit is None:
+            return None
+        return self.fit.measure(b if self.cfg.direction == "BtoA" else a)
+
     def __call__(self, item: tuple[Path, Path | None]) -> tuple[list, Any]:
-        """(problems, (width, height, channels A, channels B) or None) for one pair."""
+        """(problems, (width, height, channels A, channels B, palette fit measure or None) or None)
+        for one pair."""
         problems: list[tuple[str, str]] = []
         first, second = item
         if second is None:  # aligned
@@ -158,7 +166,7 @@ class _SplitChecker:
             self._side(first, a, self.side_a, problems)
             self._side(first, b, self.side_b, problems)
             self._fit(first, a.shape[1], a.shape[0], problems)
-            return problems, (a.shape[1], a.shape[0], a.shape[2], b.shape[2])
+            return problems, (a.shape[1], a.shape[0], a.shape[2], b.shape[2], self._measure(a, b))
         a = self._read(first, self.side_a, problems)
         b = self._read(second, self.side_b, problems)
         if a is None or b is None:
@@ -170,7 +178,7 @@ class _SplitChecker:
                                          f"{second} ({b.shape[1]}x{b.shape[0]}), expected the same size"))
         else:
             self._fit(first, a.shape[1], a.shape[0], problems)
-        return problems, (a.shape[1], a.shape[0], a.shape[2], b.shape[2])
+        return problems, (a.shape[1], a.shape[0], a.shape[2], b.shape[2], self._measure(a, b))
 
 
 def check_dataset(
@@ -208,7 +216,7 @@ def _check_split(
                            "max_size": None, "channels_A": [], "channels_B": [], "problems": 0}
     help_text = LAYOUT_HELP.format(split=split)
     try:
-        layout = detect_layout(root, name) if cfg.layout == "auto" else cfg.layout
+        layout = resolve_layout(cfg, split)
     except DataError as exc:
         problems.append((str(folder), _strip(folder, exc)))
         row["problems"] = len(problems) - n0
@@ -223,7 +231,7 @@ def _check_split(
             problems.append((str(folder), str(exc.args[0])))
             custom = None
         if custom is not None:
-            updates, found = custom(cfg, root, name, size_multiple)
+            updates, found = custom(cfg, root, split, size_multiple)
             row.update(updates)
             problems.extend(found)
         row["problems"] = len(problems) - n0
@@ -258,12 +266,20 @@ def _check_split(
     row["n_pairs"] = len(items)
     transform = PairedTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip,
                                 train=(split == cfg.train_split), size_multiple=size_multiple)
-    checker = _SplitChecker(cfg, transform)
+    fit = None
+    try:
+        decoding = colour_decoding(cfg)
+        fit = PaletteFit(decoding, cfg.label_nc) if decoding is not None else None
+    except (ConfigError, DataError) as exc:
+        problems.append(("data.palette", str(exc)))
+    checker = _SplitChecker(cfg, transform, fit)
     widths, heights, ch_a, ch_b = [], [], set(), set()
     for item_problems, info in pool.map(checker, items):
         problems.extend(item_problems)
         if info is not None:
-            w, h, ca, cb = info
+            w, h, ca, cb, measured = info
+            if fit is not None and measured is not None:
+                fit.add(*measured)
             widths.append(w)
             heights.append(h)
             ch_a.add(ca)
@@ -272,5 +288,8 @@ def _check_split(
         row["min_size"] = (min(widths), min(heights))
         row["max_size"] = (max(widths), max(heights))
     row["channels_A"], row["channels_B"] = sorted(ch_a), sorted(ch_b)
+    if fit is not None and fit.pixels:
+        row["palette_fit"] = fit.summary()
+        row["notes"] = fit.notes()
     row["problems"] = len(problems) - n0
     return row

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
-from pairgan.data.splits import parse_split, select_items
+from pairgan.data.splits import parse_split, select_indices
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import DataError
 from pairgan.registry import available, lookup, register
@@ -271,9 +271,24 @@ def detect_layout(root: str | Path, split: str) -> str:
     raise DataError(f"{folder}: no images and no A/ and B/ folders; {_layout_help(split)}")
 
 
-def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
+#: The layout the aligned files take when the inputs are label maps (registered by data/labels.py).
+ALIGNED_LABELS = "aligned-labels"
+
+
+def resolve_layout(cfg: DataConfig, split: str) -> str:
+    """The layout that reads ``split``: ``data.layout`` (``auto``: :func:`detect_layout`), with
+    ``aligned`` turned into ``aligned-labels`` when the inputs are label maps
+    (``data.input_kind=label`` and ``data.label_nc`` > 0): the label half is decoded to class
+    ids for the one-hot input of pix2pixHD, CRN and DRPAN. ``split`` may be a slice ``NAME[START:STOP]``."""
     split, _ = parse_split(split)
     layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
+    if layout == "aligned" and cfg.input_kind == "label" and cfg.label_nc > 0:
+        return ALIGNED_LABELS
+    return layout
+
+
+def _dataset_class(cfg: DataConfig, split: str) -> type[PairedImageDataset]:
+    layout = resolve_layout(cfg, split)
     if layout in _LAYOUTS:
         return _LAYOUTS[layout]
     try:
@@ -297,9 +312,14 @@ def build_dataset(
         return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
     ds = cls(cfg.path, folder, dataclasses.replace(cfg, max_items=0), train=train, size_multiple=size_multiple,
              seed=seed)
-    ds.pairs = select_items(ds.pairs, split, Path(cfg.path) / folder)
+    keep = select_indices(ds.pairs, split, Path(cfg.path) / folder)
     if cfg.max_items > 0:
-        ds.pairs = ds.pairs[: cfg.max_items]
+        keep = keep[: cfg.max_items]
+    n = len(ds.pairs)
+    for attr in ("pairs", "insts"):  # ``insts``: the label layouts' instance maps, one per pair
+        values = getattr(ds, attr, None)
+        if isinstance(values, list) and len(values) == n:
+            setattr(ds, attr, [values[i] for i in keep])
     ds.cfg = cfg
     ds.split = split
     return ds
@@ -310,8 +330,8 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
     if not cfg.path or not split:
         return False
     try:
+        layout = resolve_layout(cfg, split)
         split, _ = parse_split(split)
-        layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
     except DataError:
         return False
     if layout not in _LAYOUTS:
@@ -331,6 +351,7 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
 
 
 __all__ = [
+    "ALIGNED_LABELS",
     "AlignedDataset",
     "FoldersDataset",
     "PairedImageDataset",
@@ -338,6 +359,7 @@ __all__ = [
     "detect_layout",
     "load_side",
     "match_by_stem",
+    "resolve_layout",
     "sample_key",
     "split_aligned",
     "split_exists",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +34,33 @@ import numpy as np
 import torch
 
 from pairgan.config import DataConfig
-from pairgan.data.datasets import PairedImageDataset, load_side
+from pairgan.data.datasets import PairedImageDataset, load_side, split_aligned
 from pairgan.data.io import list_images, read_image
+from pairgan.data.splits import parse_split, select_items
+from pairgan.data.palettes import (
+    BUILTIN_PALETTES,
+    DEFAULT_MAX_DISTANCE,
+    MATCH_MODES,
+    Palette,
+    builtin_palette,
+    nearest_ids,
+    palette_from_colors,
+)
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import ConfigError, DataError
 from pairgan.registry import register
 
 __all__ = [
-    "LabelMapDataset",
     "SUFFIXES",
+    "AlignedLabelDataset",
+    "ColourDecoding",
+    "LabelMapDataset",
+    "PaletteFit",
     "colorize",
+    "colour_decoding",
     "connected_components",
     "dataset_classes",
+    "decode_colours",
     "default_palette",
     "derive_instances",
     "find_partner",
@@ -54,6 +70,7 @@ __all__ = [
     "match_key",
     "read_instance_map",
     "read_label_map",
+    "resolve_palette",
 ]
 
 #: File-name suffixes removed before matching label, instance and photo files (longest first).
@@ -86,17 +103,22 @@ _PALETTES: dict[tuple[str, int], np.ndarray] = {}
 
 
 def load_palette(path: str | os.PathLike) -> np.ndarray:
-    """A palette file -> ``K x 3`` uint8 array, colour ``i`` is class id ``i``.
+    """A palette file or built-in palette name -> ``K x 3`` uint8 array, colour ``i`` is class id ``i``.
 
-    JSON: ``{"palette": [[r, g, b], ...]}`` (the synthetic scenes' ``classes.json``; a
-    ``label_nc`` there must equal the number of colours) or a plain list ``[[r, g, b], ...]``.
-    Colours must be 3 integers in 0..255 and distinct.
+    Built-in names (:data:`~pairgan.data.palettes.BUILTIN_PALETTES`: ``cityscapes``,
+    ``cityscapes-35``) give their display colours. JSON: ``{"palette": [[r, g, b], ...]}`` (the
+    synthetic scenes' ``classes.json``; a ``label_nc`` there must equal the number of colours)
+    or a plain list ``[[r, g, b], ...]``. Colours must be 3 integers in 0..255 and distinct.
     """
+    builtin = builtin_palette(str(path))
+    if builtin is not None:
+        return builtin.colors
     path = Path(path).expanduser()
     try:
         key = (str(path.resolve()), path.stat().st_mtime_ns)
     except FileNotFoundError:
-        raise DataError(f"{path}: palette file not found (data.palette)") from None
+        raise DataError(f"{path}: palette file not found (data.palette; built-in palettes: "
+                        f"{', '.join(BUILTIN_PALETTES)})") from None
     if key in _PALETTES:
         return _PALETTES[key]
     try:
@@ -125,8 +147,8 @@ def load_palette(path: str | os.PathLike) -> np.ndarray:
 
 def _palette_path(cfg: DataConfig) -> Path | None:
     """``data.palette`` as a path: as given (absolute or relative to the working folder), else
-    relative to the data set root."""
-    if not cfg.palette:
+    relative to the data set root. None for no palette and for a built-in palette name."""
+    if not cfg.palette or builtin_palette(cfg.palette) is not None:
         return None
     p = Path(cfg.palette).expanduser()
     if p.is_file() or p.is_absolute() or not cfg.path:
@@ -134,19 +156,70 @@ def _palette_path(cfg: DataConfig) -> Path | None:
     q = Path(cfg.path) / p
     if q.is_file():
         return q
-    raise DataError(f"data.palette: {p} not found (looked in the working folder and in {cfg.path})")
+    raise DataError(f"data.palette: {p} not found (looked in the working folder and in {cfg.path}; "
+                    f"built-in palettes: {', '.join(BUILTIN_PALETTES)})")
 
 
 def palette_file(cfg: DataConfig) -> str | None:
-    """``data.palette`` for inference: as given, else relative to the data set root when it is
-    there. Unlike training (:func:`_palette_path`), a missing file is not an error here: a
-    checkpoint's data root need not exist where it is used, and reading the file reports it."""
+    """``data.palette`` for inference: a built-in name as it is; a file as given, else relative to
+    the data set root when it is there. Unlike training (:func:`_palette_path`), a missing file is
+    not an error here: a checkpoint's data root need not exist where it is used, and reading the
+    file reports it."""
     if not cfg.palette:
         return None
+    if builtin_palette(cfg.palette) is not None:
+        return cfg.palette
     p = Path(cfg.palette).expanduser()
     if not p.is_file() and not p.is_absolute() and cfg.path and (Path(cfg.path) / p).is_file():
         p = Path(cfg.path) / p
     return str(p)
+
+
+def resolve_palette(spec: str | os.PathLike | np.ndarray | Palette) -> Palette:
+    """A built-in palette name, a palette file, a ``K x 3`` array or a :class:`Palette` -> Palette."""
+    if isinstance(spec, Palette):
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        builtin = builtin_palette(str(spec))
+        if builtin is not None:
+            return builtin
+        return palette_from_colors(load_palette(spec), name=str(spec))
+    return palette_from_colors(spec)
+
+
+@dataclass(frozen=True)
+class ColourDecoding:
+    """How colour-coded label pixels become ids: the palette, ``exact`` or ``nearest`` matching,
+    and for ``nearest`` the maximum distance and the void id far pixels get."""
+
+    palette: Palette
+    match: str = "exact"
+    max_distance: float = DEFAULT_MAX_DISTANCE
+    void_id: int | None = None
+
+
+def colour_decoding(cfg: DataConfig, palette: Any = None) -> ColourDecoding | None:
+    """The colour decoding ``cfg`` asks for (``data.palette``, ``palette_match``,
+    ``palette_max_distance``, ``palette_void_id``), or None without a palette. ``palette``
+    overrides ``data.palette`` (an already resolved file path, array or Palette).
+
+    ``nearest`` needs a void id: ``data.palette_void_id`` when >= 0, else the built-in palette's
+    (``cityscapes``: 19, ``cityscapes-35``: 0); a palette file without ``palette_void_id`` is a
+    ConfigError."""
+    if palette is None:
+        if not cfg.palette:
+            return None
+        path = _palette_path(cfg)
+        palette = path if path is not None else cfg.palette
+    pal = resolve_palette(palette)
+    if cfg.palette_match not in MATCH_MODES:
+        raise ConfigError(f"data.palette_match: {cfg.palette_match!r}, expected one of {', '.join(MATCH_MODES)}")
+    void = cfg.palette_void_id if cfg.palette_void_id >= 0 else pal.void_id
+    if cfg.palette_match == "nearest" and void is None:
+        raise ConfigError(f"data.palette_match=nearest with palette {pal.name or 'array'}: far pixels need a "
+                          "void id; set data.palette_void_id (an id below data.label_nc) or use a built-in "
+                          f"palette ({', '.join(BUILTIN_PALETTES)})")
+    return ColourDecoding(pal, cfg.palette_match, float(cfg.palette_max_distance), void)
 
 
 def default_palette(n: int) -> np.ndarray:
@@ -210,13 +283,25 @@ def _integral(arr: np.ndarray, path: Any, what: str) -> np.ndarray:
     raise DataError(f"{path}: {what} of dtype {arr.dtype} with non-integer values, expected integer ids")
 
 
-def _map_colours(rgb: np.ndarray, palette: np.ndarray, path: Any, palette_name: str = "") -> np.ndarray:
+def decode_colours(rgb: np.ndarray, decoding: ColourDecoding, path: Any) -> tuple[np.ndarray, int]:
+    """``H x W x 3`` uint8 colours -> (int64 ``H x W`` ids, number of far pixels decoded to void).
+
+    ``exact``: every colour must be in the palette's decode table (a DataError names the most
+    frequent unknown colour); ``nearest``: :func:`~pairgan.data.palettes.nearest_ids`."""
     if rgb.dtype != np.uint8:
         raise DataError(f"{path}: colour-coded label image of dtype {rgb.dtype}, expected 8-bit RGB")
+    pal = decoding.palette
+    if decoding.match == "nearest":
+        assert decoding.void_id is not None  # colour_decoding refuses nearest without one
+        ids, far = nearest_ids(rgb, pal, decoding.max_distance, decoding.void_id)
+        return ids, int(far.sum())
     keys = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     uniq, inverse, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
-    pal_keys = (palette[:, 0].astype(np.int64) << 16) | (palette[:, 1].astype(np.int64) << 8) | palette[:, 2]
-    lookup = {int(k): i for i, k in enumerate(pal_keys)}
+    dc = pal.decode_colors
+    pal_keys = (dc[:, 0].astype(np.int64) << 16) | (dc[:, 1].astype(np.int64) << 8) | dc[:, 2]
+    lookup: dict[int, int] = {}
+    for k, i in zip(pal_keys.tolist(), pal.decode_ids.tolist()):
+        lookup.setdefault(int(k), int(i))  # a shared colour decodes to the id listed first
     ids = np.array([lookup.get(int(k), -1) for k in uniq], dtype=np.int64)
     if (ids < 0).any():
         bad = np.flatnonzero(ids < 0)
@@ -224,19 +309,24 @@ def _map_colours(rgb: np.ndarray, palette: np.ndarray, path: Any, palette_name: 
         first = int(uniq[bad[0]])
         colour = ((first >> 16) & 255, (first >> 8) & 255, first & 255)
         more = f" (and {len(bad) - 1} more unknown colours)" if len(bad) > 1 else ""
-        src = f" {palette_name}" if palette_name else ""
+        src = f" {pal.name}" if pal.name else ""
         raise DataError(
             f"{path}: colour {colour} ({int(counts[bad[0]])} pixels) is not in the palette{src} "
-            f"({len(palette)} colours){more}; expected only palette colours (a JPEG or a resized "
-            "label image blends colours: keep label images as PNG at their size)"
+            f"({len(dc)} colours){more}; expected only palette colours (a JPEG or a resized "
+            "label image blends colours: keep label images as PNG at their size, or set "
+            "data.palette_match=nearest)"
         )
-    return ids[inverse].reshape(keys.shape)
+    return ids[inverse].reshape(keys.shape), 0
 
 
-def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | None = None,
+def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | Palette | ColourDecoding | None = None,
               palette_name: str = "") -> np.ndarray:
     """Decoded label pixels (``read_image(..., palette_indices=True)``) -> int64 ``H x W`` ids,
-    checked against ``label_nc`` (``label_nc <= 0``: not checked)."""
+    checked against ``label_nc`` (``label_nc <= 0``: not checked).
+
+    Colour (RGB) pixels are decoded through ``palette``: a :class:`ColourDecoding` (the data
+    config's rule, :func:`colour_decoding`), or a palette (array or :class:`Palette`) matched
+    exactly."""
     if arr.ndim == 2:
         arr = arr[..., None]
     c = arr.shape[2]
@@ -245,7 +335,12 @@ def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | N
     elif c in (3, 4):
         rgb = arr[..., :3]
         if palette is not None:
-            ids = _map_colours(rgb, palette, path, palette_name)
+            if not isinstance(palette, ColourDecoding):
+                pal = resolve_palette(palette)
+                if palette_name:
+                    pal = replace(pal, name=palette_name)
+                palette = ColourDecoding(pal)
+            ids, _ = decode_colours(rgb, palette, path)
         elif (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             ids = _integral(rgb[..., 0], path, "label map")  # ids stored as grey RGB
         else:
@@ -270,14 +365,13 @@ def read_label_map(path: str | os.PathLike, label_nc: int, palette: Any = None) 
     """A label image -> int64 ``H x W`` class ids, every id checked to be below ``label_nc``.
 
     1-channel images (8/16-bit, palette-mode PNG indices, integer ``.npy``) are the ids; RGB
-    images are mapped through ``palette`` (array or palette file); an unknown colour or an id
-    ``>= label_nc`` raises DataError naming the file and the value."""
-    name = ""
-    if isinstance(palette, (str, os.PathLike)):
-        name = str(palette)
-        palette = load_palette(palette)
+    images are mapped through ``palette`` (a :class:`ColourDecoding`, or an array, palette file or
+    built-in name matched exactly); an unknown colour or an id ``>= label_nc`` raises DataError
+    naming the file and the value."""
+    if palette is not None and not isinstance(palette, ColourDecoding):
+        palette = ColourDecoding(resolve_palette(palette))
     arr = read_image(path, palette_indices=True)
-    return label_ids(arr, path, label_nc, None if palette is None else np.asarray(palette, np.uint8), name)
+    return label_ids(arr, path, label_nc, palette)
 
 
 def read_instance_map(path: str | os.PathLike) -> np.ndarray:
@@ -290,6 +384,69 @@ def read_instance_map(path: str | os.PathLike) -> np.ndarray:
     if ids.size and int(ids.min()) < 0:
         raise DataError(f"{path}: instance id {int(ids.min())}, expected ids >= 0")
     return ids
+
+
+class PaletteFit:
+    """How well colour-coded label maps fit a palette, summed over files (``pairgan data check``):
+    pixels within the maximum distance of a palette colour, far pixels (decoded to void) and
+    pixels per class id."""
+
+    def __init__(self, decoding: ColourDecoding, label_nc: int = 0) -> None:
+        self.decoding = decoding
+        n = max(int(label_nc), decoding.palette.num_classes, int(decoding.palette.decode_ids.max()) + 1)
+        if decoding.void_id is not None:
+            n = max(n, decoding.void_id + 1)
+        self.class_pixels = np.zeros(n, dtype=np.int64)
+        self.pixels = 0
+        self.far = 0
+        self.files = 0
+
+    def measure(self, arr: np.ndarray) -> tuple[int, int, np.ndarray] | None:
+        """(pixels, far pixels, pixels per id) of one decoded label image; None for id images
+        (1 channel: nothing to fit) and for colours that do not decode (exact mode)."""
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+            return None
+        try:
+            ids, far = decode_colours(arr[..., :3], self.decoding, "")
+        except DataError:
+            return None
+        counts = np.bincount(ids.ravel(), minlength=len(self.class_pixels))
+        return int(ids.size), far, counts
+
+    def add(self, pixels: int, far: int, counts: np.ndarray) -> None:
+        """Add one file's :meth:`measure`."""
+        if len(counts) > len(self.class_pixels):
+            self.class_pixels = np.pad(self.class_pixels, (0, len(counts) - len(self.class_pixels)))
+        self.class_pixels[: len(counts)] += counts
+        self.pixels += pixels
+        self.far += far
+        self.files += 1
+
+    def summary(self) -> dict[str, Any]:
+        """``{"palette", "match", "max_distance", "void_id", "files", "pixels", "within", "far",
+        "within_share", "far_share", "classes": [{"id", "name", "pixels", "share"}, ...]}``."""
+        d, total = self.decoding, max(self.pixels, 1)
+        names = d.palette.class_names or ()
+        return {
+            "palette": d.palette.name, "match": d.match, "max_distance": d.max_distance, "void_id": d.void_id,
+            "files": self.files, "pixels": self.pixels, "within": self.pixels - self.far, "far": self.far,
+            "within_share": (self.pixels - self.far) / total, "far_share": self.far / total,
+            "classes": [{"id": i, "name": names[i] if i < len(names) else str(i), "pixels": int(c),
+                         "share": int(c) / total} for i, c in enumerate(self.class_pixels.tolist())],
+        }
+
+    def notes(self) -> list[str]:
+        """The summary as report lines."""
+        s = self.summary()
+        rule = (f"nearest, max distance {s['max_distance']:g}, far -> void id {s['void_id']}"
+                if s["match"] == "nearest" else "exact")
+        present = sorted((c for c in s["classes"] if c["pixels"]), key=lambda c: -c["pixels"])
+        return [
+            f"palette {s['palette']} ({rule}) over {s['files']} label maps, {s['pixels']} pixels: "
+            f"{100 * s['within_share']:.2f}% within distance, {100 * s['far_share']:.2f}% far (void)",
+            "pixels per class: " + ", ".join(f"{c['id']} {c['name']} {c['pixels']} ({100 * c['share']:.2f}%)"
+                                             for c in present),
+        ]
 
 
 # --------------------------------------------------------------------------- matching
@@ -428,9 +585,8 @@ class LabelMapDataset(PairedImageDataset):
         )
         if not self.folder.is_dir():
             raise DataError(f"{self.folder}: folder not found; {LAYOUT_HELP.format(split=split)}")
-        palette_path = _palette_path(cfg)
-        self.palette_path = str(palette_path) if palette_path is not None else ""
-        self.palette = load_palette(palette_path) if palette_path is not None else None
+        self.decoding = colour_decoding(cfg)
+        self.palette_path = self.decoding.palette.name if self.decoding is not None else ""
         items, problems, self.has_images = _match(self.root, split, cfg.instance)
         if problems:
             shown = "; ".join(f"{f}: {p}" for f, p in problems[:5])
@@ -452,7 +608,7 @@ class LabelMapDataset(PairedImageDataset):
         cfg = self.cfg
         label_path, img_path = self.pairs[index]
         out: dict[str, Any] = {"label": label_ids(read_image(label_path, palette_indices=True), label_path,
-                                                  cfg.label_nc, self.palette, self.palette_path)}
+                                                  cfg.label_nc, self.decoding)}
         h, w = out["label"].shape
         inst_path = self.insts[index]
         if cfg.instance and inst_path is not None:
@@ -504,8 +660,10 @@ class LabelMapDataset(PairedImageDataset):
         if self.train and cfg.flip:
             aug += ", random flip"
         what = f"label_nc {cfg.label_nc}" + (", instances" if cfg.instance else ", no instances")
-        if self.palette is not None:
-            what += f", palette {self.palette_path}"
+        if self.decoding is not None:
+            what += f", palette {self.palette_path} ({self.decoding.match}"
+            what += (f", void {self.decoding.void_id} beyond distance {self.decoding.max_distance:g})"
+                     if self.decoding.match == "nearest" else ")")
         photos = f"photos {cfg.output_nc}ch" if self.has_images else "no photos (labels only)"
         return (f"labels: {len(self)} label maps in {self.folder} ({what}; {photos}), {aug}, "
                 f"{'train' if self.train else 'eval'} mode, seed {self.seed}")
@@ -533,6 +691,7 @@ class LabelMapDataset(PairedImageDataset):
         the crop. A split without ``{split}_img/`` is a note (labels only), a problem only for
         the training split. The row gets ``notes`` (a list of strings) besides the usual keys.
         """
+        split = parse_split(split)[0]  # a slice NAME[START:STOP] is checked as its whole folder
         root = Path(root)
         row: dict[str, Any] = {"layout": "labels", "n_pairs": 0, "min_size": None, "max_size": None,
                                "channels_A": [], "channels_B": [], "notes": []}
@@ -540,8 +699,7 @@ class LabelMapDataset(PairedImageDataset):
         label_dir = root / f"{split}_label"
         try:
             _need_label_nc(cfg)
-            palette_path = _palette_path(cfg)
-            palette = load_palette(palette_path) if palette_path is not None else None
+            decoding = colour_decoding(cfg)
         except (ConfigError, DataError) as exc:
             problems.append((str(label_dir), str(exc)))
             return row, problems
@@ -564,7 +722,7 @@ class LabelMapDataset(PairedImageDataset):
         row["n_pairs"] = len(items)
         transform = PairedTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip,
                                     train=(split == cfg.train_split), size_multiple=size_multiple)
-        pal_name = str(palette_path) if palette_path is not None else ""
+        fit = PaletteFit(decoding, cfg.label_nc) if decoding is not None else None
 
         def one(item: tuple[Path, Path | None, Path | None]) -> tuple[list, Any]:
             lab, inst, img = item
@@ -573,7 +731,9 @@ class LabelMapDataset(PairedImageDataset):
             try:
                 arr = read_image(lab, palette_indices=True)
                 info["label_channels"] = arr.shape[2] if arr.ndim == 3 else 1
-                ids = label_ids(arr, lab, cfg.label_nc, palette, pal_name)
+                ids = label_ids(arr, lab, cfg.label_nc, decoding)
+                if fit is not None:
+                    info["fit"] = fit.measure(arr)
                 info["size"] = (ids.shape[1], ids.shape[0])
                 info["max_id"] = int(ids.max()) if ids.size else 0
             except DataError as exc:
@@ -618,10 +778,156 @@ class LabelMapDataset(PairedImageDataset):
                 if "image_channels" in info:
                     ch_b.add(info["image_channels"])
                 max_id = max(max_id, info["max_id"])
+                if fit is not None and info.get("fit") is not None:
+                    fit.add(*info["fit"])
+        if fit is not None and fit.pixels:
+            row["palette_fit"] = fit.summary()
+            row["notes"] += fit.notes()
         if sizes:
             row["min_size"] = (min(s[0] for s in sizes), min(s[1] for s in sizes))
             row["max_size"] = (max(s[0] for s in sizes), max(s[1] for s in sizes))
             row["notes"].append(f"class ids up to {max_id} (data.label_nc {cfg.label_nc})")
+        row["channels_A"], row["channels_B"] = sorted(ch_a), sorted(ch_b)
+        return row, problems
+
+
+@register("dataset", "aligned-labels")
+class AlignedLabelDataset(LabelMapDataset):
+    """``ROOT/{split}/*`` with a label map and its photo side by side in one file (the pix2pix
+    Cityscapes set: photo | colour label map, ``data.direction=BtoA``): items as
+    :class:`LabelMapDataset` (``label``, ``image``, no instance maps).
+
+    The label half (``A`` after ``data.direction``) is decoded to ids at its native resolution
+    (``data.palette`` with ``data.palette_match``; ids stored as grey levels need no palette),
+    before any resize; ids are then resampled with nearest neighbour, photos bicubic. Used for the
+    aligned layout whenever the inputs are label maps (``data.input_kind=label`` and
+    ``data.label_nc`` > 0); see :func:`~pairgan.data.datasets.resolve_layout`.
+    """
+
+    layout = "aligned-labels"
+
+    def __init__(self, root: str | Path, split: str, cfg: DataConfig, *, train: bool, size_multiple: int = 1,
+                 seed: int = 0) -> None:
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        _need_label_nc(cfg)
+        if cfg.instance:
+            raise ConfigError("data.instance: the aligned layout holds no instance maps; expected "
+                              "data.instance=false (or the labels layout with ROOT/{split}_inst/)")
+        self.root = Path(root)
+        self.split = split
+        self.folder = self.root / split
+        self.cfg = cfg
+        self.train = train
+        self.seed = int(seed)
+        self.transform = PairedTransform(
+            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train, size_multiple=size_multiple,
+        )
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: split folder not found; expected ROOT/{split}/*.jpg (each file "
+                            "holds a photo and its label map side by side)")
+        self.decoding = colour_decoding(cfg)
+        self.palette_path = self.decoding.palette.name if self.decoding is not None else ""
+        self.has_images = True
+        files = list_images(self.folder)
+        if cfg.max_items > 0:
+            files = files[: cfg.max_items]
+        if not files:
+            raise DataError(f"{self.folder}: no images; expected ROOT/{split}/*.jpg (A|B side by side)")
+        self.pairs = [(f, f) for f in files]
+        self.insts = [None] * len(files)
+
+    def read_raw(self, index: int) -> dict[str, Any]:
+        cfg = self.cfg
+        path = self.pairs[index][0]
+        a, b = split_aligned(read_image(path), path)
+        label_arr, photo = (a, b) if cfg.direction == "AtoB" else (b, a)
+        ids = label_ids(label_arr, path, cfg.label_nc, self.decoding)
+        image = load_side(path, "image", cfg.output_nc, "data.output_nc", photo)
+        return {"label": ids, "image": image}
+
+    def describe(self) -> str:
+        return "aligned-" + super().describe().replace(f"in {self.folder}", f"in {self.folder} ({self.cfg.direction})")
+
+    @classmethod
+    def detect(cls, root: Path, split: str) -> bool:
+        return False  # chosen by resolve_layout for aligned files with label inputs, never detected
+
+    @classmethod
+    def split_exists(cls, root: Path, split: str) -> bool:
+        folder = Path(root) / split
+        try:
+            return folder.is_dir() and bool(list_images(folder))
+        except DataError:
+            return False
+
+    @classmethod
+    def check_split(cls, cfg: DataConfig, root: Path, split: str, size_multiple: int = 1) -> tuple[
+            dict[str, Any], list[tuple[str, str]]]:
+        """Row updates for :class:`~pairgan.data.check.CheckReport` and (file, problem) pairs: every
+        file decoded, its label half decoded to ids (checked against label_nc), the crop fit, and
+        the palette fit (``row["palette_fit"]`` and notes) when a palette is configured."""
+        root = Path(root)
+        row: dict[str, Any] = {"layout": "aligned-labels", "n_pairs": 0, "min_size": None, "max_size": None,
+                               "channels_A": [], "channels_B": [], "notes": []}
+        problems: list[tuple[str, str]] = []
+        folder = root / parse_split(split)[0]
+        try:
+            _need_label_nc(cfg)
+            decoding = colour_decoding(cfg)
+            files = select_items(list_images(folder), split, folder)
+        except (ConfigError, DataError) as exc:
+            problems.append((str(folder), _strip(folder, exc)))
+            return row, problems
+        if cfg.max_items > 0:
+            files = files[: cfg.max_items]
+        row["n_pairs"] = len(files)
+        if not files:
+            problems.append((str(folder), "no images; expected ROOT/{split}/*.jpg (A|B side by side)"))
+            return row, problems
+        transform = PairedTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip,
+                                    train=(split == cfg.train_split), size_multiple=size_multiple)
+        fit = PaletteFit(decoding, cfg.label_nc) if decoding is not None else None
+
+        def one(path: Path) -> tuple[list, Any]:
+            found: list[tuple[str, str]] = []
+            try:
+                a, b = split_aligned(read_image(path), path)
+                label_arr, photo = (a, b) if cfg.direction == "AtoB" else (b, a)
+                ids = label_ids(label_arr, path, cfg.label_nc, decoding)
+                load_side(path, "image", cfg.output_nc, "data.output_nc", photo[:1, :1])
+                transform.plan(ids.shape[1], ids.shape[0])
+            except DataError as exc:
+                found.append((str(path), _strip(path, exc)))
+                return found, None
+            except ValueError as exc:
+                found.append((str(path), str(exc)))
+                return found, None
+            info = {"size": (ids.shape[1], ids.shape[0]), "max_id": int(ids.max()) if ids.size else 0,
+                    "channels": (a.shape[2], b.shape[2]),
+                    "fit": fit.measure(label_arr) if fit is not None else None}
+            return found, info
+
+        workers = max(1, min(8, os.cpu_count() or 1))
+        sizes, ch_a, ch_b, max_id = [], set(), set(), -1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for found, info in pool.map(one, files):
+                problems += found
+                if info is None:
+                    continue
+                sizes.append(info["size"])
+                ch_a.add(info["channels"][0])
+                ch_b.add(info["channels"][1])
+                max_id = max(max_id, info["max_id"])
+                if fit is not None and info["fit"] is not None:
+                    fit.add(*info["fit"])
+        if sizes:
+            row["min_size"] = (min(s[0] for s in sizes), min(s[1] for s in sizes))
+            row["max_size"] = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+            row["notes"].append(f"class ids up to {max_id} (data.label_nc {cfg.label_nc})")
+        if fit is not None and fit.pixels:
+            row["palette_fit"] = fit.summary()
+            row["notes"] += fit.notes()
         row["channels_A"], row["channels_B"] = sorted(ch_a), sorted(ch_b)
         return row, problems
 
@@ -654,7 +960,8 @@ def read_label_input(path: str | os.PathLike, label_nc: int, data: DataConfig) -
     (ids, or colours through ``data.palette``), plus ``"inst"`` (1xHxW instance ids, found by
     :func:`find_partner`) when ``data.instance``. Errors name the file and what was expected."""
     path = Path(path)
-    label = torch.as_tensor(read_label_map(path, label_nc, palette_file(data))).long()
+    pal = palette_file(data)
+    label = torch.as_tensor(read_label_map(path, label_nc, colour_decoding(data, pal) if pal else None)).long()
     label = label.reshape(1, *label.shape[-2:])
     item = {"label": label}
     if data.instance:
@@ -694,6 +1001,13 @@ def dataset_classes(data: DataConfig) -> dict[str, Any]:
     of :func:`default_palette`. None for image data without one. An unreadable file is skipped: a
     model is still served or exported without its palette.
     """
+    builtin = builtin_palette(data.palette) if data.palette else None
+    if builtin is not None:
+        colours = builtin.colors
+        if data.label_nc > 0 and len(colours) < data.label_nc:
+            colours = np.concatenate([colours, default_palette(data.label_nc)[len(colours):]])
+        return {"palette": colours.tolist(), "classes": list(builtin.class_names or ()) or None,
+                "thing_ids": list(builtin.thing_ids) if builtin.thing_ids is not None else None}
     candidates: list[Path] = []
     if data.palette:
         p = Path(data.palette).expanduser()

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
 from pairgan.data.datasets import sample_key
+from pairgan.data.splits import parse_split
 from pairgan.data.io import (
     channels_convertible,
     match_channels,
@@ -655,8 +656,9 @@ class PosePairDataset(Dataset):
     @classmethod
     def check_split(cls, cfg: DataConfig, root: Path, split: str,
                     size_multiple: int = 1) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """Check a split: files, rows, keypoint lists, images (fully decoded), sizes, crop fit."""
-        return _check_split(cfg, Path(root), split, size_multiple)
+        """Check a split: files, rows, keypoint lists, images (fully decoded), sizes, crop fit.
+        A slice ``NAME[START:STOP]`` is checked as its whole split."""
+        return _check_split(cfg, Path(root), parse_split(split)[0], size_multiple)
 
 
 def _check_split(cfg: DataConfig, root: Path, split: str, size_multiple: int) -> tuple[dict[str, Any], list]:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pairgan.errors import DataError
 
-__all__ = ["natural_key", "parse_split", "select_items"]
+__all__ = ["natural_key", "parse_split", "select_indices", "select_items"]
 
 _SLICE = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
 _DIGITS = re.compile(r"(\d+)")
@@ -49,13 +49,18 @@ def natural_key(item: Any) -> tuple[Any, ...]:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(name) if p)
 
 
-def select_items(items: Sequence[T], spec: str, where: str | Path = "") -> list[T]:
-    """The items a split spec names: all of them for a plain name, else the slice of the
-    naturally sorted items. An empty selection is a DataError naming ``where``."""
+def select_indices(items: Sequence[Any], spec: str, where: str | Path = "") -> list[int]:
+    """Positions in ``items`` of the items a split spec names: all of them for a plain name, else
+    the slice of the naturally sorted items. An empty selection is a DataError naming ``where``."""
     _, sl = parse_split(spec)
     if sl is None:
-        return list(items)
-    chosen = sorted(items, key=natural_key)[sl]
+        return list(range(len(items)))
+    chosen = sorted(range(len(items)), key=lambda i: natural_key(items[i]))[sl]
     if not chosen:
         raise DataError(f"{where or spec}: split {spec!r} selects none of its {len(items)} items")
     return chosen
+
+
+def select_items(items: Sequence[T], spec: str, where: str | Path = "") -> list[T]:
+    """The items a split spec names (see :func:`select_indices`)."""
+    return [items[i] for i in select_indices(items, spec, where)]

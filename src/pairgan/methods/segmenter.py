@@ -39,7 +39,8 @@ from pairgan.checkpoint import load_checkpoint_config, resolve_checkpoint
 from pairgan.config import DataConfig, TrainConfig, apply_overrides, config_from_dict
 from pairgan.data.datasets import build_dataset
 from pairgan.data.io import match_channels, read_image, to_unit_float
-from pairgan.data.labels import colorize
+from pairgan.data.labels import ColourDecoding, colorize, colour_decoding, palette_file
+from pairgan.data.palettes import nearest_ids
 from pairgan.data.transforms import to_tensor
 from pairgan.errors import ConfigError
 from pairgan.methods.base import Method, StepContext
@@ -124,6 +125,7 @@ class Segmenter(Method):
             cfg.palette_colors = resolve_palette(cfg.palette, data.path or None, samples)
             if cfg.palette == "facades" and not cfg.class_names:
                 cfg.class_names = list(FACADES_CLASSES)
+        self.decoding = self._data_decoding(cfg, data)
         n = cfg.n_classes or data.label_nc or len(cfg.palette_colors)
         if n < 2:
             raise ConfigError("the segmenter needs the number of classes: data.label_nc (label maps of ids), "
@@ -140,6 +142,31 @@ class Segmenter(Method):
         self.nets["S"] = _strip_final_tanh(create("generator", cfg.net, **kw))
         self.inference_mode = "eval"
 
+    @staticmethod
+    def _data_decoding(cfg: SegmenterConfig, data: DataConfig) -> ColourDecoding | None:
+        """The data config's nearest-colour decoding (``data.palette_match=nearest``), None otherwise.
+
+        With it, the label pixels decoded to the void id are ignored (``model.ignore_index``
+        defaults to the void id); when the void id is the last class (``cityscapes``: 19 of
+        label_nc 20) the network predicts only the classes before it (``model.n_classes``); class
+        names and display colours come from the palette. Written into ``cfg``, so the checkpoint
+        scores exactly as training did."""
+        if not data.palette or data.palette_match != "nearest":
+            return None
+        decoding = colour_decoding(data, palette_file(data))
+        assert decoding is not None and decoding.void_id is not None  # nearest always has a void id
+        void = decoding.void_id
+        if cfg.ignore_index < 0:
+            cfg.ignore_index = void
+        if not cfg.n_classes and data.label_nc > 0 and void == data.label_nc - 1:
+            cfg.n_classes = void
+        pal = decoding.palette
+        if not cfg.class_names and pal.class_names:
+            cfg.class_names = list(pal.class_names[: cfg.n_classes or data.label_nc or pal.num_classes])
+        if not cfg.palette_colors:
+            cfg.palette_colors = [[int(v) for v in c] for c in pal.colors.tolist()]
+        return decoding
+
     # ----------------------------------------------------------------- data
     @staticmethod
     def photo_of(batch: dict[str, Any]) -> torch.Tensor:
@@ -153,14 +180,30 @@ class Segmenter(Method):
     def ids_of(self, batch: dict[str, Any]) -> torch.Tensor:
         """Ground-truth ids ``[N, H, W]`` of a batch (labels layout ``label``, else the label side ``A``)."""
         if torch.is_tensor(batch.get("label")):
-            return batch["label"][:, 0].long()
+            return self._void_ignored(batch["label"][:, 0].long())
         return self.labels_to_ids(batch["A"])
 
+    def _void_ignored(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids with the data palette's void id replaced by ``model.ignore_index`` (when both exist)."""
+        d, ignore = self.decoding, self.cfg.ignore_index
+        if d is None or d.void_id is None or ignore < 0 or ignore == d.void_id:
+            return ids
+        return ids.masked_fill(ids == d.void_id, ignore)
+
     def labels_to_ids(self, a: torch.Tensor) -> torch.Tensor:
-        """Label images in [-1, 1] (``[N, C, H, W]``): colour-coded (nearest palette colour) or
-        1-channel ids stored as grey levels (id = 8-bit value)."""
+        """Label images in [-1, 1] (``[N, C, H, W]``): colour-coded or 1-channel ids stored as grey
+        levels (id = 8-bit value). Colours follow the data config's rule with
+        ``data.palette_match=nearest`` (nearest palette colour, far pixels and void ->
+        ``model.ignore_index``), else the nearest colour of ``model.palette``."""
         if a.shape[1] == 1:
             return torch.round((a[:, 0].float() + 1) * 127.5).long()
+        if self.decoding is not None and a.shape[1] == 3:
+            rgb = ((a.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            rgb = rgb.permute(0, 2, 3, 1).numpy()
+            d = self.decoding
+            assert d.void_id is not None
+            ids = np.stack([nearest_ids(x, d.palette, d.max_distance, d.void_id)[0] for x in rgb])
+            return self._void_ignored(torch.from_numpy(ids).to(a.device))
         if self.palette is None:
             raise ConfigError("colour-coded label images but no palette; set model.palette (facades, kmeans:K "
                               "or a palette JSON file) when training the segmenter")
@@ -249,8 +292,9 @@ def build_segmenter_config(data: str | Path, overrides: list[str] | None = None,
     d = copy.deepcopy(SEGMENTER_DEFAULTS)
     if like is not None:
         run = load_checkpoint_config(resolve_checkpoint(like)).data
-        keep = ("layout", "direction", "label_nc", "palette", "input_nc", "output_nc", "train_split", "val_split",
-                "test_split", "load_size", "crop_size", "preprocess")
+        keep = ("layout", "direction", "label_nc", "palette", "palette_match", "palette_max_distance",
+                "palette_void_id", "input_nc", "output_nc", "train_split", "val_split", "test_split", "load_size",
+                "crop_size", "preprocess")
         d["data"].update({k: getattr(run, k) for k in keep})
     d["data"]["path"] = str(data)
     return config_from_dict(apply_overrides(d, list(overrides or [])))

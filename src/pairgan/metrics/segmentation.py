@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from pairgan.data.labels import load_palette
+from pairgan.data.palettes import BUILTIN_PALETTES, builtin_palette
 
 __all__ = [
     "FACADES_CLASSES",
@@ -145,12 +146,16 @@ def _load_palette_file(path: Path) -> list[list[int]]:
 
 def resolve_palette(spec: str, data_root: str | Path | None = None,
                     sample_images: Iterable[np.ndarray] | None = None) -> list[list[int]]:
-    """A palette spec -> a list of ``[r, g, b]``: ``facades``, ``kmeans:K`` (fitted to
+    """A palette spec -> a list of ``[r, g, b]``: ``facades``, a built-in data palette
+    (``cityscapes``, ``cityscapes-35``: the display colour of each id), ``kmeans:K`` (fitted to
     ``sample_images``, HxWx3 uint8 arrays), or a JSON palette file (as given, else relative to
     ``data_root`` or its parent)."""
     spec = spec.strip()
     if spec == "facades":
         return [list(c) for c in FACADES_PALETTE]
+    builtin = builtin_palette(spec)
+    if builtin is not None:
+        return [[int(v) for v in c] for c in builtin.colors.tolist()]
     if spec.startswith("kmeans:"):
         try:
             k = int(spec.split(":", 1)[1])
@@ -170,7 +175,8 @@ def resolve_palette(spec: str, data_root: str | Path | None = None,
     for c in candidates:
         if c.is_file():
             return _load_palette_file(c)
-    raise FileNotFoundError(f"palette {spec!r}: not 'facades', 'kmeans:K' or an existing JSON palette file "
+    raise FileNotFoundError(f"palette {spec!r}: not 'facades', {', '.join(map(repr, BUILTIN_PALETTES))}, "
+                            "'kmeans:K' or an existing JSON palette file "
                             f"(looked at {', '.join(str(c) for c in candidates)})")
 
 
