@@ -32,7 +32,12 @@ from pairgan.data.io import (
     to_unit_float,
     write_image,
 )
-from pairgan.data.profile import InputProfile, check_input, colour_channels, describe_mismatch
+from pairgan.data.profile import (
+    InputProfile,
+    check_input,
+    colour_channels,
+    describe_mismatch,
+)
 from pairgan.data.transforms import to_array, to_tensor
 from pairgan.errors import DataError
 from pairgan.fsutil import is_disk_full
@@ -333,7 +338,7 @@ class Translator:
                       for m in [self.input_mismatch(f, aligned=aligned)] if m]
         if mismatches and strict:
             more = f"; {len(mismatches) - 1} more input(s) like it" if len(mismatches) > 1 else ""
-            raise DataError(f"{mismatches[0]} (--strict{more}; nothing was written)")
+            raise DataError(f"{mismatches[0]} (--strict){more}; nothing was written")
         for mismatch in mismatches:
             log.warning("warning: %s", mismatch)
 

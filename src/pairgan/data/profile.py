@@ -124,7 +124,7 @@ class InputProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InputProfile":
+    def from_dict(cls, d: dict[str, Any]) -> InputProfile:
         """The profile from :meth:`to_dict`'s form; a malformed one raises ValueError."""
         if not isinstance(d, dict):
             raise ValueError("expected a JSON object")
@@ -221,9 +221,9 @@ def profile_arrays(arrays: Sequence[np.ndarray], *, palette_indices: bool = Fals
     else:
         kind = KIND_IMAGE
     return InputProfile(
-        kind=kind, channels=channels, stats=stats, distinct_colours=int(len(values)), palette=palette,
+        kind=kind, channels=channels, stats=stats, distinct_colours=len(values), palette=palette,
         palette_coverage=round(coverage, 4) if palette is not None else None, items=len(units),
-        pixels=int(len(pixels)), palette_indices=palette_indices, config_kind=config_kind,
+        pixels=len(pixels), palette_indices=palette_indices, config_kind=config_kind,
     )
 
 
