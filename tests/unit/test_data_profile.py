@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pairgan import checkpoint as ckpt
 from pairgan.data.datasets import build_dataset
@@ -172,8 +173,6 @@ def test_one_line_naming_the_file():
 
 def test_profile_of_a_data_set_reads_the_input_side(tmp_path: Path):
     """The profile reads the input half of each aligned file (direction respected), not the target."""
-    from PIL import Image
-
     rng = np.random.default_rng(16)
     (tmp_path / "train").mkdir()
     for i in range(7):
