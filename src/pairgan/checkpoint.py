@@ -4,6 +4,8 @@ A checkpoint is a folder::
 
     checkpoints/step_00001000/
         config.yaml          the resolved config (rebuilds the networks with no flags)
+        input_profile.json   what the training inputs looked like (pairgan.data.profile; optional,
+                             older checkpoints lack it)
         G.safetensors        one file of weights per network
         D.safetensors
         state.pt             optimisers, grad scaler, step, epoch, RNG states, data position
@@ -20,6 +22,7 @@ naming ENOSPC.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -37,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pairgan.config import Config, load_config, save_config
+from pairgan.data.profile import InputProfile
 from pairgan.errors import CheckpointError
 from pairgan.fsutil import atomic_folder, atomic_write_text, is_disk_full
 
@@ -49,6 +53,8 @@ TEMP_PREFIX = ".tmp-"
 #: pairgan.fsutil.atomic_folder moves a folder it replaces aside under this prefix.
 OLD_PREFIX = ".old-"
 CONFIG_FILE = "config.yaml"
+#: The training inputs' kind and statistics, beside the config (absent in older checkpoints).
+INPUT_PROFILE_FILE = "input_profile.json"
 CHECKPOINTS = "checkpoints"
 
 
@@ -114,8 +120,12 @@ def save_checkpoint(
     cfg: Config,
     nets: dict[str, nn.Module],
     state: dict[str, Any] | None = None,
+    input_profile: InputProfile | None = None,
 ) -> Path:
     """Write a complete checkpoint folder at ``directory`` atomically; returns its path.
+
+    ``input_profile`` (the training inputs' statistics) is saved as ``input_profile.json``, for
+    translate to check its inputs against.
 
     A write that fails (a full disk above all) leaves any previous folder of that name as it was
     and raises :class:`CheckpointError` naming the folder and the cause (ENOSPC for a full disk).
@@ -125,6 +135,10 @@ def save_checkpoint(
         final.parent.mkdir(parents=True, exist_ok=True)
         with atomic_folder(final, temp_prefix=TEMP_PREFIX) as tmp:
             save_config(cfg, tmp / CONFIG_FILE)
+            if input_profile is not None:
+                # Inside the folder being built: atomic_folder makes the whole folder appear at once.
+                (tmp / INPUT_PROFILE_FILE).write_text(json.dumps(input_profile.to_dict(), indent=1) + "\n",
+                                                      encoding="utf-8")
             for name, net in nets.items():
                 tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
                 save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt", "net": name})
@@ -361,6 +375,21 @@ def _torch_load(path: Path) -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or damaged ({first})") from None
+
+
+def load_input_profile(ckpt: Path) -> InputProfile | None:
+    """The training inputs' profile saved with checkpoint folder ``ckpt``; None when the checkpoint
+    has none (older ones) or it cannot be read (a warning names the file: the checks it feeds are
+    advice, so a damaged profile never stops a translation)."""
+    path = Path(ckpt) / INPUT_PROFILE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return InputProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        log.warning("warning: %s: not a readable input profile (%s); inputs are not checked against it",
+                    path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
 
 
 def load_checkpoint_config(ckpt: Path) -> Config:

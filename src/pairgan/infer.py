@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pairgan.checkpoint import load_input_profile
 from pairgan.config import Config
 from pairgan.data.io import (
     IMAGE_EXTENSIONS,
@@ -30,6 +31,12 @@ from pairgan.data.io import (
     read_image,
     to_unit_float,
     write_image,
+)
+from pairgan.data.profile import (
+    InputProfile,
+    check_input,
+    colour_channels,
+    describe_mismatch,
 )
 from pairgan.data.transforms import to_array, to_tensor
 from pairgan.errors import DataError
@@ -146,6 +153,10 @@ class Translator:
         self.device = device
         #: The checkpoint folder of the weights (the method's, unless given).
         self.checkpoint = checkpoint if checkpoint is not None else method.checkpoint
+        #: The training inputs' profile saved with the checkpoint (None for older checkpoints and
+        #: exported files: the config's input kind is then all that inputs are checked against).
+        self.input_profile: InputProfile | None = (
+            load_input_profile(self.checkpoint) if self.checkpoint is not None else None)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None) -> "Translator":
@@ -238,22 +249,36 @@ class Translator:
         return self.translate_batch({"A": x.to(torch.float32)}, seed)
 
     # ----------------------------------------------------------------- images
-    def translate(self, image: Any, seed: int | None = 0) -> Any:
+    def translate(self, image: Any, seed: int | None = 0, *, strict: bool = False) -> Any:
         """Translate a PIL image, a NumPy array (HWC or HW; uint8, uint16 or float in [0, 1]) or a
-        tensor (CHW/NCHW in [-1, 1]); returns the same kind of object."""
+        tensor (CHW/NCHW in [-1, 1]); returns the same kind of object.
+
+        An image clearly of another kind than the training inputs (:meth:`array_mismatch`) is
+        logged as a warning, or refused with a :class:`~pairgan.errors.DataError` when ``strict``."""
         if torch.is_tensor(image):
+            first = image if image.dim() == 3 else image[0]
+            self._report_mismatch(self.array_mismatch(
+                ((first.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy(), "<tensor>"), strict)
             out = self.translate_tensor(image, seed).to(image.device)
             return out.squeeze(0) if image.dim() == 3 else out
         is_pil = isinstance(image, Image.Image)
         arr = np.asarray(image)
         if arr.ndim == 2:
             arr = arr[:, :, None]
+        self._report_mismatch(self.array_mismatch(arr, "<image>" if is_pil else "<array>"), strict)
         arr = match_channels(to_unit_float(arr), self.cfg.data.input_nc, "<array>")
         out = to_array(self.translate_tensor(to_tensor(arr), seed)[0].cpu())
         if is_pil:
             u8 = (out * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
             return Image.fromarray(u8[:, :, 0] if u8.shape[2] == 1 else u8)
         return out
+
+    @staticmethod
+    def _report_mismatch(mismatch: str | None, strict: bool) -> None:
+        if mismatch and strict:
+            raise DataError(mismatch + " (strict=True)")
+        if mismatch:
+            log.warning("warning: %s", mismatch)
 
     def translate_files(
         self,
@@ -285,7 +310,8 @@ class Translator:
         :meth:`memory_limit`); above it a DataError suggests tiles, or ``tile="auto"`` picks the
         largest tile that fits. A write that fails (a full disk) raises :class:`OutputWriteError`
         naming the output. An input that is clearly of another kind than the training inputs (see
-        :meth:`input_kind_mismatch`) is logged as a warning, or refused when ``strict``.
+        :meth:`input_mismatch`) is logged as a warning, once, or, when ``strict``, refused with a
+        DataError before anything is written.
         """
         out_dir = Path(out_dir)
         names = _unique_names(files)
@@ -307,14 +333,14 @@ class Translator:
             limit = self.memory_limit(opts)
         tiles = [self._tile_for(f, s, tile, overlap, limit) if s else (0 if auto_tile else tile)
                  for f, s in zip(files, sizes)]
-        if not aligned:
-            # Decoding for the check is bounded: larger files are not checked.
-            for f in (f for f, s in zip(files, sizes) if s and s[0] * s[1] <= KIND_CHECK_PIXELS):
-                mismatch = self.input_kind_mismatch(f)
-                if mismatch and strict:
-                    raise DataError(mismatch + " (--strict)")
-                if mismatch:
-                    log.warning("warning: %s", mismatch)
+        # Decoding for the check is bounded: larger files are not checked.
+        mismatches = [m for f, s in zip(files, sizes) if s and s[0] * s[1] <= KIND_CHECK_PIXELS
+                      for m in [self.input_mismatch(f, aligned=aligned)] if m]
+        if mismatches and strict:
+            more = f"; {len(mismatches) - 1} more input(s) like it" if len(mismatches) > 1 else ""
+            raise DataError(f"{mismatches[0]} (--strict){more}; nothing was written")
+        for mismatch in mismatches:
+            log.warning("warning: %s", mismatch)
 
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
@@ -397,13 +423,50 @@ class Translator:
                 raise _write_error(exc, out_dir / "index.html") from exc
         return written
 
-    def input_kind_mismatch(self, path: Path) -> str | None:
-        """Why ``path`` is clearly not the kind of input the model was trained on, or None.
+    def input_mismatch(self, path: Path, *, aligned: bool = False) -> str | None:
+        """Why input file ``path`` is clearly not the kind of input the model was trained on (one
+        line naming the file, what was seen and what the model was trained on), or None.
 
-        Read from the run's saved ``data`` section (no checkpoint change needed): a model trained
-        on 3-channel images (``input_kind: image``, e.g. colour-coded label maps) given a
-        single-channel file whose values are few and small (a label-id map: ids 0..8 would be read
-        as near-black grey). Only single-channel files (from the header) are decoded for the check.
+        With the checkpoint's input profile the file is decoded as training decoded its inputs (the
+        input half of an A|B file when ``aligned``) and checked by
+        :func:`pairgan.data.profile.check_input`: channels, value range, palette fit. Without one
+        (older checkpoints, exported files) :meth:`input_kind_mismatch` is the check. A file the
+        reader cannot decode is not judged here: translating it reports it.
+        """
+        if self.input_profile is None:
+            return None if aligned else self.input_kind_mismatch(path)
+        try:
+            arr = read_image(path, palette_indices=self.input_profile.palette_indices)
+        except DataError:
+            return None
+        if aligned:
+            w = arr.shape[1] // 2
+            d = self.cfg.data if self.cfg is not None else None
+            arr = arr[:, w : 2 * w] if d is not None and d.direction == "BtoA" else arr[:, :w]
+        return self.array_mismatch(arr, printable(str(path)))
+
+    def array_mismatch(self, arr: np.ndarray, where: str) -> str | None:
+        """:meth:`input_mismatch` for a decoded input (HxW or HxWxC, native dtype or float in [0, 1]);
+        ``where`` names it in the message."""
+        if self.input_profile is not None:
+            try:
+                problems = check_input(self.input_profile, arr)
+            except DataError:
+                return None  # not a readable kind of pixels: translating it says so
+            return describe_mismatch(where, problems)
+        arr = colour_channels(np.asarray(arr))
+        if arr.shape[2] != 1:
+            return None
+        return self._id_map_mismatch(np.unique(arr), where)
+
+    def input_kind_mismatch(self, path: Path) -> str | None:
+        """The check for checkpoints without an input profile: why ``path`` is clearly not the kind
+        of input the model was trained on, or None.
+
+        Read from the run's saved ``data`` section: a model trained on 3-channel images
+        (``input_kind: image``, e.g. colour-coded label maps) given a single-channel file whose
+        values are few and small (a label-id map: ids 0..8 would be read as near-black grey). Only
+        single-channel files (from the header) are decoded for the check.
         """
         d = self.cfg.data if self.cfg is not None else None
         if d is None or d.input_kind != "image" or d.input_nc != 3:
@@ -418,10 +481,18 @@ class Translator:
             values = np.unique(read_image(path))
         except DataError:
             return None
+        return self._id_map_mismatch(values, printable(str(path)))
+
+    def _id_map_mismatch(self, values: np.ndarray, where: str) -> str | None:
+        """A 1-channel input's distinct ``values`` look like label ids given to a 3-channel image
+        model (no profile: the config's data section decides)."""
+        d = self.cfg.data if self.cfg is not None else None
+        if d is None or d.input_kind != "image" or d.input_nc != 3 or not len(values):
+            return None
         scale = 65535 if values.dtype == np.uint16 else 255 if values.dtype == np.uint8 else 1
         if len(values) > 64 or values.max() > 64 / 255 * scale:
             return None
-        return (f"{printable(str(path))}: a 1-channel image with {len(values)} values in "
+        return (f"{where}: a 1-channel image with {len(values)} values in "
                 f"{values.min()}..{values.max()} (a label-id map?), but the model was trained on 3-channel "
                 f"{d.input_kind}s (data.input_nc 3): it is read as near-black grey; give it in the training "
                 f"inputs' form (e.g. colour-coded with their palette)")

@@ -167,7 +167,8 @@ def _fresh_run(result: Any, paths: Mapping[str, Path]) -> None:
 
 def _checkpoint_folder_untouched(result: Any, paths: Mapping[str, Path]) -> None:
     step1 = paths["run"] / STEP1
-    assert sorted(p.name for p in step1.iterdir()) == ["D.safetensors", "G.safetensors", "config.yaml", "state.pt"]
+    assert sorted(p.name for p in step1.iterdir()) == ["D.safetensors", "G.safetensors", "config.yaml",
+                                                      "input_profile.json", "state.pt"]
     _continued_to_step_3(result, paths)
 
 

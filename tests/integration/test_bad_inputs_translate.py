@@ -69,6 +69,10 @@ def _no_warning(result: Any, paths: Mapping[str, Path]) -> None:
     assert "warning" not in result.stderr
 
 
+def _nothing_written(result: Any, paths: Mapping[str, Path]) -> None:
+    assert not paths["out"].exists()
+
+
 def _replaced(result: Any, paths: Mapping[str, Path]) -> None:
     assert (paths["out"] / "a.png").read_bytes() != b"not mine"
 
@@ -76,6 +80,7 @@ def _replaced(result: Any, paths: Mapping[str, Path]) -> None:
 # --------------------------------------------------------------------------- the table
 
 T = ["translate", "{run}"]
+TL = ["translate", "{colour_label_run}"]
 CASES = [
     # item 1: never lose an input or a file translate did not write
     Case("out-is-input-folder", [*T, "{in}", "--out", "{in}"], 2, r"would replace the input .*a\.png.*--out",
@@ -138,6 +143,18 @@ CASES = [
          r"ids\.png: a 1-channel image with 9 values .*\(--strict\)", unchanged=["{ids}"]),
     Case("grey-photo-no-warning", [*T, "{grey}", "--out", "{out}", "--strict"], 0, r"wrote 1 images",
          then=_no_warning),
+    # ... against the profile of the training inputs saved in the checkpoint (TL: a run trained on the
+    # synthetic scenes' colour-coded label maps)
+    Case("label-ids-to-colour-label-model", [*TL, "{scene_ids}", "--out", "{out}"], 0,
+         r"warning: .*0001\.png: a 1-channel image with 9 values in 0\.\.8 \(a label-id map\?\), but the model "
+         r"was trained on 3-channel colour labels with \d+ colours", unchanged=["{scene_ids}"]),
+    Case("label-ids-to-colour-label-model-strict", [*TL, "{scene_ids}", "--out", "{out}", "--strict"], 2,
+         r"0001\.png: a 1-channel image .*colour labels .*\(--strict\); nothing was written",
+         unchanged=["{scene_ids}"], then=_nothing_written),
+    Case("photo-to-colour-label-model", [*TL, "{scene_photo}", "--out", "{out}"], 0,
+         r"warning: .*photo\.png: \d+% of its pixels are far from every one of the \d+ training colours"),
+    Case("colour-labels-to-colour-label-model", [*TL, "{scene_labels}", "--out", "{out}", "--strict"], 0,
+         r"wrote 1 images", then=_no_warning),
     # handled before issue 14, kept
     Case("bit-depth-12", [*T, "{in}", "--out", "{out}", "--bit-depth", "12"], 2, r"--bit-depth 12: expected 8 or 16"),
     Case("no-such-input", [*T, "{in}/nothing*.png", "--out", "{out}"], 2, r"no such file, folder or matching"),
@@ -197,10 +214,27 @@ def _prepare(case_id: str, tmp: Path) -> dict[str, Path]:
     return paths
 
 
+def _scene_inputs(scenes: Path, tmp: Path) -> dict[str, Path]:
+    """The synthetic scenes' id map 0001 (ids 0..8), and one held-out scene's colour-coded label map
+    and photo (the halves of aligned/val/*), as single files."""
+    test_file = sorted((scenes / "aligned" / "val").glob("*.png"))[0]
+    both = np.asarray(Image.open(test_file).convert("RGB"))
+    w = both.shape[1] // 2
+    paths = {"scenes": scenes, "scene_ids": scenes / "train_label" / "0001.png",
+             "scene_labels": tmp / "scene" / "labels.png", "scene_photo": tmp / "scene" / "photo.png"}
+    paths["scene_labels"].parent.mkdir()
+    Image.fromarray(both[:, :w]).save(paths["scene_labels"])
+    Image.fromarray(both[:, w:]).save(paths["scene_photo"])
+    return paths
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_translate(case: Case, tiny_run: Callable[..., Path], tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch):
+def test_bad_input_translate(case: Case, tiny_run: Callable[..., Path], tiny_data: Callable[..., Path],
+                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     paths = _prepare(case.id, tmp_path) | {"run": tiny_run("pix2pix")}
+    if case.argv[1] == TL[1]:
+        paths |= _scene_inputs(tiny_data("scenes"), tmp_path)
+        paths["colour_label_run"] = tiny_run("pix2pix", data=paths["scenes"] / "aligned")
     if case.id in FAULTS:
         module, name, fail_on = FAULTS[case.id]
         real, calls = getattr(module, name), [0]

@@ -23,7 +23,8 @@ def test_run_folder_contents(tiny_run: Callable[..., Path]):
     assert {"G_GAN", "G_L1", "D_real", "D_fake", "lr"} <= set(hist[0])
     latest = ckpt.resolve_checkpoint(run)
     assert latest.name == "step_00000004"
-    assert {p.name for p in latest.iterdir()} == {"config.yaml", "G.safetensors", "D.safetensors", "state.pt"}
+    assert {p.name for p in latest.iterdir()} == {"config.yaml", "input_profile.json", "G.safetensors",
+                                                 "D.safetensors", "state.pt"}
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -46,7 +46,9 @@ def translate(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace files already in --out (never an input file: that is always refused)."),
     strict: bool = typer.Option(
-        False, "--strict", help="Refuse inputs clearly of another kind than the training inputs (default: warn)."),
+        False, "--strict", help="Refuse inputs clearly of another kind than the training inputs, checked against the "
+        "checkpoint's input_profile.json (channels, value range, palette), and write nothing (default: warn, one "
+        "line per input)."),
     max_pixels: Optional[int] = typer.Option(
         None, "--max-pixels", min=1,
         help="The most pixels one forward pass may take (default: derived from the available memory and the "

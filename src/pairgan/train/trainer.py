@@ -39,6 +39,7 @@ from pairgan import checkpoint as ckpt
 from pairgan.config import Config, save_config
 from pairgan.data.check import check_dataset
 from pairgan.data.datasets import build_dataset, split_exists
+from pairgan.data.profile import InputProfile, profile_inputs
 from pairgan.errors import CheckpointError, ConfigError
 from pairgan.fsutil import atomic_write, atomic_write_text
 from pairgan.methods.base import Method, StepContext
@@ -147,6 +148,8 @@ class Trainer:
         self._signal: int | None = None
         #: The method being trained (set by :meth:`fit`; its networks hold the trained weights).
         self.method: Method | None = None
+        #: The training inputs' profile, saved with every checkpoint (rank 0; set up by :meth:`fit`).
+        self.input_profile: InputProfile | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -197,6 +200,7 @@ class Trainer:
             ckpt.clean_leftovers(self.checkpoint_dir)
         method = self._build_method()
         dataset = self._build_train_dataset(method.size_multiple)
+        self.input_profile = profile_inputs(dataset) if info.is_main else None
         self._place_method(method, device, info)
         optimizers = method.configure_optimizers(t)
         scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
@@ -560,7 +564,8 @@ class Trainer:
             return None
         folder = self.checkpoint_dir
         try:
-            path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run))
+            path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run),
+                                        input_profile=self.input_profile)
             ckpt.point_latest(folder, name)
         except (CheckpointError, OSError) as exc:
             raise CheckpointError(f"{exc}; {ckpt.what_is_kept(self.run_dir)}") from exc
