@@ -19,6 +19,7 @@ from pairgan.metrics.card import (
 )
 from pairgan.metrics.fid import fid_from_features
 from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
+from pairgan.metrics.suite import EvalContext, compute, seg_per_class, split_oracle, uncertainties
 from pairgan.metrics.uncertainty import bootstrap_interval, fid_bootstrap, segmentation_bootstrap
 
 
@@ -126,3 +127,59 @@ def test_comparability_problems() -> None:
     marked = comparability_problems([make_card("a"), make_card("b", comparable=False)])
     assert len(marked) == 1 and "another segmenter" in marked[0]
     assert comparability_problems([make_card("a"), make_card("a")], labels=["run1", "run2"]) == []
+
+
+# --------------------------------------------------------------------------- the suite's intervals
+
+
+class _Extractor:
+    """Stands in for Inception: per-image channel means and stds (6-d features), no logits."""
+
+    def __call__(self, images):
+        x = torch.stack([i.float() for i in images])
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1).double(), None
+
+
+class _Segmenter:
+    """Stands in for a trained segmenter: class = which RGB channel is brightest."""
+
+    n_classes = 3
+    checkpoint = "toy"
+
+    class cfg:  # noqa: N801 - mirrors the real segmenter's cfg attribute
+        ignore_index = 255
+        class_names = ("r", "g", "b")
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return x.argmax(1)
+
+    def labels_to_ids(self, x: torch.Tensor) -> torch.Tensor:
+        return x.argmax(1)
+
+
+def _context(n: int = 6):
+    g = torch.Generator().manual_seed(0)
+    reals = [torch.rand(3, 16, 16, generator=g) * 2 - 1 for _ in range(n)]
+    fakes = [(r + 0.3 * torch.randn(3, 16, 16, generator=g)).clamp(-1, 1) for r in reals]
+    labels = [r.argmax(0) for r in reals]
+    return EvalContext(fakes, reals, labels, feature_extractor=_Extractor(), segmenter=_Segmenter(),
+                       kid_subsets=10, kid_subset_size=4)
+
+
+def test_suite_uncertainties_match_the_scores() -> None:
+    names = ["l1", "psnr", "ssim", "fid", "kid", "seg"]
+    ctx = _context()
+    scores, _ = compute(names, ctx)
+    plain, _ = compute(names, _context())  # the per-image bookkeeping changes no score
+    assert scores == plain
+    assert len(ctx.per_image["l1"]) == 6 and len(ctx.per_image_confusion["generated"]) == 6
+    unc = uncertainties(names, ctx, n_resamples=100, fid_resamples=5, seed=0)
+    for n in ("l1", "psnr", "ssim", "fid", "kid", "seg_acc", "seg_class_acc", "seg_miou", "seg_real_acc"):
+        assert unc[n].value == pytest.approx(scores[n]), n
+        assert unc[n].low is not None and unc[n].low <= unc[n].high, n
+    assert unc["kid"].std == pytest.approx(scores["kid_std"]) and "10 subsets of 4" in unc["kid"].method
+    assert unc["kid"].low == pytest.approx(scores["kid"] - scores["kid_std"])
+    metrics, oracle = split_oracle(unc)
+    assert "seg_real_acc" not in metrics and oracle["seg_acc"] is unc["seg_real_acc"]
+    per_class = seg_per_class(ctx.details)
+    assert set(per_class) == {"r", "g", "b"} and set(per_class["r"]) >= {"acc", "iou", "real_acc", "real_iou"}

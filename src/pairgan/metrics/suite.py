@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from pairgan.metrics.basic import METRICS, MetricFn
+from pairgan.metrics.card import MetricValue
 from pairgan.metrics.fid import fid_from_features, inception_score, kid, load_cached_features, save_cached_features
 from pairgan.metrics.inception import InceptionFeatures
 
@@ -36,6 +37,12 @@ from pairgan.metrics.inception import InceptionFeatures
 from pairgan.metrics.lpips import LPIPS
 from pairgan.metrics.msssim import ms_ssim_is_standard
 from pairgan.metrics.segmentation import confusion_matrix, scores_from_confusion
+from pairgan.metrics.uncertainty import (
+    bootstrap_interval,
+    fid_bootstrap,
+    segmentation_bootstrap,
+    subsets_interval,
+)
 
 __all__ = [
     "ALL",
@@ -50,6 +57,9 @@ __all__ = [
     "direction",
     "parse_metrics",
     "register_set_metric",
+    "seg_per_class",
+    "split_oracle",
+    "uncertainties",
 ]
 
 PROTOCOL_VERSION = "pairgan-eval/1"
@@ -128,6 +138,12 @@ class EvalContext:
     feature_extractor: Any = None  # tests: a callable images -> (features, logits or None)
     _cache: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    #: filled by :func:`compute` for :func:`uncertainties`: each pair metric's per-image values,
+    per_image: dict[str, list[float]] = field(default_factory=dict)
+    #: the segmentation score's per-image confusion matrices, ``{"generated": [...], "real": [...]}``,
+    per_image_confusion: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    #: and the subset/split statistics of kid and is (``{"mean", "std", "subsets"/"splits", ...}``).
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def extractor(self) -> Any:
         if self.feature_extractor is None:
@@ -199,6 +215,7 @@ def _kid(ctx: EvalContext) -> dict[str, float | None]:
     real = ctx.real_features()
     r = kid(real, fake, ctx.kid_subsets, ctx.kid_subset_size, seed=ctx.seed)
     ctx.details["kid"] = {k: r[k] for k in ("subsets", "subset_size")}
+    ctx.spread["kid"] = dict(r)
     return {"kid": r["mean"], "kid_std": r["std"]}
 
 
@@ -215,6 +232,7 @@ def _is(ctx: EvalContext) -> dict[str, float | None]:
         return {"is": None, "is_std": None}
     r = inception_score(logits, ctx.is_splits)
     ctx.details["is"] = {"available": True, "splits": r["splits"]}
+    ctx.spread["is"] = dict(r)
     return {"is": r["mean"], "is_std": r["std"]}
 
 
@@ -232,6 +250,7 @@ def _seg(ctx: EvalContext) -> dict[str, float | None]:
     hist_fake = torch.zeros(n, n, dtype=torch.long)
     hist_real = torch.zeros(n, n, dtype=torch.long)
     used = 0
+    per_image: dict[str, list[torch.Tensor]] = {"generated": [], "real": []}
     for fake, real, lab in zip(ctx.fakes, ctx.reals, ctx.labels):
         if lab is None:
             continue
@@ -241,11 +260,15 @@ def _seg(ctx: EvalContext) -> dict[str, float | None]:
         pr = seg.predict(real.unsqueeze(0).to(ctx.device))[0].cpu()
         if pf.shape != gt.shape:
             raise ValueError(f"generated image {tuple(pf.shape)} and label map {tuple(gt.shape)} differ in size")
-        hist_fake += confusion_matrix(gt, pf, n, ignore)
-        hist_real += confusion_matrix(gt, pr, n, ignore)
+        conf_fake, conf_real = confusion_matrix(gt, pf, n, ignore), confusion_matrix(gt, pr, n, ignore)
+        hist_fake += conf_fake
+        hist_real += conf_real
+        per_image["generated"].append(conf_fake)
+        per_image["real"].append(conf_real)
         used += 1
     if used == 0:
         raise ValueError("the segmentation score needs ground-truth labels; none were found for this split")
+    ctx.per_image_confusion = per_image
     names = list(seg.cfg.class_names) or None
     fake_scores = scores_from_confusion(hist_fake, names)
     real_scores = scores_from_confusion(hist_real, names)
@@ -298,6 +321,8 @@ def compute(names: Sequence[str], ctx: EvalContext) -> tuple[dict[str, Any], dic
     for n in pair:
         tic = time.perf_counter()
         total, count = 0.0, 0
+        values: list[float] = ctx.per_image.setdefault(n, [])
+        values.clear()
         fn = _pair_metric(n, ctx)
         dev = ctx.device if n.startswith("lpips") else "cpu"
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -307,7 +332,9 @@ def compute(names: Sequence[str], ctx: EvalContext) -> tuple[dict[str, Any], dic
             if pending:
                 f = torch.cat([p[0] for p in pending]).to(dev)
                 r = torch.cat([p[1] for p in pending]).to(dev)
-                total += float(fn(f, r).double().sum())
+                per = fn(f, r).double().flatten()
+                total += float(per.sum())
+                values.extend(per.cpu().tolist())
                 count += f.shape[0]
                 pending.clear()
 
@@ -336,3 +363,68 @@ def compute(names: Sequence[str], ctx: EvalContext) -> tuple[dict[str, Any], dic
             seconds[n] = round(time.perf_counter() - tic, 3)
     scores["count"] = len(ctx.fakes)
     return scores, seconds
+
+
+# --------------------------------------------------------------------------- uncertainty
+
+#: The segmentation outputs of ``seg``, by the key segmentation_bootstrap gives them.
+_SEG_OUTPUTS = {"generated": {"pixel_acc": "seg_acc", "class_acc": "seg_class_acc", "class_iou": "seg_miou"},
+                "real": {"pixel_acc": "seg_real_acc", "class_acc": "seg_real_class_acc", "class_iou": "seg_real_miou"}}
+
+
+def uncertainties(names: Sequence[str], ctx: EvalContext, *, n_resamples: int = 1000, fid_resamples: int = 20,
+                  seed: int = 0) -> dict[str, MetricValue]:
+    """Each score of ``names`` that :func:`compute` just computed over ``ctx``, with its interval,
+    by the names metrics.json uses (``seg`` gives ``seg_acc`` ... and the oracle's ``seg_real_*``):
+
+    * pair metrics: 95% bootstrap interval of the mean over images (``n_resamples``);
+    * ``fid``: the FID of all images with its bootstrap spread (``fid_resamples``; under 2: the
+      value alone), from the features ``compute`` already extracted;
+    * ``kid`` / ``is``: mean ± std over the subsets / splits;
+    * ``seg``: bootstrap over images of the summed confusion matrices.
+
+    The values are the scores ``compute`` returned (the same numbers up to float rounding).
+    """
+    out: dict[str, MetricValue] = {}
+    for n in names:
+        if n in ctx.per_image and n not in SET_METRICS:
+            out[n] = bootstrap_interval(ctx.per_image[n], n_resamples=n_resamples, seed=seed)
+        elif n == "fid":
+            fake, _ = ctx.fake_features()
+            real = ctx.real_features()
+            if fid_resamples >= 2:
+                out[n] = fid_bootstrap(real, fake, n_resamples=fid_resamples, seed=seed)
+            else:
+                out[n] = MetricValue(fid_from_features(real, fake), method="no bootstrap (fid_resamples < 2)")
+        elif n in ("kid", "is") and n in ctx.spread:
+            r = ctx.spread[n]
+            if n == "kid":
+                out[n] = subsets_interval(r["mean"], r["std"], r["subsets"], r["subset_size"])
+            else:
+                out[n] = MetricValue(r["mean"], r["mean"] - r["std"], r["mean"] + r["std"], r["std"],
+                                     f"mean ± std over {r['splits']} splits")
+        elif n == "seg" and ctx.per_image_confusion:
+            for which, keys in _SEG_OUTPUTS.items():
+                boot = segmentation_bootstrap(ctx.per_image_confusion[which], n_resamples=n_resamples, seed=seed)
+                out.update({keys[k]: v for k, v in boot.items()})
+    return out
+
+
+def split_oracle(values: dict[str, MetricValue]) -> tuple[dict[str, MetricValue], dict[str, MetricValue]]:
+    """``(metrics, oracle)`` for a card: the ``seg_real_*`` scores (the segmenter on the real
+    photos) go to the oracle under the generated images' names (``seg_real_acc`` -> ``seg_acc``)."""
+    metrics = {k: v for k, v in values.items() if not k.startswith("seg_real_")}
+    oracle = {"seg_" + k.removeprefix("seg_real_"): v for k, v in values.items() if k.startswith("seg_real_")}
+    return metrics, oracle
+
+
+def seg_per_class(details: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """A card's per-class table from ``ctx.details`` after ``seg``: per class name ``acc``/``iou``
+    on the generated images, ``real_acc``/``real_iou`` on the real ones, ``pixels`` of ground truth
+    (``{}`` without a segmentation score)."""
+    seg = details.get("seg")
+    if not seg:
+        return {}
+    gen, real = seg["generated"]["per_class"], seg["real"]["per_class"]
+    return {c: {"acc": v["acc"], "iou": v["iou"], "real_acc": real.get(c, {}).get("acc"),
+                "real_iou": real.get(c, {}).get("iou"), "pixels": v["pixels"]} for c, v in gen.items()}
