@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from pairgan.cli import app
@@ -109,8 +110,6 @@ def test_protocol_card_outputs_rescoring_and_round_trip(run: Path, data: Path, t
 
 
 def test_outputs_of_another_size_are_resized_with_the_protocol_kernel(run: Path, data: Path, tmp_path: Path) -> None:
-    from PIL import Image
-
     p = tiny_protocol(data, metrics=("l1", "psnr"))
     evaluate(Translator.from_checkpoint(run, device="cpu"), data, "x", tmp_path / "ev", protocol=p)
     big = tmp_path / "big"

@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -434,11 +434,3 @@ def check_manifest(files: Sequence[str | os.PathLike], manifest: Mapping[str, st
     extra = tuple(sorted(n for n in have if n not in manifest))
     return ManifestProblem(missing, changed, extra)
 
-
-def with_changes(protocol: Protocol, **changes: Any) -> Protocol:
-    """A copy of ``protocol`` with ``changes`` (a new protocol: its fingerprint follows)."""
-    known = {f.name for f in fields(Protocol)}
-    bad = sorted(set(changes) - known)
-    if bad:
-        raise ConfigError(f"unknown protocol fields {', '.join(bad)}")
-    return replace(protocol, **changes)
