@@ -9,7 +9,12 @@ walks it through :func:`iter_split`.
 ``outputs_dir/NAME.png``), loads the networks the requested metrics need
 (:func:`load_metric_networks`), computes the metrics (:mod:`pairgan.metrics.suite`) and writes
 ``outputs/``, ``inputs/``, ``targets/``, ``metrics.json`` (with ``protocol_version``) and the
-report ``index.html`` into ``out_dir``. :func:`evaluate_split` is the older, L1/PSNR/SSIM entry
+report ``index.html`` into ``out_dir``. Under a locked protocol (``protocol=``, a
+:class:`pairgan.protocols.Protocol`) it also checks the split against the protocol's manifest, reads
+it as the protocol says, scores every generated image as the 8-bit image written to ``outputs/``
+(resized to the protocol's resolution with its kernel when it has another size), checks the metric
+networks' and the segmenter's hashes against the protocol's pins, and writes a result card
+(:mod:`pairgan.metrics.card`) as ``card.json``; see :func:`build_card`. :func:`evaluate_split` is the older, L1/PSNR/SSIM entry
 point (same files); :func:`heldout_l1` the mean L1 alone; :func:`score_real` scores a segmenter
 on the real photos of a split and :func:`score_pose_split` a GGB model on a split of pose pairs.
 Validation during training lives in :mod:`pairgan.train.validation`.
@@ -19,9 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
+import logging
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +37,23 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from torch.utils.data import Dataset
 
+from pairgan.checkpoint import resolve_checkpoint, run_of
 from pairgan.config import DataConfig
 from pairgan.data.datasets import build_dataset
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float, write_image
 from pairgan.data.labels import colorize
 from pairgan.data.poses import person_mask
-from pairgan.data.transforms import to_array, to_tensor
+from pairgan.data.transforms import resize, to_array, to_tensor
+from pairgan.errors import ConfigError, DataError
 from pairgan.fsutil import atomic_write_text
 from pairgan.infer import Translator
 from pairgan.methods.segmenter import load_segmenter
 from pairgan.metrics import compute_metrics
 from pairgan.metrics.basic import l1, ssim
+from pairgan.metrics.card import ResultCard, environment_info, save_card
 from pairgan.metrics.fid import files_key
 from pairgan.metrics.inception import PROTOCOL as INCEPTION_PROTOCOL
 from pairgan.metrics.inception import load_inception
@@ -57,21 +69,34 @@ from pairgan.metrics.suite import (
     EvalContext,
     compute,
     parse_metrics,
+    seg_per_class,
+    split_oracle,
+    uncertainties,
 )
+from pairgan.protocols import Protocol, check_manifest
 from pairgan.runtime import resolve_device
 from pairgan.visual import write_gallery
+from pairgan.weights import sha256_file
+
+log = logging.getLogger(__name__)
 
 __all__ = [
+    "METRIC_WEIGHTS",
     "SplitBatch",
+    "build_card",
+    "checkpoint_sha256",
     "evaluate",
     "evaluate_split",
     "heldout_l1",
     "iter_split",
     "load_metric_networks",
     "real_cache_key",
+    "run_record",
     "score_pose_split",
     "score_real",
+    "segmenter_sha256",
     "split_dataset",
+    "weights_sha256",
 ]
 
 #: ``translate`` of :func:`iter_split`: a batch of NCHW tensors -> one output per item (NCHW or NHW).
@@ -219,6 +244,8 @@ def evaluate(
     report_rows: int = 12,
     feature_extractor: Any = None,
     gallery: bool = False,
+    protocol: Protocol | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``split`` of ``data_path``; returns what ``metrics.json`` holds.
 
@@ -229,22 +256,47 @@ def evaluate(
     segmenter for ``seg``; ``inception``: None (the ``inception-fid`` weights) or a file.
     The report is ``index.html``; with ``gallery`` (:func:`evaluate_split`) ``index.html`` is the
     plain input | output | target gallery and the report ``report.html``.
+
+    ``protocol``: score under this locked protocol (its split, reading, resolution, metrics, KID
+    settings and seed replace ``split``, ``metrics`` and ``seed``; ``max_items`` must be 0) and
+    write ``card.json``. A split that differs from the protocol's manifest raises DataError naming
+    the file, unless ``force``: then the card is marked not comparable, with a note.
     """
     t_start = time.perf_counter()
+    notes: list[str] = []
+    if protocol is not None:
+        split, metrics, seed = protocol.split, list(protocol.metrics), protocol.seed
+        _check_supported(protocol, max_items)
+        if "seg" in metrics and segmenter is None:
+            metrics.remove("seg")
+            notes.append(f"no segmentation score: protocol {protocol.name} asks for seg but no segmenter was given "
+                         "(--segmenter)")
     names = parse_metrics(metrics, segmenter=segmenter is not None)
     if "seg" in names and segmenter is None:
         raise ValueError("the seg metric needs --segmenter CKPT (train one with `pairgan segmenter train`)")
-    if translator is None and (outputs_dir is None or data_cfg is None):
-        raise ValueError("evaluate needs a model to translate with, or outputs_dir and data_cfg")
+    if translator is None and (outputs_dir is None or (data_cfg is None and protocol is None)):
+        raise ValueError("evaluate needs a model to translate with, or outputs_dir and data_cfg (or a protocol)")
     # the networks first: a missing weights file stops here, not after translating the split
     networks = load_metric_networks(names, device, inception=inception, segmenter=segmenter,
                                     feature_extractor=feature_extractor)
     out_dir = Path(out_dir)
     method = translator.method if translator is not None else None
-    data_cfg = data_cfg if data_cfg is not None else translator.cfg.data  # type: ignore[union-attr]
+    if data_cfg is None and translator is not None:
+        data_cfg = translator.cfg.data
     size_multiple = method.size_multiple if method is not None else 1
+    if protocol is not None:
+        data_cfg = protocol_data_config(protocol, data_cfg, from_model=translator is not None)
+        size_multiple = 1  # images at the protocol's resolution; the translator pads to its multiple itself
     ds = split_dataset(data_cfg, data_path, split, max_items=max_items, size_multiple=size_multiple, seed=seed)
     target_key = method.target_key if method is not None else ("image" if ds.layout == "labels" else "B")
+    if protocol is not None:
+        problem = check_manifest(_split_files(ds), protocol.manifest)
+        if problem:
+            where = Path(data_path) / split
+            if not force:
+                raise DataError(problem.message(str(where), protocol.name) + "; expected the split the protocol "
+                                "pins (--force scores it anyway and marks the card not comparable)")
+            notes.append("forced past a manifest mismatch: " + problem.message(str(where), protocol.name))
 
     given: dict[str, Path] = {}
     if outputs_dir is not None:
@@ -269,6 +321,8 @@ def evaluate(
             target = part.targets[j]  # type: ignore[index]
             if part.outputs is not None:
                 fake = part.outputs[j]
+                if protocol is not None:
+                    fake = _as_scored(fake, target)
             else:
                 tic = time.perf_counter()
                 f = given.get(name)
@@ -276,6 +330,8 @@ def evaluate(
                     raise FileNotFoundError(f"{outputs_dir}: no generated image for {name} (expected {name}.png)")
                 arr = match_channels(to_unit_float(read_image(f)), target.shape[0], f, key="generated image")
                 fake = to_tensor(arr)
+                if protocol is not None:
+                    fake = _as_scored(fake, target)
                 if fake.shape != target.shape:
                     raise ValueError(f"{f}: {fake.shape[2]}x{fake.shape[1]}, but the target is read as "
                                      f"{target.shape[2]}x{target.shape[1]} (data.preprocess / crop_size of the run)")
@@ -301,9 +357,15 @@ def evaluate(
     key = None
     if cache_real and any(n in names for n in ("fid", "kid")):
         key = real_cache_key(ds, target_key, inception)
+    kid_settings = {} if protocol is None else {"kid_subsets": protocol.kid_subsets,
+                                                "kid_subset_size": protocol.kid_subset_size}
     ctx = EvalContext(fakes, reals, labels, device=device, batch_size=batch_size, seed=seed, real_cache_key=key,
-                      **networks)
+                      **kid_settings, **networks)
     scores, seconds = compute(names, ctx)
+    card = None
+    if protocol is not None:
+        card = build_card(protocol, names, ctx, networks, translator=translator, outputs_dir=outputs_dir,
+                          device=device, notes=notes)
     total = time.perf_counter() - t_start
     result = {
         "protocol_version": PROTOCOL_VERSION,
@@ -322,13 +384,216 @@ def evaluate(
                         "python": platform.python_version()},
         "samples": rows,
     }
+    if card is not None:
+        result["card"] = card.to_dict()
+        save_card(card, out_dir / "card.json")
     atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
     report = write_report(out_dir, result, rows, max_rows=report_rows, name="report.html" if gallery else "index.html")
     if gallery:
         notes = " · ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "count" and isinstance(v, float))
         write_gallery(out_dir, rows, ["input", "output", "target"], title=f"pairgan — {split} split",
                       notes=notes + " · full report: report.html")
-    return result | {"report": str(report), "metrics_file": str(out_dir / "metrics.json")}
+    extra = {"card_file": str(out_dir / "card.json")} if card is not None else {}
+    return result | {"report": str(report), "metrics_file": str(out_dir / "metrics.json")} | extra
+
+
+# --------------------------------------------------------------------------- locked protocols
+
+#: The weights registry name each metric's network is pinned under in a protocol.
+METRIC_WEIGHTS = {"fid": "inception-fid", "kid": "inception-fid", "is": "inception-fid", "lpips": "lpips-vgg",
+                  "lpips_alex": "lpips-alex"}
+
+
+def _check_supported(protocol: Protocol, max_items: int) -> None:
+    """What this evaluation can honour of a protocol (ConfigError naming the item otherwise)."""
+    if max_items:
+        raise ConfigError(f"protocol {protocol.name} scores its whole split; max_items={max_items} is not allowed")
+    w, h = protocol.resolution
+    if w != h:
+        raise ConfigError(f"protocol {protocol.name}: resolution {w}x{h}; pairgan evaluates square resolutions only")
+    if protocol.resize_photo.kernel != "bicubic":
+        raise ConfigError(f"protocol {protocol.name}: photo kernel {protocol.resize_photo.kernel!r}; pairgan's "
+                          "reader resizes photos with bicubic (pairgan.data.transforms.resize)")
+
+
+def protocol_data_config(protocol: Protocol, base: DataConfig | None, *, from_model: bool) -> DataConfig:
+    """``base`` (the model's data settings, or ``--preset``/``--set``'s for ``--outputs``) with the
+    protocol's reading: its resolution (``resize_and_crop`` to it, no flip) and label maps resized
+    with nearest; for ``--outputs`` also its layout and direction. A model whose direction differs
+    from the protocol's is refused (it translates the other way)."""
+    base = base if base is not None else DataConfig()
+    changes = protocol.data_overrides()
+    if protocol.input in ("colour_label", "label_ids"):
+        changes["input_kind"] = "label"
+    if from_model:
+        if base.layout == "aligned" and base.direction != protocol.direction:
+            raise ConfigError(f"the model translates {base.direction} but protocol {protocol.name} scores "
+                              f"{protocol.direction}; expected a model trained in the protocol's direction")
+        changes.pop("layout")
+        changes.pop("direction")
+    return dataclasses.replace(base, **changes)
+
+
+def _split_files(ds: Any) -> list[Path]:
+    """The distinct files of a data set's pairs (what a manifest lists)."""
+    seen: dict[Path, None] = {}
+    for pair in getattr(ds, "pairs", []):
+        for p in (pair if isinstance(pair, tuple) else (pair,)):
+            if p is not None:
+                seen.setdefault(Path(p), None)
+    return list(seen)
+
+
+def _as_scored(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A generated image as a protocol scores it: at the target's size (bicubic, as the reader
+    resizes photos) and as the 8-bit image written to ``outputs/``, so that re-scoring those
+    files with ``--outputs`` gives the same numbers."""
+    arr = to_array(fake.detach().cpu().float())
+    h, w = target.shape[-2:]
+    if arr.shape[:2] != (h, w):
+        arr = resize(arr, (w, h))
+    q = np.rint(np.clip(arr, 0.0, 1.0).astype(np.float64) * 255).astype(np.uint8)
+    return to_tensor(to_unit_float(q))
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of the weights in a ``.safetensors`` file: over each tensor, by name, its name,
+    dtype, shape and bytes. Not the file's own bytes: safetensors writes the metadata of its header
+    in an order that changes from process to process, so the same weights make different files."""
+    h = hashlib.sha256()
+    try:
+        with safe_open(str(path), "pt") as f:
+            for name in sorted(f.keys()):
+                t = f.get_tensor(name).contiguous().reshape(-1)
+                h.update(f"{name}\0{t.dtype}\0{tuple(f.get_slice(name).get_shape())}\0".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    except (OSError, SafetensorError) as exc:
+        raise DataError(f"{path}: unreadable weights file ({exc})") from None
+    return h.hexdigest()
+
+
+def checkpoint_sha256(checkpoint: str | os.PathLike) -> str:
+    """One sha256 over a checkpoint's weights: of the lines ``NAME.safetensors WEIGHTS_SHA256``
+    (:func:`weights_sha256`, sorted by name), so it names exactly the weights, not the optimiser
+    state or the config."""
+    folder = resolve_checkpoint(checkpoint)
+    lines = [f"{p.name} {weights_sha256(p)}\n" for p in sorted(folder.glob("*.safetensors"))]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def segmenter_sha256(segmenter: Any) -> str:
+    """The segmenter's hash, what a protocol pins: :func:`weights_sha256` of its weights file
+    ``S.safetensors`` (a loaded segmenter, or its run / checkpoint folder)."""
+    folder = getattr(segmenter, "checkpoint", None) if not isinstance(segmenter, (str, os.PathLike)) else segmenter
+    if folder is None:
+        raise ConfigError("the segmenter has no checkpoint folder to hash (load it with load_segmenter)")
+    return weights_sha256(resolve_checkpoint(folder) / "S.safetensors")
+
+
+def run_record(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """What a card says about a checkpoint: its weights' hash, method, config, the steps trained
+    (``train_summary.json`` when it describes this checkpoint, else the ``step_N`` folder name)
+    and the training wall time when the run recorded it."""
+    folder = resolve_checkpoint(checkpoint)
+    record: dict[str, Any] = {"checkpoint_sha256": checkpoint_sha256(folder), "train_steps": None,
+                              "train_wall_s": None}
+    m = re.fullmatch(r"step_(\d+)", folder.name)
+    if m:
+        record["train_steps"] = int(m.group(1))
+    run = run_of(folder)
+    summary_file = run / "train_summary.json" if run is not None else None
+    if summary_file is not None and summary_file.is_file():
+        try:
+            summary = json.loads(summary_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("%s: unreadable (%s); the card has no training time", summary_file, exc)
+            summary = {}
+        same = Path(str(summary.get("checkpoint", ""))).resolve() == folder.resolve()
+        if same or record["train_steps"] is None:
+            record["train_steps"] = summary.get("steps", record["train_steps"])
+        if same:
+            record["train_wall_s"] = summary.get("seconds")
+    return record
+
+
+def _weights_notes(protocol: Protocol, names: Sequence[str], networks: dict[str, Any]) -> list[str]:
+    """One note per metric network whose weights are not the protocol's pinned file."""
+    notes: list[str] = []
+    paths: dict[str, str | None] = {}
+    for metric in names:
+        pin_name = METRIC_WEIGHTS.get(metric)
+        if pin_name is None or pin_name in paths:
+            continue
+        if metric in ("fid", "kid", "is"):
+            net = networks.get("inception_net")
+            paths[pin_name] = getattr(net, "weights_path", None) if net is not None else None
+        else:
+            net = networks.get("lpips_nets", {}).get(metric)
+            paths[pin_name] = getattr(net, "weights_path", None) if net is not None else None
+    for pin_name, path in paths.items():
+        pin = protocol.weights.get(pin_name)
+        if pin is None:
+            notes.append(f"protocol {protocol.name} pins no {pin_name} weights")
+        elif path is None:
+            notes.append(f"{pin_name}: not the pinned network (a stand-in or unrecorded weights file was used)")
+        else:
+            digest = sha256_file(path)
+            if digest != pin:
+                notes.append(f"{pin_name}: {path} has sha256 {digest[:16]}..., protocol {protocol.name} pins "
+                             f"{pin[:16]}...")
+    return notes
+
+
+def build_card(protocol: Protocol, names: Sequence[str], ctx: EvalContext, networks: dict[str, Any], *,
+               translator: Translator | None, outputs_dir: str | os.PathLike | None,
+               device: str | torch.device, notes: Sequence[str] = ()) -> ResultCard:
+    """The result card of an evaluation that :func:`pairgan.metrics.suite.compute` just scored
+    under ``protocol``: the metrics with their uncertainties, the oracle row (the segmenter on the
+    real photos), per-class segmentation, the source, the segmenter's hash and the machine. The
+    card is not comparable (with a note saying why) when the split was forced past its manifest,
+    a metric network's weights or the segmenter differ from the pins, or the protocol pins no
+    segmenter yet."""
+    notes = list(notes)
+    values = uncertainties(names, ctx, n_resamples=protocol.bootstrap_resamples,
+                           fid_resamples=protocol.fid_resamples, seed=protocol.seed)
+    metrics, oracle = split_oracle(values)
+    notes += _weights_notes(protocol, names, networks)
+    seg_sha = None
+    if "seg" in names:
+        seg = networks["segmenter"]
+        seg_sha = segmenter_sha256(seg)
+        pin = protocol.segmenter.sha256 if protocol.segmenter is not None else None
+        if pin is None:
+            notes.append(f"protocol {protocol.name} pins no segmenter yet (segmenter.sha256 is null): this card's "
+                         f"segmentation score (segmenter {seg_sha[:16]}...) is not comparable with another's")
+        elif seg_sha != pin:
+            notes.append(f"segmenter {seg_sha[:16]}... is not the one protocol {protocol.name} pins ({pin[:16]}...)")
+        if protocol.segmenter is not None and seg.n_classes != len(protocol.segmenter.classes):
+            notes.append(f"the segmenter has {seg.n_classes} classes, protocol {protocol.name} "
+                         f"{len(protocol.segmenter.classes)}")
+    if translator is not None:
+        method = translator.method
+        folder = method.checkpoint if method.checkpoint is not None else translator.checkpoint
+        source = {"kind": "checkpoint", "path": str(folder), "method": translator.cfg.method,
+                  "config": translator.cfg.to_dict(), **run_record(folder)}
+        title = f"{translator.cfg.method} ({Path(str(folder)).name})"
+    else:
+        source = {"kind": "outputs", "path": str(outputs_dir), "checkpoint_sha256": None, "method": None,
+                  "config": None, "train_steps": None, "train_wall_s": None}
+        title = f"outputs {Path(str(outputs_dir)).name}"
+    return ResultCard(
+        title=f"{title} — {protocol.name} v{protocol.version}",
+        protocol=protocol.card_entry(),
+        metrics=metrics,
+        oracle=oracle,
+        per_class=seg_per_class(ctx.details),
+        n_images=len(ctx.fakes),
+        source=source,
+        segmenter_sha256=seg_sha,
+        comparable=not notes,
+        notes=notes,
+        environment=environment_info(device),
+    )
 
 
 def evaluate_split(

@@ -27,6 +27,7 @@ from pairgan.metrics.report import (
     write_compare_html,
 )
 from pairgan.metrics.suite import direction
+from pairgan.protocols import load_protocol
 from pairgan.runtime import resolve_device
 
 __all__ = ["compare", "evaluate", "evaluate_checkpoint_or_outputs"]
@@ -50,10 +51,14 @@ def evaluate_checkpoint_or_outputs(
     preset: str = "pix2pix",
     overrides: Sequence[str] = (),
     cache_real: bool = True,
+    protocol: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """``pairgan evaluate``: resolve the model (or, with ``outputs`` and no checkpoint, the data
     settings from ``preset`` + ``overrides``), the output folder (default ``RUN/eval_SPLIT``, or
-    ``OUTPUTS/../eval_SPLIT``) and the device, then :func:`pairgan.evaluate.evaluate`."""
+    ``OUTPUTS/../eval_SPLIT``; under a protocol ``RUN/eval_PROTOCOL``), the protocol (a built-in
+    name or a YAML file) and the device, then :func:`pairgan.evaluate.evaluate`."""
+    locked = load_protocol(protocol) if protocol is not None else None
     dev = resolve_device(device)
     translator, data_cfg = None, None
     if checkpoint is not None:
@@ -71,11 +76,11 @@ def evaluate_checkpoint_or_outputs(
         suffix = ""
         if base.is_dir() and (base / "config.yaml").is_file() and base.parent.name == "checkpoints":
             base, suffix = base.parent.parent, f"_{base.name}"  # a checkpoint: RUN/eval_SPLIT_CKPT
-        out = base / f"eval_{split}{suffix}"
+        out = base / f"eval_{locked.name if locked is not None else split}{suffix}"
     return evaluation.evaluate(translator, data, split, out, metrics=metrics, max_items=max_items, seed=seed,
                                outputs_dir=outputs, data_cfg=data_cfg, segmenter=segmenter,
                                inception=str(inception) if inception is not None else None, device=dev,
-                               batch_size=batch_size, cache_real=cache_real)
+                               batch_size=batch_size, cache_real=cache_real, protocol=locked, force=force)
 
 
 def _print_scores(result: dict[str, Any]) -> None:
@@ -109,13 +114,20 @@ def evaluate(
     preset: str = typer.Option("pix2pix", "--preset", "-p", help="With --outputs and no checkpoint: data settings."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Data overrides, e.g. --set data.direction=BtoA."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the real-set feature cache."),
+    protocol: Optional[str] = typer.Option(
+        None, "--protocol", help="Score under a locked protocol (a built-in name: cityscapes-pix2pix-256, "
+        "cityscapes-pix2pix-128, facades-heldout-256; or a protocol YAML file): its split, manifest, resolution, "
+        "metrics and seed replace --split/--metrics/--seed, and a result card (card.json) is written."),
+    force: bool = typer.Option(False, "--force", help="With --protocol: score a split that differs from the "
+                               "protocol's manifest anyway; the card is marked not comparable."),
 ) -> None:
-    """Translate a split and score it: metrics.json and an HTML report (table + samples)."""
+    """Translate a split and score it: metrics.json and an HTML report (table + samples); with
+    --protocol also a result card (card.json)."""
     with user_errors_reported(ValueError):
         result = evaluate_checkpoint_or_outputs(
             checkpoint, data, split=split, metrics=metrics, out=out, outputs=outputs, segmenter=segmenter,
             inception=inception, max_items=max_items, mode=mode, seed=seed, device=device, batch_size=batch_size,
-            preset=preset, overrides=set_, cache_real=not no_cache)
+            preset=preset, overrides=set_, cache_real=not no_cache, protocol=protocol, force=force)
     typer.echo(f"{result['split']} split, {result['metrics']['count']} images "
                f"({result['protocol_version']}), {result['timing']['total_s']:.1f} s:")
     _print_scores(result)
@@ -123,6 +135,16 @@ def evaluate(
         note = result["details"].get(key, {})
         if note.get("reason") or note.get("note"):
             typer.echo(f"  note: {key}: {note.get('reason') or note.get('note')}")
+    card = result.get("card")
+    if card is not None:
+        proto = card["protocol"]
+        typer.echo(f"protocol {proto['name']} v{proto['version']} (fingerprint {proto['fingerprint'][:16]}); "
+                   + ("comparable" if card["comparable"] else "NOT comparable"))
+        for key, value in card["oracle"].items():
+            typer.echo(f"  oracle {key:<13} {format_value(value['value']):>12} (the segmenter on the real photos)")
+        for note in card["notes"]:
+            typer.echo(f"  note: {note}")
+        typer.echo(f"card:    {result['card_file']}")
     typer.echo(f"report:  {result['report']}\nmetrics: {result['metrics_file']}")
 
 
