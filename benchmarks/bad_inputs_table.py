@@ -56,7 +56,8 @@ def all_cases() -> list[tuple[str, list[object]]]:
     for name in case_modules():
         module = importlib.import_module(name)
         cases = [_unwrap(c) for table in TABLES for c in getattr(module, table, [])]
-        out.append((name, cases))
+        if cases:  # test modules beside the tables (the doc check) hold none
+            out.append((name, cases))
     return out
 
 

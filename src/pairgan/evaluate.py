@@ -289,6 +289,12 @@ def evaluate(
         size_multiple = 1  # images at the protocol's resolution; the translator pads to its multiple itself
     ds = split_dataset(data_cfg, data_path, split, max_items=max_items, size_multiple=size_multiple, seed=seed)
     target_key = method.target_key if method is not None else ("image" if ds.layout == "labels" else "B")
+    # The segmentation score's ground truth, read as the protocol reads label maps (nearest), also
+    # for a model that takes its label map as an image: every card is scored against the same ids.
+    truth_ds = None
+    if protocol is not None and protocol.input in ("colour_label", "label_ids") and data_cfg.input_kind == "image":
+        truth_ds = split_dataset(dataclasses.replace(data_cfg, input_kind="label"), data_path, split,
+                                 max_items=max_items, size_multiple=size_multiple, seed=seed)
     if protocol is not None:
         problem = check_manifest(_split_files(ds), protocol.manifest)
         if problem:
@@ -347,10 +353,11 @@ def evaluate(
             rows.append({"name": name, **{c: f"{c}s/{name}.png" for c in ("input", "output", "target")}})
             fakes.append(fake)
             reals.append(target)
-            if "label" in item:
-                labels.append(item["label"][0])
-            elif "A" in item and item["A"].shape[0] in (1, 3):
-                labels.append(item["A"])  # a label image: the segmenter maps it to ids
+            truth = truth_ds[item["index"]] if truth_ds is not None else item
+            if "label" in truth:
+                labels.append(truth["label"][0])
+            elif "A" in truth and truth["A"].shape[0] in (1, 3):
+                labels.append(truth["A"])  # a label image: the segmenter maps it to ids
             else:
                 labels.append(None)
 
@@ -420,10 +427,14 @@ def protocol_data_config(protocol: Protocol, base: DataConfig | None, *, from_mo
     """``base`` (the model's data settings, or ``--preset``/``--set``'s for ``--outputs``) with the
     protocol's reading: its resolution (``resize_and_crop`` to it, no flip) and label maps resized
     with nearest; for ``--outputs`` also its layout and direction. A model whose direction differs
-    from the protocol's is refused (it translates the other way)."""
+    from the protocol's is refused (it translates the other way). A model that takes the label
+    map as an image (pix2pix on colour labels) keeps reading it as it was trained (bicubic): how
+    the model's input is made is the model's part, the protocol pins what is scored; the
+    segmentation score's ground truth is read with the protocol's nearest rule for every model
+    (:func:`evaluate`)."""
     base = base if base is not None else DataConfig()
     changes = protocol.data_overrides()
-    if protocol.input in ("colour_label", "label_ids"):
+    if protocol.input in ("colour_label", "label_ids") and not (from_model and base.input_kind == "image"):
         changes["input_kind"] = "label"
     if from_model:
         if base.layout == "aligned" and base.direction != protocol.direction:

@@ -140,6 +140,12 @@ CASES = [
     _case("train-bad-file-checked", ["train", "--data", "{bad_data}", "--out", "{tmp}/r", *TINY], 2,
           r"found 1 problem", unchanged=["{bad_data}"]),
     _case("info-unknown-topic", ["info", "nosuch"], 2, r"info 'nosuch': expected presets, keys, registry or all"),
+    _case("synth-scenes-none", ["data", "synth", "scenes", "{tmp}/s", "--n", "0"], 2,
+          r"--n 0: expected at least 1 scene"),
+    _case("train-split-slice-malformed", ["train", "--data", "{data}", "--out", "{tmp}/r", *TINY, "--set",
+                                          "data.train_split=train[5]"], 2, r"expected a folder name, or NAME\[START:STOP\]"),
+    _case("train-split-slice-empty", ["train", "--data", "{data}", "--out", "{tmp}/r", *TINY, "--set",
+                                      "data.train_split=train[999:]"], 2, r"selects none of its"),
 ]
 
 

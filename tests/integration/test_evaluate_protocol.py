@@ -152,3 +152,16 @@ def test_cli_evaluate_with_a_protocol_file(run: Path, data: Path, tmp_path: Path
     r = runner.invoke(app, ["evaluate", str(run), "--protocol", str(yaml_file), "--data", str(copy),
                             "--out", str(tmp_path / "ev2")])
     assert r.exit_code == 2 and victim.name in r.output and "Traceback" not in r.output
+
+
+def test_a_model_reads_its_input_as_trained_and_the_truth_is_read_nearest(data: Path) -> None:
+    """pix2pix takes the colour label map as an image (bicubic, as it was trained); the protocol's
+    nearest rule is for what is scored: the segmentation ground truth, and --outputs reading."""
+    from pairgan.config import DataConfig
+    from pairgan.evaluate import protocol_data_config
+
+    p = tiny_protocol(data)
+    model = protocol_data_config(p, DataConfig(input_kind="image"), from_model=True)
+    assert model.input_kind == "image" and model.crop_size == 32 and not model.flip
+    assert protocol_data_config(p, DataConfig(input_kind="image"), from_model=False).input_kind == "label"
+    assert protocol_data_config(p, DataConfig(input_kind="label", label_nc=20), from_model=True).input_kind == "label"

@@ -128,3 +128,48 @@ def test_checkpoint_without_profile_still_translates(colour_run: Path, scenes: P
     assert len(written) == len(colour) and _warnings(caplog) == []
     with pytest.raises(DataError, match=r"0001\.png: a 1-channel image with \d+ values .*\(--strict\)"):
         tr.translate_files([ids], tmp_path / "out2", strict=True)
+
+
+def test_serve_answers_with_an_input_warning_header(colour_run: Path, scenes: Path):
+    """The server translates a misfit upload (it is a valid image) but says so in a header that
+    names the upload, never its path on the server; a fitting upload gets no such header."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from pairgan.serve.app import create_app
+    from pairgan.serve.limits import Limits
+    from pairgan.serve.models import load_models
+
+    ids = sorted((scenes / "train_label").glob("*.png"))[1]
+    a, _ = split_aligned(read_image(sorted((scenes / "aligned" / "val").glob("*.png"))[0]), Path("x"))
+    colour = io_png(a)
+    app = create_app(load_models([f"m={colour_run}"], device="cpu"), Limits())
+    with TestClient(app) as client:
+        bad = client.post("/v1/translate", files={"image": ("ids.png", ids.read_bytes(), "image/png")})
+        good = client.post("/v1/translate", files={"image": ("c.png", colour, "image/png")})
+    assert bad.status_code == 200 and good.status_code == 200
+    warning = bad.headers.get("X-Pairgan-Input-Warning", "")
+    assert "the label map" in warning or "the image" in warning
+    assert "1-channel" in warning and "pairgan-serve-" not in warning
+    assert "X-Pairgan-Input-Warning" not in good.headers
+
+
+def io_png(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_an_exported_file_carries_the_profile(colour_run: Path, scenes: Path, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture):
+    from pairgan.export import ExportedTranslator, export_checkpoint
+
+    out = tmp_path / "m.ts"
+    export_checkpoint(colour_run, out, fmt="torchscript")
+    tr = ExportedTranslator.from_file(out)
+    assert tr.input_profile is not None and tr.input_profile.kind == "colour labels"
+    ids = sorted((scenes / "train_label").glob("*.png"))[1]
+    assert "(a label-id map?)" in (tr.input_mismatch(ids) or "")

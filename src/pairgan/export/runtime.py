@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pairgan.config import Config, config_from_dict
+from pairgan.data.profile import InputProfile
 from pairgan.errors import ExportError
 from pairgan.export.format import quiet, read_metadata
 from pairgan.infer import FALLBACK_BYTES_PER_PIXEL, Translator
@@ -96,6 +97,8 @@ class ExportedTranslator(Translator):
         super().__init__(cfg, method, torch.device("cpu"), None)
         self.runner = runner
         self.meta = meta
+        if meta.get("input_profile"):
+            self.input_profile = InputProfile.from_dict(meta["input_profile"])
         self.path = path
         self.backend = backend
         self.dynamic_size = bool(meta.get("dynamic_size"))

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 import torch
 
+from pairgan.checkpoint import load_input_profile
 from pairgan.config import Config
 from pairgan.errors import ExportError, ExportMismatch
 from pairgan.export.format import METADATA_KEY, TORCHSCRIPT_EXTRA, build_metadata, quiet
@@ -184,7 +185,10 @@ def export_method(
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     t0 = time.perf_counter()
     out = Path(out)
-    extra_state = method.extra_state()
+    extra_state = dict(method.extra_state())
+    profile = load_input_profile(method.checkpoint) if method.checkpoint is not None else None
+    if profile is not None:  # the exported file checks its inputs as the checkpoint does
+        extra_state["input_profile"] = profile.to_dict()
     notes: list[str] = []
     if method.inference_mode != "eval":
         notes.append(

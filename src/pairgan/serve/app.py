@@ -223,10 +223,13 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, acc
 
         def job() -> tuple[bytes, dict[str, str]]:
             with tempfile.TemporaryDirectory(prefix="pairgan-serve-") as tmp:
-                batch = build_batch(served, uploads, opts, Path(tmp))
+                batch, warning = build_batch(served, uploads, opts, Path(tmp))
             with served.lock:  # one inference at a time: the seeded RNG is process-wide
                 out = served.translator.translate_batch(batch, seed=s)[0]
-            return render_output(served, out, opts)
+            png, headers = render_output(served, out, opts)
+            if warning:  # the image was translated, but is clearly not what the model was trained on
+                headers["X-Pairgan-Input-Warning"] = warning.encode("ascii", "replace").decode("ascii")[:500]
+            return png, headers
 
         try:
             png, headers = await queue.run(job, limits.timeout_s)
@@ -245,7 +248,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None, acc
     if access.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization"], expose_headers=["X-Pairgan-Model", "X-Pairgan-Seconds",
-                                                                            "X-Pairgan-Variants"])
+                                                                            "X-Pairgan-Variants", "X-Pairgan-Input-Warning"])
     app.add_middleware(AccessMiddleware, access=access)
     return app
 

@@ -10,6 +10,7 @@ A served model is a :class:`~pairgan.infer.Translator` (a run or checkpoint fold
 from __future__ import annotations
 
 import io
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ INFERENCE_LOCK = threading.Lock()
 
 #: The options every model has, as ``GET /v1/models`` lists them; a method's request schema adds
 #: or replaces entries.
+log = logging.getLogger(__name__)
+
 _BASE_OPTIONS: dict[str, Any] = {"seed": True, "variant": None, "features": None, "edits": False, "pose": None}
 
 
@@ -284,10 +287,11 @@ def _parse_edits(text: str) -> list[tuple[str, Any, int]]:
 
 
 def build_batch(model: ServedModel, uploads: dict[str, tuple[bytes, ImageInfo]], opts: dict[str, Any],
-                workdir: Path) -> dict[str, Any]:
+                workdir: Path) -> tuple[dict[str, Any], str | None]:
     """Decode the uploads (saved under server-chosen names in ``workdir``) the way the method
     reads them and make a batch of one; the method's read errors become 422 answers that name
-    the upload, never its path."""
+    the upload, never its path. Also returns why the image is clearly not the kind of input the
+    model was trained on (:meth:`~pairgan.infer.Translator.input_mismatch`, naming the upload), or None."""
     files: dict[str, Path] = {}
     for key, (data, info) in uploads.items():
         path = workdir / f"{'upload' if key == 'image' else key}{info.extension}"
@@ -300,6 +304,10 @@ def build_batch(model: ServedModel, uploads: dict[str, tuple[bytes, ImageInfo]],
         for key, path in files.items():
             msg = msg.replace(str(path), model.upload_names[key])
         raise ApiError(422, "wrong_channels" if "channels" in msg else "bad_image", msg) from None
+    warning = model.translator.input_mismatch(files["image"]) if model.kind != "pose" else None
+    if warning is not None:
+        warning = warning.replace(str(files["image"]), model.upload_names["image"])
+        log.warning("%s", warning)
     batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
     for k in ("variant", "features"):
         if k in opts:
@@ -308,7 +316,7 @@ def build_batch(model: ServedModel, uploads: dict[str, tuple[bytes, ImageInfo]],
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(opts.get("seed", 0))  # the draws translate makes: unedited objects keep theirs
             batch = model.method.apply_edits(batch, opts["edits"])
-    return batch
+    return batch, warning
 
 
 # --------------------------------------------------------------------------- output -> PNG

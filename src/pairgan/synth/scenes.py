@@ -804,8 +804,8 @@ def synth_scenes(
     """
     n = int(n)
     size = int(size)
-    if n < 0:
-        raise ValueError("n must be >= 0")
+    if n < 1:
+        raise ValueError(f"--n {n}: expected at least 1 scene")
     width = int(round(size * float(aspect)))
     if size < 8 or width < 8:
         raise ValueError(f"image too small: {size}x{width}")
