@@ -58,8 +58,9 @@ METHODS: dict[str, tuple[str, list[str], str]] = {
                 "the reference recipe (unet_128 at this size, 70x70 PatchGAN, L1 x 100), colour label image in"),
     "pix2pixhd": ("pix2pixhd-512", LABELS + ["model.netG=global", "model.perceptual=vgg16"],
                   "global generator, 2 multi-scale Ds, feature matching + VGG16 loss, one-hot labels"),
-    "crn": ("crn-256", LABELS + ["model.perceptual=vgg16", "data.flip=true"],
-            "cascaded refinement, k=9 diverse outputs, VGG16 feature loss, one-hot labels"),
+    "crn": ("crn-256", LABELS + ["model.perceptual=vgg16", "data.flip=true", "model.k=1"],
+            "cascaded refinement, one output (the paper's main model; k=9 diversity is its extension), "
+            "VGG16 feature loss, one-hot labels"),
     "drpan": ("drpan-hd", LABELS + ["model.netG=global", "model.perceptual=vgg16"],
               "DRPAN on pix2pixHD: the above plus region proposals and the reviser"),
 }
