@@ -16,7 +16,6 @@ from pairgan.methods.build import build_method, load_method
 from pairgan.methods.ema import GeneratorEMA
 from pairgan.methods.regularizers import r1_due, r1_penalty
 from pairgan.registry import create
-from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

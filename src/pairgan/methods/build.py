@@ -66,7 +66,7 @@ def _load_inference_weights(method: Method, checkpoint: Path, weights: str) -> s
     (``ema`` or ``raw``). The networks with a moving average take it (unless ``weights`` is
     ``raw``); the others take their trained weights."""
     if weights not in WEIGHT_CHOICES:
-        raise ValueError(f"weights {weights!r}: expected one of {', '.join(WEIGHT_CHOICES)}")
+        raise ConfigError(f"weights {weights!r}: expected one of {', '.join(WEIGHT_CHOICES)}")
     names = tuple(method.inference_nets)
     averaged = tuple(n for n in names if n in ema_names(checkpoint)) if weights != "raw" else ()
     if weights == "ema" and not averaged:
