@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 import torch
 
 from pairgan import checkpoint as ckpt
@@ -22,6 +23,7 @@ def _pix2pix(data: Path, *extra: str, steps: int = 4):
     return build_config("pix2pix", sets + list(extra), data_path=str(data))
 
 
+@pytest.mark.slow
 def test_exact_resume_with_ema(aligned_data: Path, tmp_path: Path):
     """4 steps == 2 steps, stop, resume, 2 steps, the EMA tensors included (samples on the way
     are drawn with the EMA weights swapped in and must leave training untouched)."""
@@ -74,6 +76,7 @@ def test_r1_and_spectral_norm_train(aligned_data: Path, tmp_path: Path):
     assert state["optimizers"]["D"]["param_groups"][0]["lr"] != state["optimizers"]["G"]["param_groups"][0]["lr"]
 
 
+@pytest.mark.slow
 def test_pix2pixhd_with_ema_r1_and_spectral_norm(tiny_data, tmp_path: Path):
     run = tmp_path / "run"
     sets = tiny_overrides("pix2pixhd-demo", features=True, max_steps=2, sample_every=0, save_every=0)
