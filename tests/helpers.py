@@ -260,9 +260,12 @@ def train_tiny_with_clusters(out: Path, data_path: str | Path, *, steps: int = 2
 
 
 def checkpoint_tensors(run: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of ``run``'s latest checkpoint, keyed ``NET.PARAM`` (``G.model.0.weight``)."""
+    """Every tensor of ``run``'s latest checkpoint, keyed ``NET.PARAM`` (``G.model.0.weight``); the
+    moving averages of ``train.ema`` keyed ``ema/NET.PARAM``."""
     folder = ckpt.resolve_checkpoint(run)
-    return {f"{f.stem}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+    files = [("", f) for f in sorted(folder.glob("*.safetensors"))]
+    files += [(f"{ckpt.EMA_DIR}/", f) for f in sorted((folder / ckpt.EMA_DIR).glob("*.safetensors"))]
+    return {f"{prefix}{f.stem}.{k}": v for prefix, f in files for k, v in load_file(str(f)).items()}
 
 
 def train_whole_and_resumed(cfg: Config, root: Path, stop_at: int) -> tuple[Path, Path]:

@@ -7,8 +7,10 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load"]
 
 
-def load(checkpoint, device: str = "auto", mode: str | None = None):
-    """Load a checkpoint (a run folder or a checkpoint folder) as a :class:`pairgan.infer.Translator`.
+def load(checkpoint, device: str = "auto", mode: str | None = None, weights: str = "auto"):
+    """Load a checkpoint (a run folder or a checkpoint folder) as a :class:`pairgan.infer.Translator`
+    (``weights``: ``auto`` takes the generator's moving average when the run kept one (``train.ema``),
+    ``ema`` insists on it, ``raw`` takes the trained weights).
 
     ``pairgan.load("runs/demo").translate(image)`` takes a PIL image, a NumPy array (HWC) or a
     tensor (CHW/NCHW in [-1, 1]) and returns the same kind of object.
@@ -17,4 +19,4 @@ def load(checkpoint, device: str = "auto", mode: str | None = None):
     # free of torch and the methods until a model is loaded.
     from pairgan.infer import Translator
 
-    return Translator.from_checkpoint(checkpoint, device=device, mode=mode)
+    return Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights)

@@ -9,6 +9,8 @@ A checkpoint is a folder::
         G.safetensors        one file of weights per network
         D.safetensors
         state.pt             optimisers, grad scaler, step, epoch, RNG states, data position
+        ema/G.safetensors    with train.ema: the moving average of each generator-side inference
+                             network (same names and tensors as G.safetensors); inference loads it
 
 It is written into a hidden temporary folder beside its final place, every file fsync'ed, and
 renamed into place only when complete; ``checkpoints/latest`` (a one-line pointer file) is then
@@ -56,6 +58,8 @@ CONFIG_FILE = "config.yaml"
 #: The training inputs' kind and statistics, beside the config (absent in older checkpoints).
 INPUT_PROFILE_FILE = "input_profile.json"
 CHECKPOINTS = "checkpoints"
+#: The subfolder holding the networks' moving averages (``train.ema``).
+EMA_DIR = "ema"
 
 
 class CorruptCheckpoint(CheckpointError):
@@ -121,11 +125,13 @@ def save_checkpoint(
     nets: dict[str, nn.Module],
     state: dict[str, Any] | None = None,
     input_profile: InputProfile | None = None,
+    ema: dict[str, nn.Module] | None = None,
 ) -> Path:
     """Write a complete checkpoint folder at ``directory`` atomically; returns its path.
 
     ``input_profile`` (the training inputs' statistics) is saved as ``input_profile.json``, for
-    translate to check its inputs against.
+    translate to check its inputs against; ``ema`` (the networks' moving averages, by name) as
+    ``ema/NAME.safetensors``.
 
     A write that fails (a full disk above all) leaves any previous folder of that name as it was
     and raises :class:`CheckpointError` naming the folder and the cause (ENOSPC for a full disk).
@@ -142,6 +148,12 @@ def save_checkpoint(
             for name, net in nets.items():
                 tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
                 save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt", "net": name})
+            if ema:
+                (tmp / EMA_DIR).mkdir()
+                for name, net in ema.items():
+                    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
+                    save_file(tensors, str(weights_path(tmp, name, ema=True)),
+                              metadata={"format": "pt", "net": name, "weights": "ema"})
             if state is not None:
                 with open(tmp / STATE_FILE, "wb") as f:
                     torch.save(state, f)
@@ -199,7 +211,7 @@ def damage(ckpt: Path, *, need_state: bool = True) -> tuple[Path, str] | None:
     problem = _config_problem(ckpt / CONFIG_FILE)
     if problem is not None:
         return ckpt / CONFIG_FILE, problem
-    for path in sorted(ckpt.glob("*.safetensors")):
+    for path in sorted(ckpt.glob("*.safetensors")) + sorted((ckpt / EMA_DIR).glob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as f:
                 f.keys()
@@ -295,17 +307,26 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     )
 
 
-def weights_path(ckpt: Path, name: str) -> Path:
-    """The file holding network ``name``'s weights in checkpoint folder ``ckpt``."""
-    return ckpt / f"{name}.safetensors"
+def weights_path(ckpt: Path, name: str, *, ema: bool = False) -> Path:
+    """The file holding network ``name``'s weights in checkpoint folder ``ckpt`` (``ema``: its
+    moving average, ``ema/NAME.safetensors``)."""
+    return (ckpt / EMA_DIR if ema else ckpt) / f"{name}.safetensors"
 
 
-def read_weights(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
+def ema_names(ckpt: Path) -> tuple[str, ...]:
+    """The networks whose moving averages checkpoint folder ``ckpt`` holds (empty: trained without
+    ``train.ema``, or an older checkpoint)."""
+    folder = Path(ckpt) / EMA_DIR
+    return tuple(sorted(p.stem for p in folder.glob("*.safetensors"))) if folder.is_dir() else ()
+
+
+def read_weights(ckpt: Path, name: str, *, ema: bool = False) -> dict[str, torch.Tensor]:
     """Network ``name``'s tensors as saved in checkpoint folder ``ckpt`` (on the CPU), for loading
-    into a network or copying the matching ones into another (``model.init_from``)."""
-    path = weights_path(ckpt, name)
+    into a network or copying the matching ones into another (``model.init_from``); ``ema``: its
+    moving average."""
+    path = weights_path(ckpt, name, ema=ema)
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing weights for network {name!r}")
+        raise CheckpointError(f"{path}: missing {'EMA ' if ema else ''}weights for network {name!r}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
@@ -316,11 +337,13 @@ def _weights_problem(exc: BaseException) -> str:
     return f"not a readable safetensors file, truncated or garbled ({str(exc).splitlines()[0]})"
 
 
-def load_weights(ckpt: Path, nets: dict[str, nn.Module], names: tuple[str, ...] | None = None) -> None:
-    """Load ``NAME.safetensors`` into each network (strict: every key must match)."""
+def load_weights(ckpt: Path, nets: dict[str, nn.Module], names: tuple[str, ...] | None = None, *,
+                 ema: bool = False) -> None:
+    """Load ``NAME.safetensors`` (``ema``: ``ema/NAME.safetensors``) into each network (strict:
+    every key must match)."""
     for name in names or tuple(nets):
-        path = weights_path(ckpt, name)
-        tensors = read_weights(ckpt, name)
+        path = weights_path(ckpt, name, ema=ema)
+        tensors = read_weights(ckpt, name, ema=ema)
         net = _unwrap(nets[name])
         misfit = _misfit(net, tensors)
         if misfit:

@@ -91,12 +91,21 @@ class TrainConfig:
     #: Gradient accumulation: micro-batches summed into one optimiser step.
     accumulate: int = 1
     lr: float = 2e-4
+    #: The discriminators' learning rate (D, DRPAN's reviser, GGB's guiding blocks); 0 = ``lr``.
+    lr_D: float = 0.0
     beta1: float = 0.5
     beta2: float = 0.999
     lr_policy: Literal["linear", "constant", "step", "cosine"] = "linear"
     #: ``step`` policy: multiply the LR by ``lr_gamma`` every ``lr_decay_epochs`` epochs.
     lr_decay_epochs: int = 50
     lr_gamma: float = 0.1
+    #: Exponential moving average of the generator-side inference networks (0 = off, e.g. 0.999):
+    #: after every optimiser step ``ema = ema * d + weights * (1 - d)`` with d = this value (buffers,
+    #: such as batch-norm running statistics, are copied, not averaged). Checkpoints save it under
+    #: ``ema/``; inference, export, evaluation, samples and validation use it when present.
+    ema: float = 0.0
+    #: Averaging starts after this many optimisation steps; until then the EMA copy equals G.
+    ema_start: int = 0
     #: Adam through PyTorch's fused kernel (one pass over all parameters; same arithmetic,
     #: rounded differently): about 3x faster optimiser steps on CPU. False = PyTorch's default.
     fused_optimizer: bool = True
@@ -282,6 +291,9 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.batch_size", lambda v: v >= 1, ">= 1"),
     ("train.accumulate", lambda v: v >= 1, ">= 1"),
     ("train.lr", lambda v: v >= 0, ">= 0 (0 = frozen weights, e.g. an untrained baseline)"),
+    ("train.lr_D", lambda v: v >= 0, ">= 0 (0 = the same as train.lr)"),
+    ("train.ema", lambda v: 0 <= v < 1, ">= 0 and < 1 (0 = off; e.g. 0.999)"),
+    ("train.ema_start", lambda v: v >= 0, ">= 0"),
     ("train.beta1", lambda v: 0 <= v < 1, ">= 0 and < 1"),
     ("train.beta2", lambda v: 0 <= v < 1, ">= 0 and < 1"),
     ("train.lr_decay_epochs", lambda v: v >= 1, ">= 1"),

@@ -381,6 +381,7 @@ def evaluate(
         "checkpoint": str(translator.checkpoint) if translator is not None else None,
         "outputs": str(outputs_dir) if outputs_dir is not None else None,
         "mode": translator.mode if translator is not None else None,
+        "weights": translator.method.weights_source if translator is not None else None,
         "seed": seed,
         "metrics": scores,
         "protocol": "images in [0,1]; L1 mean abs error; PSNR data range 1; SSIM 11x11 Gaussian sigma 1.5",
@@ -485,10 +486,11 @@ def weights_sha256(path: str | os.PathLike) -> str:
 
 def checkpoint_sha256(checkpoint: str | os.PathLike) -> str:
     """One sha256 over a checkpoint's weights: of the lines ``NAME.safetensors WEIGHTS_SHA256``
-    (:func:`weights_sha256`, sorted by name), so it names exactly the weights, not the optimiser
-    state or the config."""
+    (:func:`weights_sha256`, sorted by name; the moving averages of ``train.ema`` as
+    ``ema/NAME.safetensors``), so it names exactly the weights, not the optimiser state or the config."""
     folder = resolve_checkpoint(checkpoint)
     lines = [f"{p.name} {weights_sha256(p)}\n" for p in sorted(folder.glob("*.safetensors"))]
+    lines += [f"ema/{p.name} {weights_sha256(p)}\n" for p in sorted((folder / "ema").glob("*.safetensors"))]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
@@ -586,7 +588,7 @@ def build_card(protocol: Protocol, names: Sequence[str], ctx: EvalContext, netwo
         method = translator.method
         folder = method.checkpoint if method.checkpoint is not None else translator.checkpoint
         source = {"kind": "checkpoint", "path": str(folder), "method": translator.cfg.method,
-                  "config": translator.cfg.to_dict(), **run_record(folder)}
+                  "config": translator.cfg.to_dict(), "weights": method.weights_source, **run_record(folder)}
         title = f"{translator.cfg.method} ({Path(str(folder)).name})"
     else:
         source = {"kind": "outputs", "path": str(outputs_dir), "checkpoint_sha256": None, "method": None,

@@ -159,10 +159,13 @@ class Translator:
             load_input_profile(self.checkpoint) if self.checkpoint is not None else None)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None) -> "Translator":
-        """Rebuild the method's inference networks from a checkpoint (config + safetensors)."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None, *,
+                        weights: str = "auto") -> "Translator":
+        """Rebuild the method's inference networks from a checkpoint (config + safetensors);
+        ``weights``: ``auto`` (the moving average of ``train.ema`` when the run kept one), ``ema``
+        or ``raw`` (see :func:`pairgan.methods.build.load_method`)."""
         dev = resolve_device(device)
-        method = load_method(path, dev, mode)
+        method = load_method(path, dev, mode, weights=weights)
         return cls(method.run_config, method, dev, method.checkpoint)
 
     @property

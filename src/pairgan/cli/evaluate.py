@@ -53,6 +53,7 @@ def evaluate_checkpoint_or_outputs(
     cache_real: bool = True,
     protocol: str | os.PathLike | None = None,
     force: bool = False,
+    weights: str = "auto",
 ) -> dict[str, Any]:
     """``pairgan evaluate``: resolve the model (or, with ``outputs`` and no checkpoint, the data
     settings from ``preset`` + ``overrides``), the output folder (default ``RUN/eval_SPLIT``, or
@@ -62,7 +63,7 @@ def evaluate_checkpoint_or_outputs(
     dev = resolve_device(device)
     translator, data_cfg = None, None
     if checkpoint is not None:
-        translator = Translator.from_checkpoint(checkpoint, device=str(dev), mode=mode)
+        translator = Translator.from_checkpoint(checkpoint, device=str(dev), mode=mode, weights=weights)
         if overrides:
             d = apply_overrides(translator.cfg.to_dict(), [o if o.startswith("data.") else f"data.{o}"
                                                            for o in overrides])
@@ -120,6 +121,9 @@ def evaluate(
         "metrics and seed replace --split/--metrics/--seed, and a result card (card.json) is written."),
     force: bool = typer.Option(False, "--force", help="With --protocol: score a split that differs from the "
                                "protocol's manifest anyway; the card is marked not comparable."),
+    weights: str = typer.Option(
+        "auto", help="Which weights: auto (the generator's moving average when the run was trained with train.ema, else the "
+        "trained ones), ema or raw."),
 ) -> None:
     """Translate a split and score it: metrics.json and an HTML report (table + samples); with
     --protocol also a result card (card.json)."""
@@ -127,7 +131,7 @@ def evaluate(
         result = evaluate_checkpoint_or_outputs(
             checkpoint, data, split=split, metrics=metrics, out=out, outputs=outputs, segmenter=segmenter,
             inception=inception, max_items=max_items, mode=mode, seed=seed, device=device, batch_size=batch_size,
-            preset=preset, overrides=set_, cache_real=not no_cache, protocol=protocol, force=force)
+            preset=preset, overrides=set_, cache_real=not no_cache, protocol=protocol, force=force, weights=weights)
     typer.echo(f"{result['split']} split, {result['metrics']['count']} images "
                f"({result['protocol_version']}), {result['timing']['total_s']:.1f} s:")
     _print_scores(result)

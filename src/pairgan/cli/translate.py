@@ -57,6 +57,9 @@ def translate(
     backend: str = typer.Option(
         "torch", help="torch (CHECKPOINT is a run/checkpoint folder), onnxruntime or torchscript (CHECKPOINT is "
         "a file from `pairgan export`; same pre/post-processing, eval mode)."),
+    weights: str = typer.Option(
+        "auto", help="Which weights: auto (the generator's moving average when the run was trained with train.ema, else the "
+        "trained ones), ema or raw."),
 ) -> None:
     """Translate images of any size with a trained checkpoint (no training flags to repeat)."""
     if bit_depth not in (8, 16):
@@ -70,7 +73,7 @@ def translate(
             options[key] = value
     with user_errors_reported(ValueError):
         if backend == "torch":
-            tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode)
+            tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights)
         elif backend in ("onnxruntime", "torchscript"):
             tr = ExportedTranslator.from_file(checkpoint, backend=backend, mode=mode)
         else:

@@ -143,6 +143,9 @@ class Method:
     input_keys: ClassVar[tuple[str, ...]] = ("A",)
     #: The data set item key holding the ground truth that outputs are scored against.
     target_key: ClassVar[str] = "B"
+    #: Which weights the inference networks hold: ``raw`` (as trained) or ``ema`` (their moving
+    #: average, ``train.ema``); set by :func:`pairgan.methods.build.restore_method`.
+    weights_source: str = "raw"
 
     def __init__(self, cfg: Any, data: DataConfig, *, training: bool = True) -> None:
         self.cfg = cfg
@@ -164,6 +167,13 @@ class Method:
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """One optimisation step on ``batch``; returns the scalar losses to log."""
         raise NotImplementedError
+
+    def ema_net_names(self) -> tuple[str, ...]:
+        """The networks the Trainer keeps a moving average of with ``train.ema``: the generator
+        side of inference, by default every inference network (pix2pixHD's G and E; DRPAN's
+        base's). A method whose inference networks include one that must not be averaged
+        overrides this."""
+        return tuple(self.inference_nets)
 
     # ----------------------------------------------------------------- inference
     @property

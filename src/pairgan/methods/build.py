@@ -3,6 +3,7 @@ a saved model (a checkpoint, or an exported file's metadata) becomes a method re
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -10,15 +11,21 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from pairgan.checkpoint import load_checkpoint_config, load_weights, resolve_checkpoint
+from pairgan.checkpoint import ema_names, load_checkpoint_config, load_weights, resolve_checkpoint
 from pairgan.config import Config
-from pairgan.errors import ConfigError
+from pairgan.errors import CheckpointError, ConfigError
 from pairgan.methods.base import Method
 from pairgan.nets.blocks import set_grad_checkpointing
 from pairgan.registry import lookup
 from pairgan.runtime import resolve_device
 
-__all__ = ["build_method", "load_method", "restore_method"]
+__all__ = ["WEIGHT_CHOICES", "build_method", "load_method", "restore_method"]
+
+log = logging.getLogger(__name__)
+
+#: Which weights inference loads: ``auto`` (the moving average when the checkpoint has one, else
+#: the trained weights), ``ema`` (the moving average; an error without one) or ``raw``.
+WEIGHT_CHOICES: tuple[str, ...] = ("auto", "ema", "raw")
 
 
 def build_method(cfg: Config, *, training: bool) -> Method:
@@ -40,14 +47,38 @@ def build_method(cfg: Config, *, training: bool) -> Method:
     return method
 
 
-def load_method(path: str | os.PathLike, device: str | torch.device = "cpu", mode: str | None = None) -> Method:
+def load_method(path: str | os.PathLike, device: str | torch.device = "cpu", mode: str | None = None, *,
+                weights: str = "auto") -> Method:
     """The model saved at ``path`` (a run folder, its ``checkpoints/`` folder or one checkpoint
     folder) ready for inference: built from the checkpoint's config without its training networks,
-    the inference networks' weights loaded, on ``device`` (``auto`` picks one), in inference
+    the inference networks' weights loaded (``weights``: see :data:`WEIGHT_CHOICES`; by default
+    the moving average when the run kept one), on ``device`` (``auto`` picks one), in inference
     ``mode`` (None: the method's default). The method remembers its checkpoint folder
-    (:attr:`Method.checkpoint`), next to which it finds its run's extra files."""
+    (:attr:`Method.checkpoint`), next to which it finds its run's extra files, and which weights
+    it holds (:attr:`Method.weights_source`)."""
     folder = resolve_checkpoint(path)
-    return restore_method(load_checkpoint_config(folder), checkpoint=folder, device=device, mode=mode)
+    return restore_method(load_checkpoint_config(folder), checkpoint=folder, device=device, mode=mode,
+                          weights=weights)
+
+
+def _load_inference_weights(method: Method, checkpoint: Path, weights: str) -> str:
+    """Load the inference networks' weights of ``checkpoint`` into ``method``; returns which
+    (``ema`` or ``raw``). The networks with a moving average take it (unless ``weights`` is
+    ``raw``); the others take their trained weights."""
+    if weights not in WEIGHT_CHOICES:
+        raise ConfigError(f"weights {weights!r}: expected one of {', '.join(WEIGHT_CHOICES)}")
+    names = tuple(method.inference_nets)
+    averaged = tuple(n for n in names if n in ema_names(checkpoint)) if weights != "raw" else ()
+    if weights == "ema" and not averaged:
+        raise CheckpointError(f"{checkpoint}: no EMA weights (ema/*.safetensors): the run was trained without "
+                              "train.ema; load its trained weights instead (weights raw)")
+    load_weights(checkpoint, dict(method.nets), tuple(n for n in names if n not in averaged))
+    if not averaged:
+        return "raw"
+    load_weights(checkpoint, dict(method.nets), averaged, ema=True)
+    log.info("%s: using the EMA weights of %s (train.ema %s)", checkpoint, ", ".join(averaged),
+             method.run_config.train.ema if method.run_config is not None else "?")
+    return "ema"
 
 
 def restore_method(
@@ -57,10 +88,12 @@ def restore_method(
     extra_state: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     mode: str | None = None,
+    weights: str = "auto",
 ) -> Method:
     """``cfg``'s method for inference: its inference networks with the weights of ``checkpoint``
-    (a resolved checkpoint folder), the ``extra_state`` that :meth:`Method.extra_state` gave (an
-    exported file's metadata), on ``device``, in inference ``mode`` (None: the method's default).
+    (a resolved checkpoint folder; ``weights``: which of them, :data:`WEIGHT_CHOICES`), the
+    ``extra_state`` that :meth:`Method.extra_state` gave (an exported file's metadata), on
+    ``device``, in inference ``mode`` (None: the method's default).
 
     ``device="meta"`` builds the networks without allocating them and loads no weights: an
     exported file's backend runs only the method's pre- and post-processing in PyTorch.
@@ -74,7 +107,7 @@ def restore_method(
     else:
         method = build_method(cfg, training=False)
         if checkpoint is not None:
-            load_weights(checkpoint, dict(method.nets), tuple(method.inference_nets))
+            method.weights_source = _load_inference_weights(method, checkpoint, weights)
         method.to(dev)
     method.checkpoint = checkpoint
     if extra_state is not None:

@@ -198,7 +198,7 @@ class DRPAN(Method):
                               "gradient accumulation cannot split: use train.accumulate=1 (raise "
                               "train.batch_size instead)")
         opts = self.base.configure_optimizers(train)
-        opts["R"] = adam(self.nets["R"].parameters(), train)
+        opts["R"] = adam(self.nets["R"].parameters(), train, discriminator=True)
         return opts
 
     def propose(self, score_map: Tensor, image_size: tuple[int, int]) -> Tensor:

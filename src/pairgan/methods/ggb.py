@@ -190,12 +190,12 @@ class GGB(Method):
                 p.requires_grad_(flag)
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        opts = {"G": adam(self.nets["G"].parameters(), train), "D": adam(self.nets["D"].parameters(), train)}
+        opts = {"G": adam(self.nets["G"].parameters(), train), "D": adam(self.nets["D"].parameters(), train, discriminator=True)}
         if self.cfg.g_update == "two_step" and self.guided_step:
             # Its own moments: the Eq. 9 step reaches only the layers up to each level.
             opts["G_GGB"] = adam(self.nets["G"].parameters(), train)
         for f in self.ggb_levels:
-            opts[f"GGB{f}"] = adam(self._block_params(f), train)
+            opts[f"GGB{f}"] = adam(self._block_params(f), train, discriminator=True)
         return opts
 
     def _d_input(self, image: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

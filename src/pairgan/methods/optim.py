@@ -17,22 +17,30 @@ import torch
 from pairgan.config import TrainConfig
 
 
+def discriminator_lr(train: TrainConfig) -> float:
+    """The discriminators' learning rate: ``train.lr_D``, or ``train.lr`` when it is 0 (unset)."""
+    return train.lr_D if train.lr_D > 0 else train.lr
+
+
 def adam(
     params: Iterable[Any],
     train: TrainConfig,
     *,
     lr: float | None = None,
     betas: tuple[float, float] | None = None,
+    discriminator: bool = False,
 ) -> torch.optim.Adam:
     """Adam over ``params`` (tensors or param-group dicts) with the run's learning rate and betas.
 
-    ``lr`` and ``betas`` override the run's values for this optimiser. With
+    ``discriminator``: the parameters are a discriminator's, trained at ``train.lr_D`` when that
+    is set (:func:`discriminator_lr`). ``lr`` and ``betas`` override the run's values for this
+    optimiser. With
     ``train.fused_optimizer`` the fused implementation is used where this PyTorch build offers
     it for the parameters' device; otherwise (or on an older PyTorch) PyTorch's default.
     """
     params = list(params)
     kwargs: dict[str, Any] = {
-        "lr": train.lr if lr is None else lr,
+        "lr": (discriminator_lr(train) if discriminator else train.lr) if lr is None else lr,
         "betas": (train.beta1, train.beta2) if betas is None else betas,
     }
     if train.fused_optimizer:

@@ -17,8 +17,11 @@ from torch import nn
 from pairgan.config import DataConfig, TrainConfig
 from pairgan.losses import GANLoss
 from pairgan.methods.base import Method, StepContext, set_requires_grad
+from pairgan.errors import ConfigError
 from pairgan.methods.optim import adam
+from pairgan.methods.regularizers import r1_due, r1_penalty
 from pairgan.nets.blocks import init_weights
+from pairgan.nets.patchgan import apply_spectral_norm
 from pairgan.registry import create, register
 
 
@@ -47,6 +50,12 @@ class Pix2PixConfig:
     #: Default ``translate --mode``: ``paper`` keeps dropout and batch statistics on at test
     #: time, as pix2pix does; ``eval`` uses running statistics and no dropout.
     inference_mode: Literal["paper", "eval"] = "paper"
+    #: R1 gradient penalty on D's real pairs (0 = off; e.g. 1-10), lazy: every ``r1_every``
+    #: steps, scaled by the interval (see :mod:`pairgan.methods.regularizers`).
+    r1_gamma: float = 0.0
+    r1_every: int = 16
+    #: Spectral normalisation on every convolution of D.
+    spectral_norm: bool = False
 
 
 @register("method", "pix2pix")
@@ -78,11 +87,15 @@ class Pix2Pix(Method):
             self.gan_loss = GANLoss(cfg.gan_mode)
         for net in self.nets.values():
             init_weights(net, cfg.init_type, cfg.init_gain)
+        if cfg.r1_every < 1:
+            raise ConfigError(f"model.r1_every: {cfg.r1_every} is out of range; expected >= 1 (steps)")
+        if training and cfg.spectral_norm:
+            apply_spectral_norm(self.nets["D"])
         self.inference_mode = cfg.inference_mode
 
     # ----------------------------------------------------------------- training
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-        return {"G": adam(self.nets["G"].parameters(), train), "D": adam(self.nets["D"].parameters(), train)}
+        return {"G": adam(self.nets["G"].parameters(), train), "D": adam(self.nets["D"].parameters(), train, discriminator=True)}
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         G, D = self.nets["G"], self.nets["D"]
@@ -98,6 +111,11 @@ class Pix2Pix(Method):
             loss_d_fake = self.gan_loss(pred_fake, False, for_discriminator=True)
             loss_d_real = self.gan_loss(pred_real, True, for_discriminator=True)
             loss_d = 0.5 * (loss_d_fake + loss_d_real)
+        extra: dict[str, float] = {}
+        if r1_due(self.cfg.r1_gamma, self.cfg.r1_every, ctx.step):
+            r1 = r1_penalty(lambda b: D(torch.cat([real_a, b], 1)), real_b, self.cfg.r1_gamma, self.cfg.r1_every)
+            loss_d = loss_d + r1
+            extra["D_R1"] = r1.item()
         ctx.optimize("D", loss_d)
 
         # G: fool the (now frozen) D and stay close to the target in L1.
@@ -115,6 +133,7 @@ class Pix2Pix(Method):
             "G_L1": loss_g_l1.item(),
             "D_real": loss_d_real.item(),
             "D_fake": loss_d_fake.item(),
+            **extra,
         }
 
     # ----------------------------------------------------------------- inference

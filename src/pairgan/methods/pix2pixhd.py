@@ -40,8 +40,10 @@ from pairgan.losses import FeatureMatchingLoss, GANLoss
 from pairgan.methods.base import ExportGraph, StepContext, set_requires_grad
 from pairgan.methods.labelmaps import LabelMapMethod
 from pairgan.methods.optim import adam
+from pairgan.methods.regularizers import r1_due, r1_penalty
 from pairgan.methods.pix2pixhd_features import apply_cluster_edits, find_clusters_file, load_clusters
 from pairgan.nets.blocks import init_weights
+from pairgan.nets.patchgan import apply_spectral_norm
 from pairgan.nets.pix2pixhd import (
     FeatureEncoder,
     LocalEnhancer,
@@ -97,6 +99,12 @@ class Pix2PixHDConfig:
     #: before the first step: every tensor whose name and shape match (G's global generator, D's
     #: scales, E), as the reference's --load_pretrain.
     init_from: str = ""
+    #: R1 gradient penalty on D's real images (0 = off), lazy: every ``r1_every`` steps, scaled
+    #: by the interval (see :mod:`pairgan.methods.regularizers`).
+    r1_gamma: float = 0.0
+    r1_every: int = 16
+    #: Spectral normalisation on every convolution of D (all scales).
+    spectral_norm: bool = False
 
 
 def _feature_mode(value: Any) -> str | None:
@@ -178,6 +186,10 @@ class Pix2PixHD(LabelMapMethod):
                 init_reference(net, cfg.init_gain)
             else:
                 init_weights(net, cfg.init_type, cfg.init_gain)
+        if cfg.r1_every < 1:
+            raise ConfigError(f"model.r1_every: {cfg.r1_every} is out of range; expected >= 1 (steps)")
+        if training and cfg.spectral_norm:
+            apply_spectral_norm(self.nets["D"])
         #: Per-class cluster centres of E's features ``{class_id: [K, feat_num]}`` (see
         #: :mod:`pairgan.methods.pix2pixhd_features`); found next to :attr:`checkpoint` when not set.
         self.clusters: dict[int, Tensor] | None = None
@@ -200,7 +212,7 @@ class Pix2PixHD(LabelMapMethod):
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         trained, fixed = self._g_groups()
         groups = [{"params": trained}] + ([{"params": fixed}] if fixed else [])
-        return {"G": adam(groups, train), "D": adam(self.nets["D"].parameters(), train)}
+        return {"G": adam(groups, train), "D": adam(self.nets["D"].parameters(), train, discriminator=True)}
 
     def global_fixed(self, epoch: int) -> bool:
         """Whether G's global part is fixed at ``epoch`` (0-based; the reference's epochs
@@ -260,6 +272,10 @@ class Pix2PixHD(LabelMapMethod):
         set_requires_grad(D, True)
         # G first, then D, as the reference (D's step would invalidate G's graph through D).
         ctx.optimize("G", loss_g)
+        if r1_due(cfg.r1_gamma, cfg.r1_every, ctx.step):
+            losses["D_R1"] = r1_penalty(lambda x: D(torch.cat([cond, x.to(cond.dtype)], 1)), real,
+                                        cfg.r1_gamma, cfg.r1_every)
+            loss_d = loss_d + losses["D_R1"]
         ctx.optimize("D", loss_d)
         out = {k: float(v.item()) for k, v in losses.items()}
         out["D_real"] = float(loss_d_real.item())

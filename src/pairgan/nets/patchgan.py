@@ -1,4 +1,5 @@
-"""PatchGAN and PixelGAN discriminators of pix2pix, plus receptive-field geometry.
+"""PatchGAN and PixelGAN discriminators of pix2pix, plus receptive-field geometry and spectral
+normalisation of a discriminator's convolutions.
 
 The discriminators return raw scores (logits); the GAN loss decides how to squash them.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from pairgan.nets.blocks import norm_layer, uses_bias
 from pairgan.registry import register
@@ -28,6 +30,17 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> tuple[int, int, i
         start -= padding * jump
         jump *= stride
     return size, jump, start
+
+
+def apply_spectral_norm(net: nn.Module) -> int:
+    """Spectral normalisation (Miyato et al. 2018) on every convolution and linear layer of
+    ``net`` (``model.spectral_norm``); returns how many layers it wraps. Call it after weight
+    initialisation: the parametrised weight is ``original / sigma``, with ``sigma`` estimated by
+    one power iteration per training forward (its vectors are buffers, saved with the weights)."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in layers:
+        spectral_norm(m)
+    return len(layers)
 
 
 @register("discriminator", "patch")

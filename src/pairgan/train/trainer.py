@@ -9,6 +9,7 @@ working on a :class:`RunState`, the one object that holds what a run builds and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -44,6 +45,7 @@ from pairgan.errors import CheckpointError, ConfigError
 from pairgan.fsutil import atomic_write, atomic_write_text
 from pairgan.methods.base import Method, StepContext
 from pairgan.methods.build import build_method
+from pairgan.methods.ema import GeneratorEMA
 from pairgan.runtime import resolve_device, seed_everything, set_determinism
 from pairgan.train import distributed
 from pairgan.train.distributed import DistInfo
@@ -119,6 +121,8 @@ class RunState:
     first_step: int = 0
     #: Until_step of :meth:`Trainer.fit` (None: the run's end).
     until_step: int | None = None
+    #: The generator-side networks' moving average (``train.ema``; None when off).
+    ema: GeneratorEMA | None = None
 
     @property
     def main(self) -> bool:
@@ -202,6 +206,12 @@ class Trainer:
         dataset = self._build_train_dataset(method.size_multiple)
         self.input_profile = profile_inputs(dataset) if info.is_main else None
         self._place_method(method, device, info)
+        ema = None
+        if t.ema > 0:
+            ema = GeneratorEMA({n: method.nets[n] for n in method.ema_net_names()}, t.ema, t.ema_start)
+            if info.is_main:
+                log.info("ema: averaging %s with decay %s from step %d; samples, validation and inference use "
+                         "the averaged weights", ", ".join(ema.names), t.ema, t.ema_start)
         optimizers = method.configure_optimizers(t)
         scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
         sampler = EpochBatchSampler(len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank)
@@ -234,6 +244,7 @@ class Trainer:
             stop_step=min(total_steps, until_step) if until_step is not None else total_steps,
             budget=WallClockBudget(t.max_minutes * 60.0) if t.max_minutes > 0 else None,
             until_step=until_step,
+            ema=ema,
         )
 
     def _setup_process(self) -> tuple[torch.device, DistInfo]:
@@ -291,6 +302,14 @@ class Trainer:
         """Weights, optimiser, scaler, position and RNG from the run folder's latest checkpoint."""
         latest = self._checkpoint_to_resume(run)
         ckpt.load_weights(latest, dict(run.method.nets))
+        if run.ema is not None:
+            if set(run.ema.names) <= set(ckpt.ema_names(latest)):
+                ckpt.load_weights(latest, run.ema.nets, ema=True)
+            else:
+                run.ema.reset(run.method.nets)
+                if run.main:
+                    log.warning("warning: %s holds no EMA weights (trained without train.ema): the average starts "
+                                "from its weights", latest)
         state = ckpt.load_state(latest)
         for k, o in run.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
@@ -423,6 +442,8 @@ class Trainer:
         if run.scaler.is_enabled():
             run.scaler.update()
         run.step += 1
+        if run.ema is not None:
+            run.ema.update(run.method.nets, run.step)
         if run.device.type == "cuda":
             torch.cuda.synchronize()
         run.durations.append(time.perf_counter() - tic)
@@ -452,7 +473,7 @@ class Trainer:
             return
         batch = _to_device(run.sample_batch, run.device)
         # A forked RNG: drawing dropout masks for a picture must not change training randomness.
-        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []), self._ema_applied(run):
             columns = run.method.visuals(batch)
         for net in run.method.nets.values():
             net.train()
@@ -473,8 +494,15 @@ class Trainer:
 
     def _validate(self, run: RunState) -> None:
         """Score the validation split; a new best score saves the checkpoint ``best``."""
-        if run.validator(run.step, run.stream.epoch, run.logger):
+        with self._ema_applied(run):
+            better = run.validator(run.step, run.stream.epoch, run.logger)
+        if better:
             self._save(run, "best")
+
+    @staticmethod
+    def _ema_applied(run: RunState) -> Any:
+        """The networks hold their moving average within the block (with ``train.ema``)."""
+        return run.ema.applied(run.method.nets) if run.ema is not None else contextlib.nullcontext()
 
     def _save_scheduled_checkpoints(self, run: RunState) -> None:
         """``epoch_*`` for every epoch this step finished (``train.save_epoch_every``) and
@@ -565,7 +593,8 @@ class Trainer:
         folder = self.checkpoint_dir
         try:
             path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run),
-                                        input_profile=self.input_profile)
+                                        input_profile=self.input_profile,
+                                        ema=run.ema.nets if run.ema is not None else None)
             ckpt.point_latest(folder, name)
         except (CheckpointError, OSError) as exc:
             raise CheckpointError(f"{exc}; {ckpt.what_is_kept(self.run_dir)}") from exc
