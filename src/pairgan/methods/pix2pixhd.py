@@ -46,7 +46,6 @@ from pairgan.nets.diffaug import build_augment, d_pair
 from pairgan.nets.pix2pixhd import (
     FeatureEncoder,
     LocalEnhancer,
-    MultiscaleDiscriminator,
     init_reference,
     instance_segments,
 )
