@@ -54,6 +54,7 @@ class Pix2PixConfig:
     d_augment_target: float = 0.0
     #: Adaptive p: update every this many D steps, by (images seen) / ``d_augment_ada_images``.
     d_augment_interval: int = 4
+    #: Adaptive p: images over which p may move from 0 to 1.
     d_augment_ada_images: int = 2000
     #: Translation: the uncovered border is ``zeros`` (DiffAugment) or a mirror image (``reflect``).
     d_augment_pad: Literal["zeros", "reflect"] = "zeros"
