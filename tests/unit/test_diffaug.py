@@ -37,7 +37,7 @@ def test_translation_is_a_whole_pixel_shift(pad: str):
     x = _images(n=1)
     draw = aug.draw(1, 16, 16, x.device)
     draw = type(draw)(None, None, None, None, torch.tensor([[2, -1]]), None)
-    _, moved = aug.apply(draw, x, x)
+    _, moved = aug.transform(draw, x, x)
     # Output pixel (i, j) is input pixel (i - 2, j + 1) wherever that exists.
     assert torch.equal(moved[..., 2:, :15], x[..., :14, 1:])
     border = moved[..., :2, :]

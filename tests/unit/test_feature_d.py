@@ -41,7 +41,7 @@ def test_registered_and_selectable_from_the_config(vgg16: Path):
     assert "features" in available("discriminator")
     cfg = build_config("pix2pix", tiny_overrides("pix2pix", data=False, loop=False)
                        + ["model.discriminator=features", f"model.d_backbone_weights={vgg16}"])
-    m = build_method(cfg)
+    m = build_method(cfg, training=True)
     assert isinstance(m.nets["D"], FeatureDiscriminator)
     assert len(m.nets["D"].heads) == 3
 

@@ -178,7 +178,7 @@ class DiffAugment(nn.Module):
             keep = (~cut)[:, None].float()
         return AugmentDraw(color_on, brightness, saturation, contrast, shift, keep)
 
-    def apply(self, draw: AugmentDraw, condition: Tensor, image: Tensor, *,
+    def transform(self, draw: AugmentDraw, condition: Tensor, image: Tensor, *,
               condition_is_label: bool = False) -> tuple[Tensor, Tensor]:
         """``(condition, image)`` transformed by ``draw`` (see the module notes for what touches which)."""
         if draw.color_on is not None:
@@ -203,7 +203,7 @@ class DiffAugment(nn.Module):
         """D's input ``cat(condition, image)`` after the transforms; a fresh draw unless one is given."""
         if draw is None:
             draw = self.draw(image.shape[0], image.shape[-2], image.shape[-1], image.device)
-        condition, image = self.apply(draw, condition, image, condition_is_label=condition_is_label)
+        condition, image = self.transform(draw, condition, image, condition_is_label=condition_is_label)
         return torch.cat([condition, image], 1)
 
     @torch.no_grad()
