@@ -132,6 +132,9 @@ class DRPAN(Method):
         if cfg.base == "pix2pix" and cfg.init_type == "reference":
             raise ConfigError("model.init_type 'reference' is pix2pixHD's; with model.base pix2pix use "
                               "normal, xavier, kaiming or orthogonal")
+        if getattr(cfg, "discriminator", "patch") == "features":
+            raise ConfigError("model.discriminator: 'features' has no receptive-field geometry for DRPAN's region "
+                              "proposal; expected patch")
         if cfg.window < 1:
             raise ConfigError(f"model.window must be >= 1 score cells, got {cfg.window}")
         if cfg.lambda_region < 0:
