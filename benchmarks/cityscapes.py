@@ -60,7 +60,7 @@ METHODS: dict[str, tuple[str, list[str], str]] = {
                   "global generator, 2 multi-scale Ds, feature matching + VGG16 loss, one-hot labels"),
     "crn": ("crn-256", LABELS + ["model.perceptual=vgg16", "data.flip=true"],
             "cascaded refinement, k=9 diverse outputs, VGG16 feature loss, one-hot labels"),
-    "drpan": ("drpan-hd", LABELS + ["model.netG=global", "model.perceptual=vgg16"],
+    "drpan": ("drpan-pix2pixhd", LABELS + ["model.netG=global", "model.perceptual=vgg16"],
               "DRPAN on pix2pixHD: the above plus region proposals and the reviser"),
 }
 ORDER = ("pix2pix", "pix2pixhd", "crn", "drpan")

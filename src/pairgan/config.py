@@ -69,8 +69,24 @@ class DataConfig:
     #: ``nearest``: the id far pixels get (-1: the built-in palette's void id; a palette file
     #: needs one for nearest matching).
     palette_void_id: int = -1
+    #: How label maps' ids reach the network: ``ids`` as stored (checked against label_nc);
+    #: ``cityscapes-train`` reads Cityscapes labelIds (0..33) as the 19 training classes
+    #: (trainIds 0..18) + void 19 (every other id), the CRN reference's 20 channels
+    #: (``data.label_nc=20``). Colours of the built-in ``cityscapes`` palette already decode to
+    #: that encoding and are kept as they are.
+    label_encoding: Literal["ids", "cityscapes-train"] = "ids"
+    #: Applied to every target photo the data set reads, after the resize/crop/flip (at the
+    #: training resolution, where the reference computed it): ``none``, or ``vivid`` (the CRN
+    #: reference's tone-mapped Cityscapes photos: gamma 0.75, a multi-scale LAB tone map,
+    #: saturation x1.1; :mod:`pairgan.data.tonemap`).
+    target_transform: Literal["none", "vivid"] = "none"
+    #: Pose pairs: how each keypoint becomes a map: ``gaussian`` (pose_sigma) or ``disk`` (a
+    #: binary disk of radius pose_disk_radius, as PG2).
+    pose_encoding: Literal["gaussian", "disk"] = "gaussian"
     #: Pose pairs: standard deviation in pixels of each keypoint's Gaussian heat map.
     pose_sigma: float = 6.0
+    #: Pose pairs, ``pose_encoding: disk``: the disks' radius in pixels (PG2: 4).
+    pose_disk_radius: float = 4.0
 
 
 @dataclass
@@ -273,6 +289,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.max_items", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("data.label_nc", lambda v: v >= 0, ">= 0 (0 = images, not ids)"),
     ("data.pose_sigma", lambda v: v > 0, "> 0"),
+    ("data.pose_disk_radius", lambda v: v > 0, "> 0"),
     ("data.palette_max_distance", lambda v: v >= 0, ">= 0 (Euclidean RGB distance, 0..255 scale)"),
     ("data.palette_void_id", lambda v: v >= -1, ">= 0, or -1 for the palette's own void id"),
     ("train.max_steps", lambda v: v >= 0, ">= 0 (0 = run the epochs)"),

@@ -39,6 +39,11 @@ class Pix2PixConfig:
     #: PatchGAN depth: 3 = 70x70 receptive field (30x30 score map at 256x256).
     n_layers_D: int = 3
     norm: Literal["batch", "instance", "none"] = "batch"
+    #: ResNet generator: padding of its size-keeping convolutions, ``reflect`` (the pix2pix
+    #: reference) or ``zero`` (the DRPAN reference's).
+    padding: Literal["reflect", "zero"] = "reflect"
+    #: ResNet generator: instance norm with a learned scale and shift (the DRPAN reference's).
+    norm_affine: bool = False
     dropout: bool = True
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
     init_gain: float = 0.02
@@ -64,7 +69,7 @@ class Pix2Pix(Method):
         if cfg.generator == "unet":
             g_kwargs["num_downs"] = cfg.num_downs
         elif cfg.generator == "resnet":
-            g_kwargs["n_blocks"] = cfg.n_blocks
+            g_kwargs.update(n_blocks=cfg.n_blocks, padding=cfg.padding, norm_affine=cfg.norm_affine)
         self.nets["G"] = create("generator", cfg.generator, **g_kwargs)
         if training:
             self.nets["D"] = create(
