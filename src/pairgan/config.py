@@ -360,6 +360,10 @@ def validate(cfg: Config) -> None:
     if d.palette_match == "nearest" and not d.palette:
         raise ConfigError("data.palette_match: 'nearest' needs data.palette (a built-in name such as "
                           "cityscapes, or a palette file); expected a palette or palette_match=exact")
+    if d.label_encoding == "cityscapes-train" and d.label_nc != 20:
+        raise ConfigError(f"data.label_encoding: cityscapes-train gives 20 classes (19 Cityscapes training "
+                          f"classes + void 19), but data.label_nc is {d.label_nc}; expected data.label_nc=20 "
+                          "(or data.label_encoding=ids for the stored ids)")
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:
         raise ConfigError("nothing to train: set train.max_steps or train.n_epochs + train.n_epochs_decay > 0")
     if not _names_a_device(t.device):

@@ -274,7 +274,8 @@ def test_missing_vgg_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: py
 
 def test_progressive_init_copies_shared_modules_and_freezes(tmp_path: Path):
     small = make(widths=[8, 8, 6], k=2)
-    cfg = build_config("crn-256", ["model.widths=[8,8,6]", "model.k=2", "data.label_nc=5"])
+    cfg = build_config("crn-256", ["model.widths=[8,8,6]", "model.k=2", "data.label_nc=5",
+                                       "data.label_encoding=ids"])
     ckpt.save_checkpoint(tmp_path / "small", cfg, dict(small.nets))
 
     torch.manual_seed(1)
