@@ -360,6 +360,9 @@ def validate(cfg: Config) -> None:
     if d.palette_match == "nearest" and not d.palette:
         raise ConfigError("data.palette_match: 'nearest' needs data.palette (a built-in name such as "
                           "cityscapes, or a palette file); expected a palette or palette_match=exact")
+    if d.target_transform != "none" and d.output_nc != 3:
+        raise ConfigError(f"data.target_transform: {d.target_transform!r} works on colour photos; expected "
+                          f"data.output_nc=3, got {d.output_nc} (or data.target_transform=none)")
     if d.label_encoding == "cityscapes-train" and d.label_nc != 20:
         raise ConfigError(f"data.label_encoding: cityscapes-train gives 20 classes (19 Cityscapes training "
                           f"classes + void 19), but data.label_nc is {d.label_nc}; expected data.label_nc=20 "

@@ -47,6 +47,7 @@ from pairgan.data.palettes import (
     nearest_ids,
     palette_from_colors,
 )
+from pairgan.data.tonemap import apply_target_transform
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import ConfigError, DataError
 from pairgan.registry import register
@@ -651,7 +652,7 @@ class LabelMapDataset(PairedImageDataset):
         if "inst" in raw:
             item["inst"] = ids_t[1:2]
         if img is not None:
-            item["image"] = to_tensor(img)
+            item["image"] = to_tensor(apply_target_transform(img, self.cfg.target_transform))
         item["A_path"] = str(label_path)
         item["B_path"] = str(img_path) if img_path is not None else ""
         item["index"] = index
@@ -664,6 +665,8 @@ class LabelMapDataset(PairedImageDataset):
             aug += f", sizes rounded to multiples of {t.size_multiple}"
         if self.train and cfg.flip:
             aug += ", random flip"
+        if cfg.target_transform != "none":
+            aug += f", {cfg.target_transform} targets"
         what = f"label_nc {cfg.label_nc}" + (", instances" if cfg.instance else ", no instances")
         if cfg.label_encoding != "ids":
             what += f", encoding {cfg.label_encoding}"

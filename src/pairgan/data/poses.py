@@ -55,6 +55,7 @@ from pairgan.data.io import (
     read_image,
     to_unit_float,
 )
+from pairgan.data.tonemap import apply_target_transform
 from pairgan.data.transforms import PairedTransform, resize, to_tensor
 from pairgan.errors import ConfigError, DataError
 from pairgan.fsutil import atomic_write_bytes
@@ -648,7 +649,7 @@ class PosePairDataset(Dataset):
             "source": source,
             "source_pose": torch.from_numpy(pose_maps(ka, h, w, self.cfg)),
             "target_pose": torch.from_numpy(pose_maps(kb, h, w, self.cfg)),
-            "target": to_tensor(b),
+            "target": to_tensor(apply_target_transform(b, self.cfg.target_transform)),
             "source_keypoints": torch.from_numpy(ka),
             "target_keypoints": torch.from_numpy(kb),
             "A": source,
