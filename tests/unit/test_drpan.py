@@ -286,7 +286,7 @@ def test_model_section_is_pix2pix_then_pix2pixhd_then_drpan():
     ours = {f.name: f for f in dataclasses.fields(DRPANConfig)}
     p2p = [f.name for f in dataclasses.fields(Pix2PixConfig)]
     hd_only = [f for f in dataclasses.fields(Pix2PixHDConfig) if f.name not in p2p]
-    own = ["base", "window", "select", "reviser", "n_layers_R", "ndf_R", "norm_R", "lambda_region"]
+    own = ["base", "window", "select", "box", "reviser", "n_layers_R", "ndf_R", "norm_R", "lambda_region"]
     assert list(ours) == p2p + [f.name for f in hd_only] + own
     hints, hd_hints = typing.get_type_hints(DRPANConfig), typing.get_type_hints(Pix2PixHDConfig)
     for f in hd_only:
