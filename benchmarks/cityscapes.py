@@ -56,12 +56,14 @@ LABELS = [
 METHODS: dict[str, tuple[str, list[str], str]] = {
     "pix2pix": ("pix2pix", ["model.num_downs=7"],
                 "the reference recipe (unet_128 at this size, 70x70 PatchGAN, L1 x 100), colour label image in"),
-    "pix2pixhd": ("pix2pixhd-512", LABELS + ["model.netG=global", "model.perceptual=vgg16"],
+    # model.vgg_normalize=true: what these runs trained with (the presets' default then; the
+    # reference feeds VGG un-normalised images, now the pix2pixhd presets' default)
+    "pix2pixhd": ("pix2pixhd-512", LABELS + ["model.netG=global", "model.perceptual=vgg16", "model.vgg_normalize=true"],
                   "global generator, 2 multi-scale Ds, feature matching + VGG16 loss, one-hot labels"),
     "crn": ("crn-256", LABELS + ["model.perceptual=vgg16", "data.flip=true", "model.k=1"],
             "cascaded refinement, one output (the paper's main model; k=9 diversity is its extension), "
             "VGG16 feature loss, one-hot labels"),
-    "drpan": ("drpan-hd", LABELS + ["model.netG=global", "model.perceptual=vgg16"],
+    "drpan": ("drpan-pix2pixhd", LABELS + ["model.netG=global", "model.perceptual=vgg16", "model.vgg_normalize=true"],
               "DRPAN on pix2pixHD: the above plus region proposals and the reviser"),
 }
 ORDER = ("pix2pix", "pix2pixhd", "crn", "drpan")

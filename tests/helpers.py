@@ -80,8 +80,8 @@ _FAMILIES: dict[str, tuple[list[str], list[str], dict[str, Any]]] = {
                   ["data.load_size=36", "data.crop_size=32"],
                   {k: v for k, v in _STANDARD_LOOP.items() if k != "save_epoch_every"} | {"save_every": 0}),
 }
-# presets without a tiny list: drpan-hd is DRPAN on pix2pixHD (its tests choose their sizes)
-_NO_TINY_LIST = {"drpan-hd"}
+# presets without a tiny list: drpan-pix2pixhd is DRPAN on pix2pixHD (its tests choose their sizes)
+_NO_TINY_LIST = {"drpan-pix2pixhd"}
 
 
 def tiny_family(preset: str) -> str:

@@ -69,8 +69,24 @@ class DataConfig:
     #: ``nearest``: the id far pixels get (-1: the built-in palette's void id; a palette file
     #: needs one for nearest matching).
     palette_void_id: int = -1
+    #: How label maps' ids reach the network: ``ids`` as stored (checked against label_nc);
+    #: ``cityscapes-train`` reads Cityscapes labelIds (0..33) as the 19 training classes
+    #: (trainIds 0..18) + void 19 (every other id), the CRN reference's 20 channels
+    #: (``data.label_nc=20``). Colours of the built-in ``cityscapes`` palette already decode to
+    #: that encoding and are kept as they are.
+    label_encoding: Literal["ids", "cityscapes-train"] = "ids"
+    #: Applied to every target photo the data set reads, after the resize/crop/flip (at the
+    #: training resolution, where the reference computed it): ``none``, or ``vivid`` (the CRN
+    #: reference's tone-mapped Cityscapes photos: gamma 0.75, a multi-scale LAB tone map,
+    #: saturation x1.1; :mod:`pairgan.data.tonemap`).
+    target_transform: Literal["none", "vivid"] = "none"
+    #: Pose pairs: how each keypoint becomes a map: ``gaussian`` (pose_sigma) or ``disk`` (a
+    #: binary disk of radius pose_disk_radius, as PG2).
+    pose_encoding: Literal["gaussian", "disk"] = "gaussian"
     #: Pose pairs: standard deviation in pixels of each keypoint's Gaussian heat map.
     pose_sigma: float = 6.0
+    #: Pose pairs, ``pose_encoding: disk``: the disks' radius in pixels (PG2: 4).
+    pose_disk_radius: float = 4.0
 
 
 @dataclass
@@ -282,6 +298,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.max_items", lambda v: v >= 0, ">= 0 (0 = all)"),
     ("data.label_nc", lambda v: v >= 0, ">= 0 (0 = images, not ids)"),
     ("data.pose_sigma", lambda v: v > 0, "> 0"),
+    ("data.pose_disk_radius", lambda v: v > 0, "> 0"),
     ("data.palette_max_distance", lambda v: v >= 0, ">= 0 (Euclidean RGB distance, 0..255 scale)"),
     ("data.palette_void_id", lambda v: v >= -1, ">= 0, or -1 for the palette's own void id"),
     ("train.max_steps", lambda v: v >= 0, ">= 0 (0 = run the epochs)"),
@@ -355,6 +372,13 @@ def validate(cfg: Config) -> None:
     if d.palette_match == "nearest" and not d.palette:
         raise ConfigError("data.palette_match: 'nearest' needs data.palette (a built-in name such as "
                           "cityscapes, or a palette file); expected a palette or palette_match=exact")
+    if d.target_transform != "none" and d.output_nc != 3:
+        raise ConfigError(f"data.target_transform: {d.target_transform!r} works on colour photos; expected "
+                          f"data.output_nc=3, got {d.output_nc} (or data.target_transform=none)")
+    if d.label_encoding == "cityscapes-train" and d.label_nc != 20:
+        raise ConfigError(f"data.label_encoding: cityscapes-train gives 20 classes (19 Cityscapes training "
+                          f"classes + void 19), but data.label_nc is {d.label_nc}; expected data.label_nc=20 "
+                          "(or data.label_encoding=ids for the stored ids)")
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:
         raise ConfigError("nothing to train: set train.max_steps or train.n_epochs + train.n_epochs_decay > 0")
     if not _names_a_device(t.device):

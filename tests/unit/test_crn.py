@@ -75,7 +75,7 @@ def test_preset_module_widths_and_resolutions(preset: str, height: int, n_module
     prev = 0
     for stage, w in zip(G.stages, widths):
         conv1, norm1, _, conv2, norm2, _ = stage.block
-        assert (conv1.in_channels, conv1.out_channels, conv1.kernel_size, conv1.bias) == (prev + 35, w, (3, 3), None)
+        assert (conv1.in_channels, conv1.out_channels, conv1.kernel_size, conv1.bias) == (prev + 20, w, (3, 3), None)
         assert (conv2.in_channels, conv2.out_channels) == (w, w)
         assert norm1.num_groups == 1 and norm1.num_channels == w and norm1.eps == 1e-12
         prev = w
@@ -274,7 +274,8 @@ def test_missing_vgg_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: py
 
 def test_progressive_init_copies_shared_modules_and_freezes(tmp_path: Path):
     small = make(widths=[8, 8, 6], k=2)
-    cfg = build_config("crn-256", ["model.widths=[8,8,6]", "model.k=2", "data.label_nc=5"])
+    cfg = build_config("crn-256", ["model.widths=[8,8,6]", "model.k=2", "data.label_nc=5",
+                                       "data.label_encoding=ids"])
     ckpt.save_checkpoint(tmp_path / "small", cfg, dict(small.nets))
 
     torch.manual_seed(1)

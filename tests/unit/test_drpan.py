@@ -38,7 +38,7 @@ from tests.helpers import tiny_overrides
 # PatchGAN with n_layers 1: receptive field 16 px, jump 2, start -5; 32 px -> a 14x14 map.
 GEOM1 = PatchDiscriminator(6, 4, n_layers=1).conv_geometry()
 TINY_DRPAN = tiny_overrides("drpan", loop=False)
-# drpan-hd (DRPAN on pix2pixHD) has no tiny list of its own: these sizes, 5 label classes
+# drpan-pix2pixhd (DRPAN on pix2pixHD) has no tiny list of its own: these sizes, 5 label classes
 TINY_HD = ["data.label_nc=5", "model.ngf=4", "model.n_downsample_global=2", "model.n_blocks_global=1", "model.ndf=4",
            "model.n_layers_D=2", "model.perceptual=none", "model.window=3", "model.n_layers_R=2"]
 
@@ -258,7 +258,7 @@ def test_config_errors():
 
 def test_pix2pixhd_base_step_and_inference():
     torch.manual_seed(0)
-    cfg = build_config("drpan-hd", TINY_HD)
+    cfg = build_config("drpan-pix2pixhd", TINY_HD)
     m = DRPAN(cfg.model, cfg.data)
     assert isinstance(m.base, Pix2PixHD) and m.geometry[0] == (4, 2, 2)  # the finest scale's layers
     assert m.nets["R"].model[0].in_channels == 5 + 1 + 3
@@ -286,7 +286,7 @@ def test_model_section_is_pix2pix_then_pix2pixhd_then_drpan():
     ours = {f.name: f for f in dataclasses.fields(DRPANConfig)}
     p2p = [f.name for f in dataclasses.fields(Pix2PixConfig)]
     hd_only = [f for f in dataclasses.fields(Pix2PixHDConfig) if f.name not in p2p]
-    own = ["base", "window", "select", "reviser", "n_layers_R", "ndf_R", "norm_R", "lambda_region"]
+    own = ["base", "window", "select", "box", "reviser", "n_layers_R", "ndf_R", "norm_R", "lambda_region"]
     assert list(ours) == p2p + [f.name for f in hd_only] + own
     hints, hd_hints = typing.get_type_hints(DRPANConfig), typing.get_type_hints(Pix2PixHDConfig)
     for f in hd_only:
@@ -302,7 +302,7 @@ def test_the_base_is_the_registered_method_with_its_own_config():
     assert type(m.base) is Pix2Pix and type(m.base.cfg) is Pix2PixConfig
     assert dataclasses.asdict(m.base.cfg) == {k: getattr(cfg.model, k) for k in dataclasses.asdict(m.base.cfg)}
     assert m.nets is m.base.nets and m.vgg_loss is None
-    hd = build_config("drpan-hd", ["data.label_nc=5", "model.perceptual=none", "model.ngf=4", "model.ndf=4"])
+    hd = build_config("drpan-pix2pixhd", ["data.label_nc=5", "model.perceptual=none", "model.ngf=4", "model.ndf=4"])
     mh = DRPAN(hd.model, hd.data)
     assert type(mh.base) is Pix2PixHD and type(mh.base.cfg) is Pix2PixHDConfig
     assert (mh.base.cfg.norm, mh.base.cfg.ngf, mh.base.cfg.init_type) == (hd.model.norm, 4, "reference")
@@ -313,7 +313,7 @@ def test_the_base_is_the_registered_method_with_its_own_config():
 
 
 def test_config_keys_and_saved_configs_load():
-    for preset in ("drpan", "drpan-hd", "drpan-demo"):
+    for preset in ("drpan", "drpan-pix2pixhd", "drpan-demo"):
         cfg = build_config(preset)
         again = config_from_dict(cfg.to_dict())  # a saved run config
         assert again == cfg and type(again.model) is DRPANConfig
@@ -322,7 +322,7 @@ def test_config_keys_and_saved_configs_load():
     with pytest.raises(ConfigError, match=r"unknown config key 'model.windw'; valid keys under model: .*model.window"):
         build_config("drpan", ["model.windw=3"])
     with pytest.raises(ConfigError, match=r"model.num_D: expected an integer, got 'two'"):
-        build_config("drpan-hd", ["model.num_D=two"])
+        build_config("drpan-pix2pixhd", ["model.num_D=two"])
 
 
 def test_inference_is_the_base_methods():
@@ -343,7 +343,7 @@ def test_inference_is_the_base_methods():
     assert m.to(torch.device("cpu")) is m
     # pix2pixHD's feature tools answer as on the base: absent on pix2pix, the base's on pix2pixHD
     assert not hasattr(m, "find_clusters") and not hasattr(m, "clusters")
-    hd = build_config("drpan-hd", ["data.label_nc=5", "data.instance=true", "model.use_features=true",
+    hd = build_config("drpan-pix2pixhd", ["data.label_nc=5", "data.instance=true", "model.use_features=true",
                                    "model.perceptual=none", "model.ngf=4", "model.nef=4", "model.feat_num=2",
                                    "model.n_downsample_E=2", "model.n_downsample_global=2"])
     mh = DRPAN(hd.model, hd.data, training=False)
@@ -366,7 +366,7 @@ def test_inference_is_the_base_methods():
 
 def test_grad_checkpoint_reaches_the_pix2pixhd_bases_vgg_loss(random_vgg_weights: Callable[[str], Path]):
     weights = random_vgg_weights("vgg16")  # random VGG weights in a local file
-    cfg = build_config("drpan-hd", ["data.label_nc=5", "model.ngf=4", "model.ndf=4", "model.perceptual=vgg16",
+    cfg = build_config("drpan-pix2pixhd", ["data.label_nc=5", "model.ngf=4", "model.ndf=4", "model.perceptual=vgg16",
                                     f"model.vgg_weights={weights}", "train.grad_checkpoint=true"])
     m = build_method(cfg, training=True)
     assert m.vgg_loss is m.base.vgg_loss
@@ -381,7 +381,7 @@ def test_presets():
     assert (ref.model.dropout, ref.model.n_layers_D, ref.model.window, ref.model.reviser, ref.model.n_layers_R) == \
         (True, 3, 1, "reviser", 6)
     assert (ref.model.lambda_region, ref.model.select, ref.data.crop_size, ref.train.lr) == (10.0, "min", 256, 2e-4)
-    hd = build_config("drpan-hd")
+    hd = build_config("drpan-pix2pixhd")
     assert (hd.model.base, hd.model.window, hd.model.num_D, hd.model.gan_mode, hd.model.reviser) == \
         ("pix2pixhd", 9, 2, "lsgan", "patch")
     demo = build_config("drpan-demo")
@@ -406,8 +406,8 @@ def test_mixed_precision_step(precision):
 
 _PINNED_CASES = {
     "drpan": ("drpan", TINY_DRPAN + ["model.norm=batch"]),
-    "drpan-hd": ("drpan-hd", TINY_HD),
-    "drpan-hd-features": ("drpan-hd", TINY_HD + ["data.instance=true", "model.use_features=true", "model.nef=4",
+    "drpan-pix2pixhd": ("drpan-pix2pixhd", TINY_HD),
+    "drpan-pix2pixhd-features": ("drpan-pix2pixhd", TINY_HD + ["data.instance=true", "model.use_features=true", "model.nef=4",
                                                   "model.feat_num=2", "model.n_downsample_E=2"]),
 }
 # Recorded with the subclass-based DRPAN (before DRPAN held its base method): the losses of three
@@ -425,7 +425,7 @@ _PINNED = {
         ],
         {'G': 223.63029385119071, 'D': 47.93366334422353, 'R': 48.979523865556075},
     ),
-    'drpan-hd': (
+    'drpan-pix2pixhd': (
         [
             {'G_GAN': 2.1777291297912598, 'G_GAN_Feat': 8.225001335144043, 'D_real': 2.1871731281280518, 'D_fake': 0.05916757881641388,
              'G_R': 0.8795715570449829, 'G_region': 5.125102996826172, 'R_real': 0.9187620878219604, 'R_fake': 0.03138509765267372},
@@ -436,7 +436,7 @@ _PINNED = {
         ],
         {'G': -2.9934836065976924, 'D': -1.0468500095048512, 'R': 0.31403367056918796},
     ),
-    'drpan-hd-features': (
+    'drpan-pix2pixhd-features': (
         [
             {'G_GAN': 2.1728134155273438, 'G_GAN_Feat': 7.623548984527588, 'D_real': 2.1663501262664795, 'D_fake': 0.07086846232414246,
              'G_R': 1.1062206029891968, 'G_region': 5.020388603210449, 'R_real': 1.1422686576843262, 'R_fake': 0.044177014380693436},

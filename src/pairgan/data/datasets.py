@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from pairgan.config import DataConfig
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float
 from pairgan.data.splits import parse_split, select_indices
+from pairgan.data.tonemap import apply_target_transform
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import DataError
 from pairgan.registry import available, lookup, register
@@ -152,6 +153,8 @@ class PairedImageDataset(Dataset):
         except ValueError as exc:
             where = str(a_path) if a_path == b_path else f"{a_path} / {b_path}"
             raise DataError(f"{where}: {exc}") from None
+        if cfg.output_kind == "image":
+            b = apply_target_transform(b, cfg.target_transform)
         return {
             "A": to_tensor(a),
             "B": to_tensor(b),

@@ -43,9 +43,11 @@ from pairgan.data.palettes import (
     MATCH_MODES,
     Palette,
     builtin_palette,
+    encode_label_ids,
     nearest_ids,
     palette_from_colors,
 )
+from pairgan.data.tonemap import apply_target_transform
 from pairgan.data.transforms import PairedTransform, to_tensor
 from pairgan.errors import ConfigError, DataError
 from pairgan.registry import register
@@ -320,13 +322,15 @@ def decode_colours(rgb: np.ndarray, decoding: ColourDecoding, path: Any) -> tupl
 
 
 def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | Palette | ColourDecoding | None = None,
-              palette_name: str = "") -> np.ndarray:
+              palette_name: str = "", encoding: str = "ids") -> np.ndarray:
     """Decoded label pixels (``read_image(..., palette_indices=True)``) -> int64 ``H x W`` ids,
+    in ``encoding`` (``data.label_encoding``: :func:`~pairgan.data.palettes.encode_label_ids`),
     checked against ``label_nc`` (``label_nc <= 0``: not checked).
 
     Colour (RGB) pixels are decoded through ``palette``: a :class:`ColourDecoding` (the data
     config's rule, :func:`colour_decoding`), or a palette (array or :class:`Palette`) matched
     exactly."""
+    decoded_by = ""  # the palette the ids came through, if any (its name decides the encoding step)
     if arr.ndim == 2:
         arr = arr[..., None]
     c = arr.shape[2]
@@ -341,6 +345,7 @@ def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | P
                     pal = replace(pal, name=palette_name)
                 palette = ColourDecoding(pal)
             ids, _ = decode_colours(rgb, palette, path)
+            decoded_by = palette.palette.name
         elif (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
             ids = _integral(rgb[..., 0], path, "label map")  # ids stored as grey RGB
         else:
@@ -348,6 +353,7 @@ def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | P
                             "to a JSON palette file mapping colours to ids, or store ids as a 1-channel PNG")
     else:
         raise DataError(f"{path}: {c} channels, expected a 1-channel id map (or RGB with data.palette)")
+    ids = encode_label_ids(ids, encoding, decoded_by)
     if ids.size:
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0:
@@ -361,7 +367,7 @@ def label_ids(arr: np.ndarray, path: Any, label_nc: int, palette: np.ndarray | P
     return ids
 
 
-def read_label_map(path: str | os.PathLike, label_nc: int, palette: Any = None) -> np.ndarray:
+def read_label_map(path: str | os.PathLike, label_nc: int, palette: Any = None, encoding: str = "ids") -> np.ndarray:
     """A label image -> int64 ``H x W`` class ids, every id checked to be below ``label_nc``.
 
     1-channel images (8/16-bit, palette-mode PNG indices, integer ``.npy``) are the ids; RGB
@@ -371,7 +377,7 @@ def read_label_map(path: str | os.PathLike, label_nc: int, palette: Any = None) 
     if palette is not None and not isinstance(palette, ColourDecoding):
         palette = ColourDecoding(resolve_palette(palette))
     arr = read_image(path, palette_indices=True)
-    return label_ids(arr, path, label_nc, palette)
+    return label_ids(arr, path, label_nc, palette, encoding=encoding)
 
 
 def read_instance_map(path: str | os.PathLike) -> np.ndarray:
@@ -608,7 +614,7 @@ class LabelMapDataset(PairedImageDataset):
         cfg = self.cfg
         label_path, img_path = self.pairs[index]
         out: dict[str, Any] = {"label": label_ids(read_image(label_path, palette_indices=True), label_path,
-                                                  cfg.label_nc, self.decoding)}
+                                                  cfg.label_nc, self.decoding, encoding=cfg.label_encoding)}
         h, w = out["label"].shape
         inst_path = self.insts[index]
         if cfg.instance and inst_path is not None:
@@ -646,7 +652,7 @@ class LabelMapDataset(PairedImageDataset):
         if "inst" in raw:
             item["inst"] = ids_t[1:2]
         if img is not None:
-            item["image"] = to_tensor(img)
+            item["image"] = to_tensor(apply_target_transform(img, self.cfg.target_transform))
         item["A_path"] = str(label_path)
         item["B_path"] = str(img_path) if img_path is not None else ""
         item["index"] = index
@@ -659,7 +665,11 @@ class LabelMapDataset(PairedImageDataset):
             aug += f", sizes rounded to multiples of {t.size_multiple}"
         if self.train and cfg.flip:
             aug += ", random flip"
+        if cfg.target_transform != "none":
+            aug += f", {cfg.target_transform} targets"
         what = f"label_nc {cfg.label_nc}" + (", instances" if cfg.instance else ", no instances")
+        if cfg.label_encoding != "ids":
+            what += f", encoding {cfg.label_encoding}"
         if self.decoding is not None:
             what += f", palette {self.palette_path} ({self.decoding.match}"
             what += (f", void {self.decoding.void_id} beyond distance {self.decoding.max_distance:g})"
@@ -731,7 +741,7 @@ class LabelMapDataset(PairedImageDataset):
             try:
                 arr = read_image(lab, palette_indices=True)
                 info["label_channels"] = arr.shape[2] if arr.ndim == 3 else 1
-                ids = label_ids(arr, lab, cfg.label_nc, decoding)
+                ids = label_ids(arr, lab, cfg.label_nc, decoding, encoding=cfg.label_encoding)
                 if fit is not None:
                     info["fit"] = fit.measure(arr)
                 info["size"] = (ids.shape[1], ids.shape[0])
@@ -842,7 +852,7 @@ class AlignedLabelDataset(LabelMapDataset):
         path = self.pairs[index][0]
         a, b = split_aligned(read_image(path), path)
         label_arr, photo = (a, b) if cfg.direction == "AtoB" else (b, a)
-        ids = label_ids(label_arr, path, cfg.label_nc, self.decoding)
+        ids = label_ids(label_arr, path, cfg.label_nc, self.decoding, encoding=cfg.label_encoding)
         image = load_side(path, "image", cfg.output_nc, "data.output_nc", photo)
         return {"label": ids, "image": image}
 
@@ -894,7 +904,7 @@ class AlignedLabelDataset(LabelMapDataset):
             try:
                 a, b = split_aligned(read_image(path), path)
                 label_arr, photo = (a, b) if cfg.direction == "AtoB" else (b, a)
-                ids = label_ids(label_arr, path, cfg.label_nc, decoding)
+                ids = label_ids(label_arr, path, cfg.label_nc, decoding, encoding=cfg.label_encoding)
                 load_side(path, "image", cfg.output_nc, "data.output_nc", photo[:1, :1])
                 transform.plan(ids.shape[1], ids.shape[0])
             except DataError as exc:
@@ -961,7 +971,8 @@ def read_label_input(path: str | os.PathLike, label_nc: int, data: DataConfig) -
     :func:`find_partner`) when ``data.instance``. Errors name the file and what was expected."""
     path = Path(path)
     pal = palette_file(data)
-    label = torch.as_tensor(read_label_map(path, label_nc, colour_decoding(data, pal) if pal else None)).long()
+    label = torch.as_tensor(read_label_map(path, label_nc, colour_decoding(data, pal) if pal else None,
+                                           encoding=data.label_encoding)).long()
     label = label.reshape(1, *label.shape[-2:])
     item = {"label": label}
     if data.instance:
@@ -986,9 +997,16 @@ def partner_photo_path(path: str | os.PathLike) -> Path:
     return img_path
 
 
+def _encoded_palette(data: DataConfig) -> Palette | None:
+    """The palette of the classes ``data.label_encoding`` produces (``cityscapes-train``: the
+    built-in ``cityscapes``), or None when the encoding keeps the stored ids."""
+    return builtin_palette("cityscapes") if data.label_encoding == "cityscapes-train" else None
+
+
 def display_labels(label: torch.Tensor, data: DataConfig) -> torch.Tensor:
     """Label ids (N x 1 x H x W) as colour pictures in [-1, 1] on their device (sample grids)."""
-    return colorize(label, palette_file(data)).to(label.device)
+    encoded = _encoded_palette(data)
+    return colorize(label, encoded.colors if encoded is not None else palette_file(data)).to(label.device)
 
 
 def dataset_classes(data: DataConfig) -> dict[str, Any]:
@@ -1001,7 +1019,7 @@ def dataset_classes(data: DataConfig) -> dict[str, Any]:
     of :func:`default_palette`. None for image data without one. An unreadable file is skipped: a
     model is still served or exported without its palette.
     """
-    builtin = builtin_palette(data.palette) if data.palette else None
+    builtin = _encoded_palette(data) or (builtin_palette(data.palette) if data.palette else None)
     if builtin is not None:
         colours = builtin.colors
         if data.label_nc > 0 and len(colours) < data.label_nc:

@@ -35,6 +35,10 @@ Built-in palettes (:data:`BUILTIN_PALETTES`; ``data.palette: NAME``):
   static) decodes to 0 ``unlabeled``, (153, 153, 153) (pole 17, polegroup 18) to 17 ``pole``.
   Far pixels decode to 0 ``unlabeled`` (the void id). ``data.label_nc=34`` (or the pix2pixHD
   presets' 35).
+
+``data.label_encoding: cityscapes-train`` (:func:`encode_label_ids`) reads Cityscapes labelIds
+(1-channel maps, or colours of ``cityscapes-35``) as the ``cityscapes`` palette's 19 classes +
+void, through the same class table (:data:`CITYSCAPES_LABELIDS`): the CRN reference's input.
 """
 
 from __future__ import annotations
@@ -48,10 +52,14 @@ __all__ = [
     "BUILTIN_PALETTES",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_LABELIDS",
+    "CITYSCAPES_TRAIN_VOID",
     "DEFAULT_MAX_DISTANCE",
+    "LABEL_ENCODINGS",
     "MATCH_MODES",
     "Palette",
     "builtin_palette",
+    "cityscapes_train_ids",
+    "encode_label_ids",
     "nearest_ids",
     "palette_from_colors",
 ]
@@ -158,6 +166,38 @@ def _cityscapes35() -> Palette:
     ids = np.array(list(first.values()), dtype=np.int64)
     things = tuple(i for i, name in enumerate(names) if name in _THINGS)
     return Palette("cityscapes-35", colors, decode, ids, names, 0, things)
+
+
+#: ``data.label_encoding`` choices: ids as stored, or Cityscapes labelIds -> trainIds + void.
+LABEL_ENCODINGS: tuple[str, ...] = ("ids", "cityscapes-train")
+#: The void class of the 19-class Cityscapes encoding (``cityscapes`` palette, ``cityscapes-train``).
+CITYSCAPES_TRAIN_VOID = len(_TRAIN)
+#: labelId -> trainId (void for the non-training classes), from :data:`CITYSCAPES_LABELIDS`.
+_LABELID_TO_TRAIN = np.array([CITYSCAPES_TRAIN_VOID if t is None else t for _, _, _, t in CITYSCAPES_LABELIDS],
+                             dtype=np.int64)
+
+
+def cityscapes_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes labelIds -> the 19 training classes (trainIds 0..18) + void (19), int64.
+
+    The table is :data:`CITYSCAPES_LABELIDS`' trainId column: every non-training class, every id
+    outside 0..33 (license plate -1, anything larger) becomes void, the CRN reference's 20th
+    channel (``1 - sum`` of its 19 class channels)."""
+    ids = np.asarray(label_ids).astype(np.int64, copy=False)
+    known = (ids >= 0) & (ids < len(_LABELID_TO_TRAIN))
+    return np.where(known, _LABELID_TO_TRAIN[np.where(known, ids, 0)], CITYSCAPES_TRAIN_VOID)
+
+
+def encode_label_ids(ids: np.ndarray, encoding: str, palette_name: str = "") -> np.ndarray:
+    """Decoded label ids as ``data.label_encoding`` wants them: ``ids`` unchanged;
+    ``cityscapes-train``: labelIds -> trainIds + void (:func:`cityscapes_train_ids`), except ids
+    decoded through the built-in ``cityscapes`` palette (``palette_name``), which are trainIds
+    + void already."""
+    if encoding == "ids" or (encoding == "cityscapes-train" and palette_name == "cityscapes"):
+        return ids
+    if encoding == "cityscapes-train":
+        return cityscapes_train_ids(ids)
+    raise ValueError(f"label encoding {encoding!r}, expected one of {', '.join(LABEL_ENCODINGS)}")
 
 
 #: The built-in palettes by name (``data.palette: NAME``).

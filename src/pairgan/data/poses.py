@@ -24,9 +24,12 @@ Every sample is a pure function of ``(seed, epoch, index)``: ONE draw from
 ``np.random.default_rng([seed, epoch, index])`` (crop x, crop y, flip, as
 :class:`~pairgan.data.transforms.PairedTransform`) moves the source image, the target image and
 both sets of keypoints alike; a flip mirrors x and swaps the left/right joints.
-Heat maps are computed on the fly at the network resolution: channel k is
+Pose maps are computed on the fly at the network resolution, one channel per joint, as
+``data.pose_encoding`` says (:func:`pose_maps`): ``gaussian`` (the default): channel k is
 ``exp(-((y - y_k)^2 + (x - x_k)^2) / (2 sigma^2))`` with ``sigma = data.pose_sigma`` pixels of
-the network input and pixel i's centre at coordinate i; a missing joint gives an all-zero channel.
+the network input; ``disk``: 1 on the pixels within ``data.pose_disk_radius`` of the joint, 0
+elsewhere (PG2's binary disks, radius 4). Pixel i's centre is at coordinate i; a missing joint
+gives an all-zero channel.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ from pairgan.data.io import (
     read_image,
     to_unit_float,
 )
+from pairgan.data.tonemap import apply_target_transform
 from pairgan.data.transforms import PairedTransform, resize, to_tensor
-from pairgan.errors import DataError
+from pairgan.errors import ConfigError, DataError
 from pairgan.fsutil import atomic_write_bytes
 from pairgan.registry import register
 
@@ -367,6 +371,34 @@ def heatmaps(kp: np.ndarray, height: int, width: int, sigma: float) -> np.ndarra
     return (gy[:, :, None] * gx[:, None, :]).astype(np.float32, copy=False)
 
 
+def disk_maps(kp: np.ndarray, height: int, width: int, radius: float) -> np.ndarray:
+    """Keypoints float [K, 2] (y, x; NaN = missing) -> float32 binary disk maps [K, H, W]: 1 on
+    the pixels whose centre lies within ``radius`` of the keypoint (PG2's pose encoding)."""
+    kp = np.asarray(kp, np.float32)
+    if radius <= 0:
+        raise ValueError(f"pose disk radius {radius}, expected > 0")
+    valid = np.isfinite(kp).all(axis=1)
+    k = np.where(valid[:, None], kp, np.float32(-1e6))
+    dy2 = (np.arange(height, dtype=np.float32)[None, :] - k[:, :1]) ** 2
+    dx2 = (np.arange(width, dtype=np.float32)[None, :] - k[:, 1:]) ** 2
+    inside = dy2[:, :, None] + dx2[:, None, :] <= np.float32(radius) ** 2
+    inside[~valid] = False
+    return inside.astype(np.float32)
+
+
+POSE_ENCODINGS = ("gaussian", "disk")
+
+
+def pose_maps(kp: np.ndarray, height: int, width: int, data: DataConfig) -> np.ndarray:
+    """Keypoints [K, 2] -> the network's pose maps [K, H, W] as ``data.pose_encoding`` says:
+    :func:`heatmaps` with ``data.pose_sigma`` or :func:`disk_maps` with ``data.pose_disk_radius``."""
+    if data.pose_encoding == "disk":
+        return disk_maps(kp, height, width, data.pose_disk_radius)
+    if data.pose_encoding != "gaussian":
+        raise ConfigError(f"data.pose_encoding: {data.pose_encoding!r}, expected one of {', '.join(POSE_ENCODINGS)}")
+    return heatmaps(kp, height, width, data.pose_sigma)
+
+
 def _resize_points(kp: np.ndarray, src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
     """Move (y, x) points from an image of ``src`` = (w, h) to one of ``dst`` (pixel centres map
     like Pillow's resampling: x' = (x + 0.5) * W'/W - 0.5)."""
@@ -612,13 +644,12 @@ class PosePairDataset(Dataset):
         a, b = geo.image(a), geo.image(b)
         ka, kb = geo.keypoints(self.annotations[a_name]), geo.keypoints(self.annotations[b_name])
         h, w = a.shape[:2]
-        sigma = self.cfg.pose_sigma
         source = to_tensor(a)
         return {
             "source": source,
-            "source_pose": torch.from_numpy(heatmaps(ka, h, w, sigma)),
-            "target_pose": torch.from_numpy(heatmaps(kb, h, w, sigma)),
-            "target": to_tensor(b),
+            "source_pose": torch.from_numpy(pose_maps(ka, h, w, self.cfg)),
+            "target_pose": torch.from_numpy(pose_maps(kb, h, w, self.cfg)),
+            "target": to_tensor(apply_target_transform(b, self.cfg.target_transform)),
             "source_keypoints": torch.from_numpy(ka),
             "target_keypoints": torch.from_numpy(kb),
             "A": source,
@@ -634,8 +665,9 @@ class PosePairDataset(Dataset):
             aug += f", sizes rounded to multiples of {self.transform.size_multiple}"
         if self.train and cfg.flip:
             aug += ", random flip (left/right joints swapped)"
-        return (f"poses: {len(self)} pairs, split {self.split!r} of {self.root}, heat maps sigma "
-                f"{cfg.pose_sigma} px, {aug}, {'train' if self.train else 'eval'} mode, seed {self.seed}")
+        maps = (f"disks radius {cfg.pose_disk_radius:g} px" if cfg.pose_encoding == "disk"
+                else f"heat maps sigma {cfg.pose_sigma:g} px")
+        return (f"poses: {len(self)} pairs, split {self.split!r} of {self.root}, {maps}, {aug}, {'train' if self.train else 'eval'} mode, seed {self.seed}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
@@ -764,7 +796,8 @@ def _check_split(cfg: DataConfig, root: Path, split: str, size_multiple: int) ->
 
 __all__ = [
     "ANNOTATION_HEADER", "FLIP_PERMUTATION", "JOINT_COLOURS", "KEYPOINT_NAMES", "LIMBS", "N_KEYPOINTS",
-    "PoseGeometry", "PosePairDataset", "available_splits", "flip_keypoints", "format_annotation", "heatmaps",
+    "POSE_ENCODINGS", "PoseGeometry", "PosePairDataset", "available_splits", "disk_maps", "flip_keypoints",
+    "format_annotation", "heatmaps", "pose_maps",
     "holdout_components", "image_path", "keypoints_from_heatmaps", "overlay_pose", "parse_annotation_line",
     "parse_annotations", "parse_pairs", "person_mask", "read_annotations", "read_pairs", "render_pose",
     "split_files", "split_pairs", "write_annotations", "write_pairs",

@@ -14,7 +14,12 @@ Reference: CQFIO/PhotographicImageSynthesis (TensorFlow 1: ``demo_256p.py``, ``d
   one-hot class mask area-resized to the layer. Summed over layers this is ``L(u, c)``; the loss
   is ``sum over c of 0.999 min_u L(u, c) + 0.001 mean_u L(u, c)``. The masks of all classes sum
   to one at every pixel, so for ``k = 1`` this is exactly the plain loss ``sum_l w_l mean|d phi_l|``
-  of the 512p and 1024p models.
+  of the 512p and 1024p models. The classes are G's input channels, ``data.label_nc`` of them:
+  with the crn presets' ``data.label_encoding: cityscapes-train`` the reference's 20 (the 19
+  Cityscapes training classes + void, void a class of its own as in the reference's
+  ``1 - sum`` channel); with ``ids`` and 35 labelIds, 35 groups.
+* Targets: the crn-512 and crn-1024 presets train on "vivid" photos as the reference
+  (``data.target_transform: vivid``, :mod:`pairgan.data.tonemap`).
 * Units: the reference measures everything in 8-bit pixel levels (its image is in [0, 255] and
   its VGG sees that minus the ImageNet mean). Here the image term is ``127.5 |d|`` of the [-1, 1]
   images (pixel levels) and VGG features are multiplied by the pixel size of one unit of the

@@ -10,7 +10,8 @@ built with its own Config) and adds the region step. One step:
    (A, G(A)) (a multi-scale D: the finest scale's map) searched with a ``window x window``
    sliding window of score cells for the lowest (``select: min``, the paper) or highest
    (``max``, the ECCV reference code) mean realness;
-3. the window -> an image box through D's real receptive-field geometry
+3. the window -> an image box through D's real receptive-field geometry (``box: receptive``) or
+   the ECCV code's fixed 70 px mapping (``box: reference``)
    (:func:`pairgan.nets.drpan.propose_regions`) -> fake-mask real: B with the box replaced by G(A);
 4. the reviser R is updated on (A, B) real vs (A, fake-mask real) fake (loss halved);
 5. G takes a second step: R's adversarial loss on (A, fake-mask real) + ``lambda_region`` x
@@ -98,6 +99,10 @@ class DRPANConfig(Pix2PixConfig):
     window: int = 1
     #: ``min``: the most fake window (the paper). ``max``: the most real one (the ECCV reference code).
     select: Literal["min", "max"] = "min"
+    #: How the window becomes an image box: ``receptive`` (D's true receptive-field geometry,
+    #: clipped) or ``reference`` (the ECCV code's fixed mapping: ``cell * ((H - 70) // h) + 70``,
+    #: a 70 px box whatever D and the window; see :func:`pairgan.nets.drpan.propose_regions`).
+    box: Literal["receptive", "reference"] = "receptive"
     #: Reviser network: ``reviser`` (the reference's image-level R) or ``patch`` (a PatchGAN R).
     reviser: str = "reviser"
     #: Reviser depth: stride-2 layers of ``reviser`` (6 at 256 px, the reference) or ``patch``'s
@@ -206,7 +211,8 @@ class DRPAN(Method):
 
     def propose(self, score_map: Tensor, image_size: tuple[int, int]) -> Tensor:
         """Boxes ``[N, 4]`` (y0, x0, y1, x1) for a D score map (see :func:`propose_regions`)."""
-        return propose_regions(score_map, self.cfg.window, self.geometry, image_size, self.cfg.select)
+        return propose_regions(score_map, self.cfg.window, self.geometry, image_size, self.cfg.select,
+                               self.cfg.box)
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         losses = self.base.train_step(batch, ctx)  # (1) the base method's cGAN step

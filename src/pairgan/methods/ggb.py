@@ -42,11 +42,11 @@ from pairgan.data.poses import (
     LIMBS,
     N_KEYPOINTS,
     PoseGeometry,
-    heatmaps,
     image_path,
     load_rgb,
     overlay_pose,
     parse_annotations,
+    pose_maps,
     read_annotations,
     render_pose,
 )
@@ -330,7 +330,7 @@ class GGB(Method):
         for _ in range(2 * batch_size):
             kp = torch.rand(N_KEYPOINTS, 2, generator=g) * torch.tensor([height - 1, width - 1])
             kp[torch.rand(N_KEYPOINTS, generator=g) < 0.15] = float("nan")
-            poses.append(torch.from_numpy(heatmaps(kp.numpy(), height, width, self.data.pose_sigma)))
+            poses.append(torch.from_numpy(pose_maps(kp.numpy(), height, width, self.data)))
         d = self.data
         return {
             "source": torch.rand(batch_size, d.input_nc, height, width, generator=g) * 2 - 1,
@@ -404,7 +404,7 @@ class GGB(Method):
         src = geo.image(src)
         h, w = src.shape[:2]
         kp_net = geo.keypoints(kp, frame=frame or geo.src)
-        return ({"source": to_tensor(src), "target_pose": torch.from_numpy(heatmaps(kp_net, h, w, d.pose_sigma))},
+        return ({"source": to_tensor(src), "target_pose": torch.from_numpy(pose_maps(kp_net, h, w, d))},
                 transform)
 
     # ----------------------------------------------------------------- serving

@@ -62,6 +62,11 @@ class Pix2PixConfig:
     #: Translation: the uncovered border is ``zeros`` (DiffAugment) or a mirror image (``reflect``).
     d_augment_pad: Literal["zeros", "reflect"] = "zeros"
     norm: Literal["batch", "instance", "none"] = "batch"
+    #: ResNet generator: padding of its size-keeping convolutions, ``reflect`` (the pix2pix
+    #: reference) or ``zero`` (the DRPAN reference's).
+    padding: Literal["reflect", "zero"] = "reflect"
+    #: ResNet generator: instance norm with a learned scale and shift (the DRPAN reference's).
+    norm_affine: bool = False
     dropout: bool = True
     init_type: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
     init_gain: float = 0.02
@@ -93,7 +98,7 @@ class Pix2Pix(Method):
         if cfg.generator == "unet":
             g_kwargs["num_downs"] = cfg.num_downs
         elif cfg.generator == "resnet":
-            g_kwargs["n_blocks"] = cfg.n_blocks
+            g_kwargs.update(n_blocks=cfg.n_blocks, padding=cfg.padding, norm_affine=cfg.norm_affine)
         self.nets["G"] = create("generator", cfg.generator, **g_kwargs)
         if training:
             self.nets["D"] = create(

@@ -27,7 +27,12 @@ Differences from the ECCV reference code (godisboy/DRPAN), on purpose:
   default here take the lowest, the most fake one; its pix2pixHD variant takes the lowest);
 * it maps a cell to the image as ``cell * ((H - 70) // h) + 70`` with a fixed 70 px offset and
   a fixed 70 px region, so the top-left 70 px are never proposed and boxes near the far edge
-  run off the image; here the mapping is the discriminator's real geometry, clipped;
+  run off the image; here the mapping is the discriminator's real geometry, clipped
+  (``box="reference"`` in :func:`propose_regions` gives the ECCV mapping, for a faithful rerun:
+  the box starts at ``cell * ((H - 70) // h) + 70`` per axis, spans 70 px and is clipped to the
+  image, which is what its mask assignment does to a box that runs off the far edge; the code
+  takes the stride from the height for both axes, here each axis has its own: the same on its
+  square 256x256 images);
 * its window mean reads a ``stride x stride`` (1 x 1) block whatever the window size;
 * it handles batch size 1 with Python loops; here everything is vectorised over the batch.
 """
@@ -45,6 +50,11 @@ from pairgan.nets.patchgan import receptive_field
 from pairgan.registry import register
 
 SELECT_MODES = ("min", "max")
+#: How a chosen window becomes an image box (``model.box``): ``receptive`` (the discriminator's
+#: receptive-field geometry, the default) or ``reference`` (the ECCV code's fixed mapping).
+BOX_MODES = ("receptive", "reference")
+#: The ECCV code's fixed receptive field (its 70x70 PatchGAN): box offset and side, in pixels.
+REFERENCE_FIELD = 70
 
 
 # --------------------------------------------------------------------------- geometry
@@ -120,6 +130,7 @@ def propose_regions(
     geometry: Sequence[tuple[int, int, int]],
     image_size: tuple[int, int],
     select: str = "min",
+    box: str = "receptive",
 ) -> Tensor:
     """One image box per sample around the most fake (``min``) or most real (``max``) window.
 
@@ -127,11 +138,16 @@ def propose_regions(
     averaged); ``window``: the window side in score cells (clamped to the map); ``geometry``:
     the discriminator's ``(kernel, stride, padding)`` per layer; ``image_size``: ``(H, W)``.
     The window means are ``avg_pool2d(score_map, window, stride=1)``; ties go to the first
-    window in row-major order. Returns a ``LongTensor [N, 4]`` of ``(y0, x0, y1, x1)``, ends
-    exclusive, clipped to the image (see the module docstring for the mapping).
+    window in row-major order. ``box``: ``receptive`` maps the window through the receptive
+    field of ``geometry``; ``reference`` uses the ECCV code's fixed mapping (the window's first
+    cell at ``cell * ((H - 70) // h) + 70`` per axis, a ``70 x 70`` box whatever the window).
+    Returns a ``LongTensor [N, 4]`` of ``(y0, x0, y1, x1)``, ends exclusive, clipped to the
+    image (see the module docstring for the mapping).
     """
     if select not in SELECT_MODES:
         raise ValueError(f"select must be one of {SELECT_MODES}, got {select!r}")
+    if box not in BOX_MODES:
+        raise ValueError(f"box must be one of {BOX_MODES}, got {box!r}")
     if score_map.dim() != 4:
         raise ValueError(f"score_map must be [N, C, h, w], got shape {tuple(score_map.shape)}")
     if window < 1:
@@ -148,6 +164,12 @@ def propose_regions(
     index = means.argmin(1) if select == "min" else means.argmax(1)
     cols = w - kw + 1
     iy, ix = index // cols, index % cols
+    if box == "reference":
+        # The ECCV code: an integer image stride (H - 70) // h per axis, a fixed 70 px offset and side.
+        y0 = iy * ((H - REFERENCE_FIELD) // h) + REFERENCE_FIELD
+        x0 = ix * ((W - REFERENCE_FIELD) // w) + REFERENCE_FIELD
+        y1, x1 = y0 + REFERENCE_FIELD, x0 + REFERENCE_FIELD
+        return torch.stack([y0.clamp(0, H), x0.clamp(0, W), y1.clamp(0, H), x1.clamp(0, W)], 1).long()
     size, jump, start = receptive_field(geometry)
     y0 = start + iy * jump
     x0 = start + ix * jump
