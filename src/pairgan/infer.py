@@ -76,11 +76,12 @@ def _check_scale(scale: str) -> None:
         raise ValueError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
 
 
-def _resize_output(out: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A CxHxW output in [-1, 1] resized to ``size`` (h, w), bicubic (``keep``)."""
+def _resize_output(out: torch.Tensor, size: tuple[int, int], nearest: bool = False) -> torch.Tensor:
+    """A CxHxW output in [-1, 1] resized to ``size`` (h, w) (``keep``): bicubic, or nearest when
+    the outputs are colour-coded label maps (a segmenter's), whose colours must stay exact."""
     if tuple(out.shape[-2:]) == tuple(size):
         return out
-    return to_tensor(resize(to_array(out), (size[1], size[0])))
+    return to_tensor(resize(to_array(out), (size[1], size[0]), nearest))
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -286,7 +287,7 @@ class Translator:
             fitted = torch.stack([self._fit_image(x.detach().float().cpu(), scale, "<tensor>") for x in batch])
             out = self.translate_tensor(fitted, seed).cpu()
             if scale == "keep":
-                out = torch.stack([_resize_output(o, tuple(batch.shape[-2:])) for o in out])
+                out = torch.stack([_resize_output(o, tuple(batch.shape[-2:]), self._labels_out) for o in out])
             out = out.to(image.device)
             return out.squeeze(0) if image.dim() == 3 else out
         is_pil = isinstance(image, Image.Image)
@@ -298,12 +299,18 @@ class Translator:
         x = self._fit_image(to_tensor(arr), scale, "<image>" if is_pil else "<array>")
         y = self.translate_tensor(x, seed)[0].cpu()
         if scale == "keep":
-            y = _resize_output(y, arr.shape[:2])
+            y = _resize_output(y, arr.shape[:2], self._labels_out)
         out = to_array(y)
         if is_pil:
             u8 = (out * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
             return Image.fromarray(u8[:, :, 0] if u8.shape[2] == 1 else u8)
         return out
+
+    @property
+    def _labels_out(self) -> bool:
+        """Whether outputs are colour-coded label maps (resized back with nearest neighbour):
+        outputs are of the targets' kind."""
+        return self.method.resample_nearest("target")
 
     def _fit_image(self, x: torch.Tensor, scale: str, where: str) -> torch.Tensor:
         """An image input (CHW in [-1, 1]) at the training scale unless ``scale`` is ``native``."""
@@ -438,7 +445,7 @@ class Translator:
                 row = {"name": name}
                 for column, outs in parts.items():
                     path = out_dir / (f"{name}_{column}.png" if multi else f"{name}.png")
-                    out_j = _resize_output(outs[j], input_size) if scale == "keep" else outs[j]
+                    out_j = _resize_output(outs[j], input_size, self._labels_out) if scale == "keep" else outs[j]
                     save(path, to_array(out_j), bit_depth)
                     written.append(path)
                     row[column] = path.name

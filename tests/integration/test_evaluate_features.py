@@ -11,10 +11,10 @@ from typing import Callable
 import pytest
 import torch
 
-from helpers import tiny_config
 from pairgan.evaluate import evaluate
 from pairgan.infer import Translator
 from pairgan.methods.build import build_method
+from tests.helpers import tiny_config
 
 
 def _feature_model(data: Path) -> Translator:
@@ -25,6 +25,7 @@ def _feature_model(data: Path) -> Translator:
     return Translator(cfg, method, torch.device("cpu"))
 
 
+# the scenes hold train and val splits (their test split is empty at the default 6 scenes)
 def test_evaluate_uses_seeded_random_features_unless_encode_is_asked(tiny_data: Callable[..., Path],
                                                                       tmp_path: Path) -> None:
     data = tiny_data("scenes")
@@ -37,14 +38,14 @@ def test_evaluate_uses_seeded_random_features_unless_encode_is_asked(tiny_data: 
         return real(batch, seed=seed)
 
     tr.translate_batch = spy  # type: ignore[method-assign]
-    default = evaluate(tr, data, "test", tmp_path / "a", metrics="l1")
+    default = evaluate(tr, data, "val", tmp_path / "a", metrics="l1")
     assert seen and set(seen) == {"random"}
     assert default["features"] == "random" and "random" in default["details"]["features"]["note"]
-    again = evaluate(tr, data, "test", tmp_path / "b", metrics="l1")
+    again = evaluate(tr, data, "val", tmp_path / "b", metrics="l1")
     assert again["metrics"]["l1"] == default["metrics"]["l1"]  # seeded
 
     seen.clear()
-    encoded = evaluate(tr, data, "test", tmp_path / "c", metrics="l1", features="encode")
+    encoded = evaluate(tr, data, "val", tmp_path / "c", metrics="l1", features="encode")
     assert set(seen) == {"encode"}
     written = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert written["features"] == "encode" and "REAL PHOTOS" in written["details"]["features"]["note"]
@@ -57,7 +58,7 @@ def test_features_option_refused_for_a_model_without_features(tiny_data: Callabl
     data = tiny_data("scenes")
     cfg = tiny_config("pix2pixhd-demo", data)
     tr = Translator(cfg, build_method(cfg, training=False), torch.device("cpu"))
-    result = evaluate(tr, data, "test", tmp_path / "a", metrics="l1")  # the default is ignored
+    result = evaluate(tr, data, "val", tmp_path / "a", metrics="l1")  # the default is ignored
     assert result["features"] is None
     with pytest.raises(ValueError, match="no instance features"):
-        evaluate(tr, data, "test", tmp_path / "b", metrics="l1", features="encode")
+        evaluate(tr, data, "val", tmp_path / "b", metrics="l1", features="encode")

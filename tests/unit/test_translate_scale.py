@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import tiny_config
 from pairgan.cli import app
 from pairgan.data.io import read_image
 from pairgan.data.labels import read_label_input
 from pairgan.data.transforms import PairedTransform
 from pairgan.infer import Translator
 from pairgan.methods.build import build_method
+from tests.helpers import tiny_config
 
 # scale_width 32: a 64x48 label map is read as 32x24, a 32x24 one as it is
 SCALE_WIDTH = ["data.preprocess=scale_width", "data.load_size=32", "data.crop_size=16", "data.instance=false"]

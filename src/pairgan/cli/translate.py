@@ -56,7 +56,7 @@ def translate(
         "tiled with --tile auto."),
     keep_size: bool = typer.Option(
         False, "--keep-size", help="Translate at the training scale (the default), then resize each output back to its "
-        "input's size (bicubic)."),
+        "input's size (bicubic; nearest when the outputs are colour-coded label maps)."),
     native_size: bool = typer.Option(
         False, "--native-size", help="Translate inputs at their own size (only padded to the network's multiple) "
         "instead of resizing them to the scale the model was trained at (data.preprocess/load_size/crop_size at "

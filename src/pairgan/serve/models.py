@@ -364,11 +364,12 @@ def render_output(model: ServedModel, out: torch.Tensor, opts: dict[str, Any]) -
     """One translated image ``[C, H, W]`` -> (PNG bytes, response headers): with ``variant=all``
     the k images of ``[k C, H, W]`` side by side (``[C, H, k W]``). With ``opts["answer_size"]``
     (set by :func:`build_batch` when the upload was resized to the training scale) the image is
-    resized back to the upload's (h, w), bicubic."""
+    resized back to the upload's (h, w): bicubic, nearest for colour-coded label maps (as
+    ``Translator.translate(..., scale="keep")``)."""
     headers: dict[str, str] = {}
     if "answer_size" in opts:
         h, w = opts["answer_size"]
-        out = to_tensor(resize(to_array(out.detach().float().cpu()), (w, h)))
+        out = to_tensor(resize(to_array(out.detach().float().cpu()), (w, h), model.method.resample_nearest("target")))
     if opts.get("variant") == "all":
         c = int(model.cfg.data.output_nc)
         k = out.shape[0] // c
