@@ -54,7 +54,14 @@ def test_oversized_label_map_is_translated_at_the_training_scale(tmp_path: Path,
     fitted = tr.translate_files([big], tmp_path / "fitted", gallery=False, options=opts)
     right_px, fitted_px = read_image(right[0]), read_image(fitted[0])
     assert fitted_px.shape[:2] == (24, 32)  # the training scale, not the file's 48x64
-    assert np.array_equal(fitted_px, right_px)  # nearest keeps every id: the very same input
+    # nearest keeps every id: the oversized map is fitted to the very same input, exactly ...
+    small_item, _ = tr.method.load_inference_input(small)
+    big_item, _ = tr.method.to_training_scale(tr.method.load_inference_input(big)[0], None,
+                                              size_multiple=tr.size_multiple)
+    assert small_item.keys() == big_item.keys()
+    assert all(torch.equal(small_item[k], big_item[k]) for k in small_item if torch.is_tensor(small_item[k]))
+    # ... so the outputs agree (up to float reductions that may differ between runs: 1 grey level)
+    assert np.abs(fitted_px.astype(int) - right_px.astype(int)).max() <= 1
 
     kept = tr.translate_files([big], tmp_path / "kept", gallery=False, options=opts, scale="keep")
     assert read_image(kept[0]).shape[:2] == (48, 64)
