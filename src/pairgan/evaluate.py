@@ -246,8 +246,15 @@ def evaluate(
     gallery: bool = False,
     protocol: Protocol | None = None,
     force: bool = False,
+    features: str | None = "random",
 ) -> dict[str, Any]:
     """Evaluate ``split`` of ``data_path``; returns what ``metrics.json`` holds.
+
+    ``features``: for models with instance features (pix2pixHD with ``model.use_features``), how
+    each object's feature vector is chosen (:func:`evaluation_features`): ``random`` (default, a
+    random cluster centre of its class, seeded by ``seed``, as the reference tests), ``cluster:K``,
+    or ``encode`` (the encoder on the REAL test photo: the answer leaks into the input, and
+    metrics.json, the report and a card say so). Ignored for models without features.
 
     ``translator``: the model to translate with; None together with ``outputs_dir`` (images
     named like the split's files, ``NAME.png`` or any image extension) and ``data_cfg`` (how to
@@ -264,6 +271,9 @@ def evaluate(
     """
     t_start = time.perf_counter()
     notes: list[str] = []
+    feature_mode, feature_note = evaluation_features(translator, features, seed)
+    if feature_mode is not None and feature_mode.startswith("encode"):
+        notes.append(feature_note)
     if protocol is not None:
         split, metrics, seed = protocol.split, list(protocol.metrics), protocol.seed
         _check_supported(protocol, max_items)
@@ -319,7 +329,10 @@ def evaluate(
     labels: list[torch.Tensor | None] = []
     rows: list[dict[str, str]] = []
     t_translate = 0.0
-    translate = functools.partial(translator.translate_batch, seed=seed) if outputs_dir is None else None
+    # Models with instance features get the evaluation's feature mode in every batch (by default
+    # random: without it they would encode the real photo that is in the batch).
+    options = {"features": feature_mode} if feature_mode is not None else {}
+    translate = functools.partial(_translate_with, translator, options, seed) if outputs_dir is None else None
     for part in iter_split(ds, translate, target_key=target_key):  # type: ignore[arg-type]
         t_translate += part.seconds
         shown_batch = method.display_input(part.batch) if method is not None else None
@@ -386,7 +399,8 @@ def evaluate(
         "metrics": scores,
         "protocol": "images in [0,1]; L1 mean abs error; PSNR data range 1; SSIM 11x11 Gaussian sigma 1.5",
         "protocols": {n: PROTOCOL[n] for n in names if n in PROTOCOL},
-        "details": ctx.details,
+        "features": feature_mode,
+        "details": ctx.details | ({"features": {"mode": feature_mode, "note": feature_note}} if feature_mode else {}),
         "timing": {"translate_s": round(t_translate, 2), "metrics_s": seconds, "total_s": round(total, 2)},
         "environment": {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
                         "python": platform.python_version()},
@@ -403,6 +417,34 @@ def evaluate(
                       notes=notes + " · full report: report.html")
     extra = {"card_file": str(out_dir / "card.json")} if card is not None else {}
     return result | {"report": str(report), "metrics_file": str(out_dir / "metrics.json")} | extra
+
+
+def _translate_with(translator: Translator, options: dict[str, Any], seed: int, batch: dict[str, Any]) -> torch.Tensor:
+    return translator.translate_batch(batch | options, seed=seed)
+
+
+def evaluation_features(translator: Translator | None, features: str | None, seed: int) -> tuple[str | None, str]:
+    """How an evaluation chooses instance features: (the ``features`` batch option or None for a
+    model without them, the note metrics.json and the report carry). A model offers features
+    when its :meth:`~pairgan.methods.base.Method.request_schema` lists them; ``features`` other
+    than the default ``random`` for a model without them is a ValueError."""
+    offered = translator is not None and bool(translator.method.request_schema()["options"].get("features"))
+    mode = features or "random"
+    if not offered:
+        if features not in (None, "", "random"):
+            raise ValueError(f"--features {features}: this model has no instance features "
+                             "(pix2pixHD with model.use_features=true has)")
+        return None, ""
+    if mode == "random":
+        return mode, (f"instance features: a random cluster centre of each object's class per object, seeded by "
+                      f"--seed {seed} (as the reference tests); the real photos are not read")
+    if mode.startswith("cluster:"):
+        return mode, f"instance features: cluster centre {mode[8:]} of each object's class"
+    if mode == "encode" or mode.startswith("encode:"):
+        return mode, (f"instance features ENCODED FROM THE REAL PHOTOS (--features {mode}): each object's style is "
+                      "read from the answer, which flatters the model; not comparable with random-feature scores "
+                      "or with models without an encoder")
+    raise ValueError(f"--features {features}: expected random, cluster:K or encode")
 
 
 # --------------------------------------------------------------------------- locked protocols

@@ -38,7 +38,7 @@ from pairgan.data.profile import (
     colour_channels,
     describe_mismatch,
 )
-from pairgan.data.transforms import to_array, to_tensor
+from pairgan.data.transforms import resize, to_array, to_tensor
 from pairgan.errors import DataError
 from pairgan.fsutil import is_disk_full
 from pairgan.methods.base import Method
@@ -47,7 +47,7 @@ from pairgan.padding import pad_batch
 from pairgan.runtime import resolve_device
 from pairgan.visual import printable, write_gallery
 
-__all__ = ["MemoryLimit", "OutputWriteError", "TranslatedItem", "Translator", "available_memory", "expand_inputs"]
+__all__ = ["SCALES", "MemoryLimit", "OutputWriteError", "TranslatedItem", "Translator", "available_memory", "expand_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,24 @@ FALLBACK_BYTES_PER_PIXEL = 8192
 KIND_CHECK_PIXELS = 4096 * 4096
 #: Forward passes up to this many pixels are never checked (no probe runs for small inputs).
 UNCHECKED_PIXELS = 512 * 512
+#: Where inputs are translated: ``training`` resizes each input to the size the model was trained
+#: at (the data config's evaluation geometry, as ``evaluate`` reads a split) and returns the output
+#: at that size; ``keep`` does the same and resizes the output back to the input's size (bicubic);
+#: ``native`` translates the input at its own size (inputs are only padded to the size multiple).
+SCALES = ("training", "keep", "native")
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
+
+
+def _resize_output(out: torch.Tensor, size: tuple[int, int], nearest: bool = False) -> torch.Tensor:
+    """A CxHxW output in [-1, 1] resized to ``size`` (h, w) (``keep``): bicubic, or nearest when
+    the outputs are colour-coded label maps (a segmenter's), whose colours must stay exact."""
+    if tuple(out.shape[-2:]) == tuple(size):
+        return out
+    return to_tensor(resize(to_array(out), (size[1], size[0]), nearest))
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -157,6 +175,7 @@ class Translator:
         #: exported files: the config's input kind is then all that inputs are checked against).
         self.input_profile: InputProfile | None = (
             load_input_profile(self.checkpoint) if self.checkpoint is not None else None)
+        self._scale_logged = False
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None, *,
@@ -252,17 +271,27 @@ class Translator:
         return self.translate_batch({"A": x.to(torch.float32)}, seed)
 
     # ----------------------------------------------------------------- images
-    def translate(self, image: Any, seed: int | None = 0, *, strict: bool = False) -> Any:
+    def translate(self, image: Any, seed: int | None = 0, *, strict: bool = False, scale: str = "training") -> Any:
         """Translate a PIL image, a NumPy array (HWC or HW; uint8, uint16 or float in [0, 1]) or a
         tensor (CHW/NCHW in [-1, 1]); returns the same kind of object.
 
-        An image clearly of another kind than the training inputs (:meth:`array_mismatch`) is
-        logged as a warning, or refused with a :class:`~pairgan.errors.DataError` when ``strict``."""
+        ``scale`` (:data:`SCALES`): ``training`` (default) resizes the image to the size the model
+        was trained at (:meth:`~pairgan.methods.base.Method.to_training_scale`) and returns the
+        output at that size; ``keep`` returns it resized back to the image's size; ``native``
+        translates the image at its own size. An image clearly of another kind than the training
+        inputs (:meth:`array_mismatch`) is logged as a warning, or refused with a
+        :class:`~pairgan.errors.DataError` when ``strict``."""
+        _check_scale(scale)
         if torch.is_tensor(image):
             first = image if image.dim() == 3 else image[0]
             self._report_mismatch(self.array_mismatch(
                 ((first.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy(), "<tensor>"), strict)
-            out = self.translate_tensor(image, seed).to(image.device)
+            batch = image if image.dim() == 4 else image.unsqueeze(0)
+            fitted = torch.stack([self._fit_image(x.detach().float().cpu(), scale, "<tensor>") for x in batch])
+            out = self.translate_tensor(fitted, seed).cpu()
+            if scale == "keep":
+                out = torch.stack([_resize_output(o, tuple(batch.shape[-2:]), self._labels_out) for o in out])
+            out = out.to(image.device)
             return out.squeeze(0) if image.dim() == 3 else out
         is_pil = isinstance(image, Image.Image)
         arr = np.asarray(image)
@@ -270,11 +299,39 @@ class Translator:
             arr = arr[:, :, None]
         self._report_mismatch(self.array_mismatch(arr, "<image>" if is_pil else "<array>"), strict)
         arr = match_channels(to_unit_float(arr), self.cfg.data.input_nc, "<array>")
-        out = to_array(self.translate_tensor(to_tensor(arr), seed)[0].cpu())
+        x = self._fit_image(to_tensor(arr), scale, "<image>" if is_pil else "<array>")
+        y = self.translate_tensor(x, seed)[0].cpu()
+        if scale == "keep":
+            y = _resize_output(y, arr.shape[:2], self._labels_out)
+        out = to_array(y)
         if is_pil:
             u8 = (out * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
             return Image.fromarray(u8[:, :, 0] if u8.shape[2] == 1 else u8)
         return out
+
+    @property
+    def _labels_out(self) -> bool:
+        """Whether outputs are colour-coded label maps (resized back with nearest neighbour):
+        outputs are of the targets' kind."""
+        return self.method.resample_nearest("target")
+
+    def _fit_image(self, x: torch.Tensor, scale: str, where: str) -> torch.Tensor:
+        """An image input (CHW in [-1, 1]) at the training scale unless ``scale`` is ``native``."""
+        if scale == "native":
+            return x
+        item, _ = self.method.to_training_scale({"A": x}, None, size_multiple=self.size_multiple)
+        self._log_scale(where, tuple(x.shape[-2:]), tuple(item["A"].shape[-2:]), scale)
+        return item["A"]
+
+    def _log_scale(self, where: str, size: tuple[int, int], fitted: tuple[int, int], scale: str) -> None:
+        """Say once per Translator how inputs are fitted to the training scale."""
+        if self._scale_logged or self.method.reads_at_training_scale:
+            return
+        self._scale_logged = True
+        back = "; outputs resized back to each input's size" if scale == "keep" else ""
+        log.info("inputs read at the training scale, %s (e.g. %s: %dx%d -> %dx%d)%s; --native-size (scale='native') "
+                 "translates them at their own size", self.method.inference_geometry(self.size_multiple).describe(),
+                 where, size[1], size[0], fitted[1], fitted[0], back)
 
     @staticmethod
     def _report_mismatch(mismatch: str | None, strict: bool) -> None:
@@ -299,11 +356,16 @@ class Translator:
         overwrite: bool = False,
         max_pixels: int | None = None,
         strict: bool = False,
+        scale: str = "training",
     ) -> list[Path]:
         """Translate ``files`` into ``out_dir`` (``NAME.png``) and write ``index.html``.
 
-        Each file is read by the method (:meth:`Method.load_inference_input`); items of equal
-        size are batched together; outputs are written atomically. ``options`` are the method's
+        Each file is read by the method (:meth:`Method.load_inference_input`) and, with ``scale``
+        ``training`` (the default) or ``keep``, resized to the size the model was trained at
+        (:meth:`Method.to_training_scale`: the data config's evaluation geometry, nearest for label
+        ids and colour labels, bicubic for photos); outputs are written at that size, or with
+        ``keep`` resized back to each input's size; ``native`` translates inputs at their own size.
+        Items of equal size are batched together; outputs are written atomically. ``options`` are the method's
         inference options (e.g. pix2pixHD's feature mode), passed in the batch.
 
         Before anything is written: an output that would land on an input file is refused
@@ -316,6 +378,7 @@ class Translator:
         :meth:`input_mismatch`) is logged as a warning, once, or, when ``strict``, refused with a
         DataError before anything is written.
         """
+        _check_scale(scale)
         out_dir = Path(out_dir)
         names = _unique_names(files)
         opts = dict(options or {})
@@ -329,7 +392,11 @@ class Translator:
             raise ValueError(f"--tile {tile}: expected a size in pixels, 0 (whole images) or auto")
         planned = self._planned_outputs(names, out_dir, multi, aligned=aligned, gallery=gallery)
         _check_outputs(planned, files, out_dir, overwrite)
-        sizes = [_header_size(f, aligned) for f in files]
+        input_sizes = [_header_size(f, aligned) for f in files]
+        geometry = self.method.inference_geometry(self.size_multiple)
+        fitted = scale != "native" or self.method.reads_at_training_scale
+        # The size each forward pass takes: the training scale's unless inputs keep their own.
+        sizes = [(geometry.plan(s[1], s[0])[2][::-1] if fitted and s else s) for s in input_sizes]
         limit = None if max_pixels is None else MemoryLimit(int(max_pixels), 0.0, "--max-pixels")
         biggest = max((self._forward_pixels(s, 0 if auto_tile else tile) for s in sizes if s), default=0)
         if limit is None and (biggest > UNCHECKED_PIXELS or any(s is None for s in sizes)):
@@ -348,7 +415,7 @@ class Translator:
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         rows: list[dict[str, str]] = []
-        pending: list[tuple[str, dict[str, Any], torch.Tensor | None]] = []
+        pending: list[tuple[str, dict[str, Any], torch.Tensor | None, tuple[int, int]]] = []
         pending_tile = [0]
         out_columns: list[str] = ["output"]
 
@@ -377,11 +444,12 @@ class Translator:
             parts = self.method.split_outputs(y) if multi else {"output": y}
             out_columns[:] = list(parts)
             shown = self.method.display_input({k: batch[k] for k in keys}).cpu()
-            for j, ((name, _, tgt), inp) in enumerate(zip(pending, shown)):
+            for j, ((name, _, tgt, input_size), inp) in enumerate(zip(pending, shown)):
                 row = {"name": name}
                 for column, outs in parts.items():
                     path = out_dir / (f"{name}_{column}.png" if multi else f"{name}.png")
-                    save(path, to_array(outs[j]), bit_depth)
+                    out_j = _resize_output(outs[j], input_size, self._labels_out) if scale == "keep" else outs[j]
+                    save(path, to_array(out_j), bit_depth)
                     written.append(path)
                     row[column] = path.name
                 if gallery:
@@ -399,8 +467,15 @@ class Translator:
             h, w = next(v for v in item.values() if torch.is_tensor(v)).shape[-2:]
             return self._forward_pixels((int(h), int(w)), item_tile)
 
-        for f, name, size, item_tile in zip(files, names, sizes, tiles):
+        for f, name, size, input_size, item_tile in zip(files, names, sizes, input_sizes, tiles):
             item, target = self.method.load_inference_input(f, aligned=aligned, options=opts)
+            decoded = tuple(int(n) for n in next(v for v in item.values() if torch.is_tensor(v)).shape[-2:])
+            if input_size is None:
+                input_size = decoded
+            if scale != "native":
+                item, target = self.method.to_training_scale(item, target, size_multiple=self.size_multiple)
+                now = tuple(int(n) for n in next(v for v in item.values() if torch.is_tensor(v)).shape[-2:])
+                self._log_scale(printable(str(f)), decoded, now, scale)
             if size is None:  # no header to read: check the decoded size
                 h, w = next(v for v in item.values() if torch.is_tensor(v)).shape[-2:]
                 item_tile = self._tile_for(f, (int(h), int(w)), tile, overlap, limit)
@@ -411,7 +486,7 @@ class Translator:
                             or item_tile != pending_tile[0] or full):
                 flush()
             pending_tile[0] = item_tile
-            pending.append((name, item, target))
+            pending.append((name, item, target, input_size))
         flush()
         if gallery:
             try:

@@ -137,7 +137,8 @@ def test_translate_returns_png_equal_to_the_library(client, run, palette):
     assert r.headers["x-pairgan-model"] == "demo" and float(r.headers["x-pairgan-seconds"]) > 0
     out = np.asarray(Image.open(io.BytesIO(r.content)))
     assert out.shape == (40, 56, 3)
-    ref = np.asarray(Translator.from_checkpoint(run, device="cpu").translate(Image.fromarray(arr), seed=0))
+    # the server runs the model at the training scale and answers at the upload's size: translate's `keep`
+    ref = np.asarray(Translator.from_checkpoint(run, device="cpu").translate(Image.fromarray(arr), seed=0, scale="keep"))
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
     again = post(client, png(arr), seed="0")
     assert again.content == r.content  # the same input and seed give the same output
@@ -147,7 +148,7 @@ def test_exported_model_and_content_not_extension(client, run, palette):
     arr = scene_image(palette, 64, 64, seed=3)
     ts = client.post("/v1/translate", files={"image": ("x.png", png(arr), "image/png")}, data={"model": "ts"})
     assert ts.status_code == 200
-    ref = Translator.from_checkpoint(run, device="cpu", mode="eval").translate(Image.fromarray(arr))
+    ref = Translator.from_checkpoint(run, device="cpu", mode="eval").translate(Image.fromarray(arr), scale="keep")
     assert np.abs(np.asarray(Image.open(io.BytesIO(ts.content))).astype(int) - np.asarray(ref).astype(int)).max() <= 1
     # A JPEG named .txt with a text content type: the content decides.
     r = post(client, png(arr, fmt="JPEG"), name="notes.txt", ctype="text/plain")

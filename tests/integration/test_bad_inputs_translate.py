@@ -57,7 +57,7 @@ def _gallery_escapes_name(result: Any, paths: Mapping[str, Path]) -> None:
 
 
 def _first_output_whole(result: Any, paths: Mapping[str, Path]) -> None:
-    assert Image.open(paths["out"] / "a.png").size == (40, 40)
+    assert Image.open(paths["out"] / "a.png").size == (32, 32)  # the 40x40 input at the training scale
     assert not (paths["out"] / "b.png").exists() and not list(paths["out"].glob(".*.tmp*"))
 
 
@@ -117,21 +117,23 @@ CASES = [
     # item 4: names that are not UTF-8
     Case("non-utf8-name", [*T, "{odd}", "--out", "{out}"], 0, r"wrote 1 images", unchanged=["{odd}"],
          then=_gallery_escapes_name),
-    # item 5: inputs too large for one forward pass
-    Case("huge-input-max-pixels", [*T, "{huge}", "--out", "{out}", "--max-pixels", "1000000"], 2,
+    # item 5: inputs too large for one forward pass (at their own size: --native-size; at the training
+    # scale, the default, every forward pass is the tiny model's 32x32)
+    Case("huge-input-max-pixels", [*T, "{huge}", "--out", "{out}", "--native-size", "--max-pixels", "1000000"], 2,
          r"huge\.png: 10000x10000 pixels in one forward pass are above the limit of 1000000 pixels "
          r"per forward pass \(--max-pixels\); translate it in tiles with --tile 512 \(or --tile auto\)",
          unchanged=["{huge}"]),
-    Case("huge-input-default-limit", [*T, "{huge}", "--out", "{out}"], 2,
+    Case("huge-input-default-limit", [*T, "{huge}", "--out", "{out}", "--native-size"], 2,
          r"huge\.png: 10000x10000 pixels in one forward pass need about [0-9.]+ GB and are above the limit of "
          r"\d+ pixels per forward pass \(derived from 4\.0 GB of available memory.*--tile 512", unchanged=["{huge}"]),
     Case("decompression-bomb", [*T, "{bomb}", "--out", "{out}", "--tile", "auto"], 2,
          r"bomb\.png.*image too large", unchanged=["{bomb}"]),
-    Case("tile-too-large-for-limit", [*T, "{big}", "--out", "{out}", "--tile", "128", "--max-pixels", "4096"], 2,
+    Case("tile-too-large-for-limit", [*T, "{big}", "--out", "{out}", "--native-size", "--tile", "128", "--max-pixels", "4096"], 2,
          r"big\.png: 200x120 pixels in tiles of 128 pixels .*use a smaller --tile", unchanged=["{big}"]),
-    Case("tile-auto-within-limit", [*T, "{big}", "--out", "{out}", "--tile", "auto", "--max-pixels", "4096",
+    Case("tile-auto-within-limit", [*T, "{big}", "--out", "{out}", "--native-size", "--tile", "auto", "--max-pixels", "4096",
                                     "--overlap", "8", "--mode", "eval"], 0, r"wrote 1 images", then=_tiled_whole_size),
-    Case("tile-auto-limit-below-one-tile", [*T, "{big}", "--out", "{out}", "--tile", "auto", "--max-pixels", "16"],
+    Case("tile-auto-limit-below-one-tile", [*T, "{big}", "--out", "{out}", "--native-size", "--tile", "auto",
+                                            "--max-pixels", "16"],
          2, r"even the smallest tile .* above the limit of 16 pixels"),
     Case("tile-not-a-number", [*T, "{in}", "--out", "{out}", "--tile", "big"], 2,
          r"--tile big: expected a size in pixels, 0 \(whole images\) or auto"),

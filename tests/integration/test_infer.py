@@ -26,14 +26,19 @@ def test_load_translates_any_size_and_type(trained: Path):
     model = pairgan.load(trained)
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    out = model.translate(arr)
+    # native: any size runs through the network (padded to its multiple and cropped back)
+    out = model.translate(arr, scale="native")
     assert isinstance(out, np.ndarray) and out.shape == (37, 53, 3) and 0 <= out.min() and out.max() <= 1
-    pil = model.translate(Image.fromarray(arr))
+    pil = model.translate(Image.fromarray(arr), scale="native")
     assert isinstance(pil, Image.Image) and pil.size == (53, 37)
-    t = model.translate(torch.rand(3, 40, 70) * 2 - 1)
+    t = model.translate(torch.rand(3, 40, 70) * 2 - 1, scale="native")
     assert torch.is_tensor(t) and t.shape == (3, 40, 70)
-    gray = model.translate(arr[:, :, 0])  # 1 channel is replicated to the 3 the model expects
+    gray = model.translate(arr[:, :, 0], scale="native")  # 1 channel is replicated to the 3 the model expects
     assert gray.shape == (37, 53, 3)
+    # the default: the training scale (resize_and_crop at evaluation: crop_size x crop_size); keep: sized back
+    assert model.translate(arr).shape == (32, 32, 3) and model.translate(Image.fromarray(arr)).size == (32, 32)
+    assert model.translate(arr, scale="keep").shape == (37, 53, 3)
+    assert model.translate(torch.rand(3, 40, 70) * 2 - 1, scale="keep").shape == (3, 40, 70)
     with pytest.raises(ValueError, match="channels"):
         model.translate_tensor(torch.zeros(1, 5, 32, 32))
 
@@ -60,7 +65,9 @@ def test_translate_files_writes_outputs_and_gallery(trained: Path, tiny_data: Ca
     out = tmp_path / "out"
     written = model.translate_files(files, out, aligned=True)
     assert [p.name for p in written] == ["000.png", "001.png", "002.png"]
-    assert Image.open(written[0]).size == (40, 40)  # the A half, not the A|B file
+    assert Image.open(written[0]).size == (32, 32)  # the training scale (crop_size at evaluation)
+    kept = model.translate_files(files[:1], tmp_path / "kept", aligned=True, gallery=False, scale="keep")
+    assert Image.open(kept[0]).size == (40, 40)  # the A half, not the A|B file
     page = (out / "index.html").read_text()
     assert "targets/000.png" in page and "inputs/000.png" in page
     out16 = tmp_path / "out16"
@@ -96,7 +103,7 @@ def test_translate_files_tiled_keeps_size(trained: Path, tmp_path: Path):
     model = pairgan.load(trained, mode="eval")
     src = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)).save(src)
-    out = model.translate_files([src], tmp_path / "o", tile=32, overlap=8, gallery=False)
+    out = model.translate_files([src], tmp_path / "o", tile=32, overlap=8, gallery=False, scale="native")
     assert Image.open(out[0]).size == (100, 80)
     with pytest.raises(ValueError, match="overlap"):
         model.translate_tiled({"A": torch.zeros(1, 3, 64, 64)}, tile=32, overlap=40)
@@ -127,12 +134,16 @@ def test_translate_files_checks_pixels_before_decoding(trained: Path, tmp_path: 
     real = model.method.load_inference_input
     monkeypatch.setattr(model.method, "load_inference_input", lambda *a, **k: decoded.append(a) or real(*a, **k))
     with pytest.raises(DataError, match=r"130x90 pixels in one forward pass .* --tile 512"):
-        model.translate_files([src], tmp_path / "o", max_pixels=1000)
+        model.translate_files([src], tmp_path / "o", max_pixels=1000, scale="native")
     assert not decoded and not (tmp_path / "o").exists()  # refused from the header, nothing written
-    written = model.translate_files([src], tmp_path / "o", tile="auto", overlap=4, max_pixels=48 * 48, gallery=False)
+    written = model.translate_files([src], tmp_path / "o", tile="auto", overlap=4, max_pixels=48 * 48, gallery=False,
+                                    scale="native")
     assert Image.open(written[0]).size == (130, 90)
-    whole = model.translate_files([src], tmp_path / "w", gallery=False)  # far below the derived limit
+    whole = model.translate_files([src], tmp_path / "w", gallery=False, scale="native")  # far below the derived limit
     assert Image.open(whole[0]).size == (130, 90)
+    # at the training scale the forward pass is 32x32, within the limit that refused 130x90
+    fitted = model.translate_files([src], tmp_path / "f", max_pixels=1100, gallery=False)
+    assert Image.open(fitted[0]).size == (32, 32)
 
 
 def test_measured_bytes_per_pixel_is_conservative(trained: Path):

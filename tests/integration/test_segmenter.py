@@ -40,8 +40,13 @@ def test_labels_layout_train_load_predict_score(scenes: Path, tmp_path: Path) ->
     assert ids.shape == (2, 40, 52) and ids.dtype == torch.long and int(ids.max()) < 9
     # a pairgan checkpoint like any other: pairgan.load + translate give the coloured prediction
     model = pairgan.load(tmp_path / "seg", device="cpu")
-    out = model.translate(photo[0])
+    out = model.translate(photo[0], scale="native")
     assert out.shape == (3, 40, 52) and float(out.min()) >= -1 and float(out.max()) <= 1
+    # at the training scale, sized back (keep) with nearest neighbour: only the prediction's own colours
+    fitted, kept = model.translate(photo[0]), model.translate(photo[0], scale="keep")
+    assert kept.shape == (3, 40, 52) and fitted.shape[-2:] != kept.shape[-2:]
+    colours = {tuple(c) for c in fitted.flatten(1).T.mul(1000).round().tolist()}
+    assert {tuple(c) for c in kept.flatten(1).T.mul(1000).round().tolist()} <= colours
     s = score_real(tmp_path / "seg", scenes, "test", device="cpu")
     assert s["images"] == 2 and 0 <= s["pixel_acc"] <= 1 and 0 <= s["mean_iou"] <= 1
 

@@ -54,6 +54,7 @@ def evaluate_checkpoint_or_outputs(
     protocol: str | os.PathLike | None = None,
     force: bool = False,
     weights: str = "auto",
+    features: str | None = "random",
 ) -> dict[str, Any]:
     """``pairgan evaluate``: resolve the model (or, with ``outputs`` and no checkpoint, the data
     settings from ``preset`` + ``overrides``), the output folder (default ``RUN/eval_SPLIT``, or
@@ -81,7 +82,8 @@ def evaluate_checkpoint_or_outputs(
     return evaluation.evaluate(translator, data, split, out, metrics=metrics, max_items=max_items, seed=seed,
                                outputs_dir=outputs, data_cfg=data_cfg, segmenter=segmenter,
                                inception=str(inception) if inception is not None else None, device=dev,
-                               batch_size=batch_size, cache_real=cache_real, protocol=locked, force=force)
+                               batch_size=batch_size, cache_real=cache_real, protocol=locked, force=force,
+                               features=features)
 
 
 def _print_scores(result: dict[str, Any]) -> None:
@@ -124,6 +126,10 @@ def evaluate(
     weights: str = typer.Option(
         "auto", help="Which weights: auto (the generator's moving average when the run was trained with train.ema, else the "
         "trained ones), ema or raw."),
+    features: str = typer.Option(
+        "random", "--features", help="pix2pixHD with instance features: random (default: a seeded random cluster "
+        "centre per object, as the reference tests), cluster:K, or encode (the encoder reads each object's style "
+        "from the REAL test photo; the scores are labelled as such). Ignored for models without features."),
 ) -> None:
     """Translate a split and score it: metrics.json and an HTML report (table + samples); with
     --protocol also a result card (card.json)."""
@@ -131,11 +137,12 @@ def evaluate(
         result = evaluate_checkpoint_or_outputs(
             checkpoint, data, split=split, metrics=metrics, out=out, outputs=outputs, segmenter=segmenter,
             inception=inception, max_items=max_items, mode=mode, seed=seed, device=device, batch_size=batch_size,
-            preset=preset, overrides=set_, cache_real=not no_cache, protocol=protocol, force=force, weights=weights)
+            preset=preset, overrides=set_, cache_real=not no_cache, protocol=protocol, force=force,
+            weights=weights, features=features)
     typer.echo(f"{result['split']} split, {result['metrics']['count']} images "
                f"({result['protocol_version']}), {result['timing']['total_s']:.1f} s:")
     _print_scores(result)
-    for key in ("is", "ms_ssim"):
+    for key in ("is", "ms_ssim", "features"):
         note = result["details"].get(key, {})
         if note.get("reason") or note.get("note"):
             typer.echo(f"  note: {key}: {note.get('reason') or note.get('note')}")

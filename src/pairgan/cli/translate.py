@@ -54,6 +54,14 @@ def translate(
         help="The most pixels one forward pass may take (default: derived from the available memory and the "
         "network's bytes per pixel, measured on a small probe). Larger images stop with an error, or are "
         "tiled with --tile auto."),
+    keep_size: bool = typer.Option(
+        False, "--keep-size", help="Translate at the training scale (the default), then resize each output back to its "
+        "input's size (bicubic; nearest when the outputs are colour-coded label maps)."),
+    native_size: bool = typer.Option(
+        False, "--native-size", help="Translate inputs at their own size (only padded to the network's multiple) "
+        "instead of resizing them to the scale the model was trained at (data.preprocess/load_size/crop_size at "
+        "evaluation; nearest for label maps, bicubic for photos). GGB always reads source and pose at its training "
+        "geometry."),
     backend: str = typer.Option(
         "torch", help="torch (CHECKPOINT is a run/checkpoint folder), onnxruntime or torchscript (CHECKPOINT is "
         "a file from `pairgan export`; same pre/post-processing, eval mode)."),
@@ -61,7 +69,13 @@ def translate(
         "auto", help="Which weights: auto (the generator's moving average when the run was trained with train.ema, else the "
         "trained ones), ema or raw."),
 ) -> None:
-    """Translate images of any size with a trained checkpoint (no training flags to repeat)."""
+    """Translate images with a trained checkpoint (no training flags to repeat).
+
+    Inputs are resized to the scale the model was trained at, as `pairgan evaluate` reads a split, and
+    the outputs are written at that size (--keep-size: at each input's size; --native-size: inputs
+    translated at their own size)."""
+    if keep_size and native_size:
+        fail("--keep-size and --native-size: choose one")
     if bit_depth not in (8, 16):
         fail(f"--bit-depth {bit_depth}: expected 8 or 16")
     if tile != "auto" and not (tile.isdigit()):
@@ -85,7 +99,7 @@ def translate(
             written = tr.translate_files(
                 files, out, aligned=aligned, batch_size=batch_size, bit_depth=bit_depth, gallery=gallery, seed=seed,
                 options=options, tile=tile_size, overlap=overlap, overwrite=overwrite, max_pixels=max_pixels,
-                strict=strict,
+                strict=strict, scale="keep" if keep_size else "native" if native_size else "training",
             )
         except OutputWriteError as exc:
             where = printable(str(exc.filename))

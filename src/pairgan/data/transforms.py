@@ -158,6 +158,39 @@ class PairedTransform:
         return out[0], out[1]
 
 
+    def describe(self) -> str:
+        """The geometry in words, for logs: ``preprocess scale_width (load 1024, crop 512)``."""
+        what = f"preprocess {self.preprocess} (load {self.load_size}, crop {self.crop_size})"
+        if self.size_multiple > 1:
+            what += f", sides rounded to multiples of {self.size_multiple}"
+        return what
+
+    def fit_array(self, arr: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """One HxWxC array through the evaluation geometry (``train=False``): exactly what
+        :meth:`__call__` does to each side of an evaluated pair (resize, then round to the size
+        multiple), so an input translated alone is read as an evaluated split reads it."""
+        if self.train:
+            raise ValueError("fit_array applies the evaluation geometry; expected train=False")
+        h, w = arr.shape[:2]
+        size, _, final = self.plan(w, h)
+        return np.ascontiguousarray(resize(resize(arr, size, nearest), final, nearest), dtype=np.float32)
+
+    def fit_tensor(self, t: torch.Tensor, nearest: bool = False) -> torch.Tensor:
+        """:meth:`fit_array` for a CxHxW tensor: integer tensors (label and instance ids) are
+        resampled with nearest neighbour and stay exact integers; float tensors are images in
+        [-1, 1], bicubic unless ``nearest`` (colour-coded label maps)."""
+        h, w = t.shape[-2:]
+        _, _, final = self.plan(int(w), int(h))
+        if final == (int(w), int(h)) and self.plan(int(w), int(h))[0] == final:
+            return t
+        if not t.is_floating_point():
+            # float32 holds every id below 2**24 exactly (instance ids are class * 1000 + index)
+            arr = t.detach().cpu().to(torch.float32).permute(1, 2, 0).numpy()
+            out = self.fit_array(arr, nearest=True)
+            return torch.from_numpy(np.rint(out).transpose(2, 0, 1).copy()).to(t.dtype)
+        return to_tensor(self.fit_array(to_array(t), nearest)).to(t.dtype)
+
+
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """HxWxC (or HxW) float array in [0, 1] -> CxHxW float32 tensor in [-1, 1]."""
     arr = np.asarray(arr, dtype=np.float32)

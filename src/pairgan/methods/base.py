@@ -18,7 +18,7 @@ from torch import nn
 from pairgan.config import Config, DataConfig, TrainConfig
 from pairgan.data.io import match_channels, read_image, to_unit_float
 from pairgan.data.labels import dataset_classes
-from pairgan.data.transforms import to_tensor
+from pairgan.data.transforms import PairedTransform, to_tensor
 
 
 class StepContext:
@@ -218,6 +218,44 @@ class Method:
             target = to_tensor(match_channels(b, d.output_nc, path, key="data.output_nc"))
         item = {"A": to_tensor(match_channels(arr, d.input_nc, path, key="data.input_nc"))}
         return item, target
+
+    #: True when :meth:`load_inference_input` itself reads inputs through the evaluation geometry
+    #: (GGB places the target pose's keypoints in that frame): :meth:`to_training_scale` then
+    #: leaves its items as they are.
+    reads_at_training_scale: ClassVar[bool] = False
+
+    def inference_geometry(self, size_multiple: int | None = None) -> PairedTransform:
+        """The test-time geometry of this model's data: ``data.preprocess``/``load_size``/``crop_size``
+        without random crop or flip, sides rounded to ``size_multiple`` (default: the method's), as
+        ``evaluate`` reads a split (:class:`~pairgan.data.transforms.PairedTransform`, ``train=False``)."""
+        d = self.data
+        m = int(self.size_multiple if size_multiple is None else size_multiple)
+        return PairedTransform(d.preprocess, d.load_size, d.crop_size, d.flip, train=False, size_multiple=max(1, m))
+
+    def resample_nearest(self, key: str) -> bool:
+        """Whether the float tensor ``key`` of an inference item (``"target"``: the target) is a
+        colour-coded label map, resampled with nearest neighbour as training resamples it (integer
+        tensors, label and instance ids, always are)."""
+        d = self.data
+        if key == "A":
+            return d.input_kind == "label"
+        return key in ("target", self.target_key) and d.output_kind == "label"
+
+    def to_training_scale(self, item: dict[str, Any], target: torch.Tensor | None = None, *,
+                          size_multiple: int | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """An inference item (and its target) from :meth:`load_inference_input` or
+        :meth:`item_from_upload`, resized to the size the model was trained at: every image tensor
+        through :meth:`inference_geometry` with the kernel training used (nearest for ids and colour
+        labels, bicubic for photos). THE one place translate, the Python API and the server fit
+        inputs to the training scale."""
+        if self.reads_at_training_scale:
+            return item, target
+        geometry = self.inference_geometry(size_multiple)
+        fitted = {k: geometry.fit_tensor(v, self.resample_nearest(k)) if torch.is_tensor(v) and v.dim() == 3 else v
+                  for k, v in item.items()}
+        if target is not None:
+            target = geometry.fit_tensor(target, self.resample_nearest("target"))
+        return fitted, target
 
     def example_batch(self, batch_size: int, height: int, width: int) -> dict[str, Any]:
         """A random training batch of the right kinds and shapes (benchmarks, export tracing)."""

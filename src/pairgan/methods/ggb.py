@@ -358,6 +358,9 @@ class GGB(Method):
             cols["target"] = batch[self.target_key]
         return cols
 
+    # Source and pose are read through the evaluation geometry here: the pose's keypoints live in that frame.
+    reads_at_training_scale = True
+
     def load_inference_input(self, path: Path, *, aligned: bool = False,
                              options: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
         """The source image ``path`` and the target pose ``options["pose"]``.

@@ -258,6 +258,10 @@ class Segmenter(Method):
         """The predicted labels as a colour picture in [-1, 1]."""
         return self.colorize(self.predict(self.photo_of(batch)))
 
+    def resample_nearest(self, key: str) -> bool:
+        # The input is a photo; the target (aligned files) is the colour-coded label map.
+        return key == "target"
+
     def load_inference_input(self, path: Path, *, aligned: bool = False,
                              options: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.Tensor | None]:
         d = self.data

@@ -97,7 +97,7 @@ def write_report(out_dir: str | os.PathLike, result: dict[str, Any], rows: Seque
                  + "".join(rows_html) + "</table>")
     details = result.get("details", {})
     notes = []
-    for key in ("is", "ms_ssim"):
+    for key in ("is", "ms_ssim", "features"):
         d = details.get(key, {})
         if d.get("reason") or d.get("note"):
             notes.append(f"{key}: {d.get('reason') or d.get('note')}")

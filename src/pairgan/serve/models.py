@@ -24,6 +24,7 @@ from PIL import Image
 
 from pairgan.checkpoint import CONFIG_FILE
 from pairgan.config import Config
+from pairgan.data.transforms import resize, to_array, to_tensor
 from pairgan.errors import DataError
 from pairgan.export import ExportedTranslator
 from pairgan.infer import Translator
@@ -286,6 +287,15 @@ def _parse_edits(text: str) -> list[tuple[str, Any, int]]:
     return out
 
 
+def _scaled_edit(edit: tuple[str, Any, int], upload: tuple[int, int], fitted: tuple[int, int]) -> tuple[str, Any, int]:
+    """An ``("at", (y, x), K)`` edit given in the upload's pixels, moved to the fitted item's pixels."""
+    kind, where, k = edit
+    if kind != "at":
+        return edit
+    y, x = where
+    return kind, (min(int(y * fitted[0] / upload[0]), fitted[0] - 1), min(int(x * fitted[1] / upload[1]), fitted[1] - 1)), k
+
+
 def build_batch(model: ServedModel, uploads: dict[str, tuple[bytes, ImageInfo]], opts: dict[str, Any],
                 workdir: Path) -> tuple[dict[str, Any], str | None]:
     """Decode the uploads (saved under server-chosen names in ``workdir``) the way the method
@@ -308,6 +318,16 @@ def build_batch(model: ServedModel, uploads: dict[str, tuple[bytes, ImageInfo]],
     if warning is not None:
         warning = warning.replace(str(files["image"]), model.upload_names["image"])
         log.warning("%s", warning)
+    # The model runs at the scale it was trained at (as `pairgan translate` does); the answer is
+    # resized back to the upload's size (render_output), so painted maps and answers line up.
+    upload_size = tuple(int(n) for n in next(v for v in item.values() if torch.is_tensor(v)).shape[-2:])
+    if not model.method.reads_at_training_scale:
+        item, _ = model.method.to_training_scale(item, None, size_multiple=model.translator.size_multiple)
+        fitted_size = tuple(int(n) for n in next(v for v in item.values() if torch.is_tensor(v)).shape[-2:])
+        if fitted_size != upload_size:
+            opts["answer_size"] = upload_size
+            if "edits" in opts:  # positions are given in the upload's pixels
+                opts["edits"] = [_scaled_edit(e, upload_size, fitted_size) for e in opts["edits"]]
     batch = {k: v.unsqueeze(0) for k, v in item.items() if torch.is_tensor(v)}
     for k in ("variant", "features"):
         if k in opts:
@@ -342,8 +362,14 @@ def encode_png(out: torch.Tensor) -> bytes:
 
 def render_output(model: ServedModel, out: torch.Tensor, opts: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """One translated image ``[C, H, W]`` -> (PNG bytes, response headers): with ``variant=all``
-    the k images of ``[k C, H, W]`` side by side (``[C, H, k W]``)."""
+    the k images of ``[k C, H, W]`` side by side (``[C, H, k W]``). With ``opts["answer_size"]``
+    (set by :func:`build_batch` when the upload was resized to the training scale) the image is
+    resized back to the upload's (h, w): bicubic, nearest for colour-coded label maps (as
+    ``Translator.translate(..., scale="keep")``)."""
     headers: dict[str, str] = {}
+    if "answer_size" in opts:
+        h, w = opts["answer_size"]
+        out = to_tensor(resize(to_array(out.detach().float().cpu()), (w, h), model.method.resample_nearest("target")))
     if opts.get("variant") == "all":
         c = int(model.cfg.data.output_nc)
         k = out.shape[0] // c
