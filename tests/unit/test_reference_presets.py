@@ -7,7 +7,7 @@ import pytest
 from pairgan.config import build_config
 
 
-@pytest.mark.parametrize("preset", ["pix2pixhd-512", "pix2pixhd-1024", "drpan-hd"])
+@pytest.mark.parametrize("preset", ["pix2pixhd-512", "pix2pixhd-1024", "drpan-pix2pixhd"])
 def test_pix2pixhd_reference_presets_feed_vgg_unnormalised(preset: str) -> None:
     # NVIDIA/pix2pixHD's VGGLoss takes the generator's [-1, 1] output as it is (no ImageNet mean/std).
     cfg = build_config(preset)
