@@ -45,6 +45,7 @@ from pairgan.config import DataConfig
 from pairgan.data.datasets import build_dataset
 from pairgan.data.io import list_images, match_channels, read_image, to_unit_float, write_image
 from pairgan.data.labels import colorize
+from pairgan.data.palettes import builtin_palette
 from pairgan.data.poses import person_mask
 from pairgan.data.transforms import resize, to_array, to_tensor
 from pairgan.errors import ConfigError, DataError
@@ -302,7 +303,17 @@ def evaluate(
     # The segmentation score's ground truth, read as the protocol reads label maps (nearest), also
     # for a model that takes its label map as an image: every card is scored against the same ids.
     truth_ds = None
-    if protocol is not None and protocol.input in ("colour_label", "label_ids") and data_cfg.input_kind == "image":
+    truth_palette = builtin_palette(protocol.palette) if protocol is not None and protocol.palette else None
+    if protocol is not None and "seg" in names and protocol.input == "colour_label" and truth_palette is not None:
+        # ids decoded with the protocol's rule (nearest colour at native size, far -> void) for
+        # every card, whatever the model reads or the segmenter was trained with
+        truth_cfg = dataclasses.replace(
+            data_cfg, layout=protocol.layout, input_kind="label", label_nc=truth_palette.num_classes,
+            palette=protocol.palette, palette_match="nearest", palette_max_distance=protocol.palette_max_distance,
+            palette_void_id=-1, instance=False)
+        truth_ds = split_dataset(truth_cfg, data_path, split, max_items=max_items, size_multiple=size_multiple,
+                                 seed=seed)
+    elif protocol is not None and protocol.input in ("colour_label", "label_ids") and data_cfg.input_kind == "image":
         truth_ds = split_dataset(dataclasses.replace(data_cfg, input_kind="label"), data_path, split,
                                  max_items=max_items, size_multiple=size_multiple, seed=seed)
     if protocol is not None:

@@ -179,6 +179,10 @@ class Protocol:
     seed: int = 0
     #: Free text (not pinned, not in the fingerprint).
     description: str = ""
+    #: Colour label maps: pixels farther than this (Euclidean RGB, 0..255) from every palette colour
+    #: are void (ignored by the segmentation score); the ground truth is decoded with the nearest
+    #: palette colour at native size, then resized with nearest.
+    palette_max_distance: float = 50.0
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -224,7 +228,8 @@ class Protocol:
                    "ignore_index": self.segmenter.ignore_index, "recipe": _thawed(self.segmenter.recipe)}
         return {
             "data": {"split": self.split, "manifest": dict(self.manifest), "layout": self.layout,
-                     "direction": self.direction, "input": self.input, "palette": self.palette},
+                     "direction": self.direction, "input": self.input, "palette": self.palette,
+                     "palette_max_distance": float(self.palette_max_distance)},
             "resolution": list(self.resolution),
             "resize": {"photo": {"kernel": self.resize_photo.kernel, "library": self.resize_photo.library},
                        "label": {"kernel": self.resize_label.kernel, "library": self.resize_label.library}},
@@ -342,6 +347,7 @@ def protocol_from_dict(d: Mapping[str, Any], where: str = "protocol") -> Protoco
                 sha256=seg.get("sha256"), classes=tuple(_need(seg, "classes", f"{where} segmenter")),
                 ignore_index=int(seg.get("ignore_index", -1)), recipe=dict(seg.get("recipe") or {})),
             seed=int(d.get("seed", 0)),
+            palette_max_distance=float(data.get("palette_max_distance", 50.0)),
         )
     except ConfigError as exc:
         msg = str(exc)
