@@ -76,7 +76,14 @@ class LabelMapMethod(Method):
         info = self.class_info()
         palette = np.asarray(info["palette"], np.uint8) if info["palette"] else None
         path = files["image"]
-        ids = label_ids(read_image(path, palette_indices=True), path, d.label_nc, palette)
+        arr = read_image(path, palette_indices=True)
+        encoding = getattr(d, "label_encoding", "ids")
+        if encoding != "ids" and (arr.ndim == 2 or arr.shape[-1] == 1):
+            # painted ids are the data set's ids (e.g. Cityscapes labelIds), encoded as training encoded them;
+            # colours are the model's palette (class_info), whose ids are the encoded ones already
+            ids = label_ids(arr, path, d.label_nc, None, encoding=encoding)
+        else:
+            ids = label_ids(arr, path, d.label_nc, palette)
         item: dict[str, Any] = {"label": torch.as_tensor(ids).long().reshape(1, *ids.shape)}
         if d.instance:
             if "instance" in files:
