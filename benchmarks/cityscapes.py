@@ -161,8 +161,8 @@ def stage_report(args: argparse.Namespace) -> None:
     for m in names:
         card = json.loads((OUT / "eval" / m / "card.json").read_text())
         (cards_dir / f"{m}.card.json").write_text(json.dumps(card, indent=2) + "\n")
-    pairgan("compare", *[str(OUT / "eval" / m) for m in names], "--labels", ",".join(names),
-            "--markdown", str(cards_dir / "table.md"), "--out", str(cards_dir / "compare.html"))
+    pairgan("compare", *[str(OUT / "eval" / m) for m in names], *[a for m in names for a in ("--label", m)],
+            "--markdown", str(cards_dir / "table.md"), "--out", str(OUT / "compare.html"))  # its images live in runs/
     picks = picture_grid(names, 6, REPO / "docs" / "images" / "cityscapes_grid.png")
     runs = {}
     for m in names:
