@@ -29,6 +29,11 @@ SCRIPT = textwrap.dedent(
     rank = int(os.environ.get("RANK", "0"))
     torch.save({k: {n: t.detach().clone() for n, t in net.state_dict().items()}
                 for k, net in tr.method.nets.items()}, os.path.join(out, f"rank{rank}.pt"))
+    if torch.distributed.is_initialized():
+        # as `pairgan train` does: leaving with the process group alive can abort a rank at exit
+        # ("terminate called without an active exception" from gloo's threads)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     """
 )
 

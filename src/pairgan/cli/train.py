@@ -23,6 +23,7 @@ from pairgan.cli.common import SET_HELP, fail, user_errors_reported
 from pairgan.config import Config, apply_overrides, build_config, config_from_dict
 from pairgan.errors import CheckpointError
 from pairgan.fsutil import is_disk_full
+from pairgan.train import distributed
 from pairgan.train.trainer import Trainer, TrainingInterrupted
 
 __all__ = ["fit", "resume_target", "resumed_config", "train"]
@@ -81,6 +82,10 @@ def fit(cfg: Config, run_dir: Path, *, resume: bool, continue_with: str,
         # A full disk while writing samples, logs or the summary (checkpoints say so themselves).
         raise CheckpointError(f"{exc.filename or run_dir}: no space left on device (ENOSPC); "
                               f"{what_is_kept(run_dir)}") from None
+    finally:
+        # Under torchrun: leave the process group before exiting; exiting with it alive can abort a
+        # rank in gloo's threads ("terminate called without an active exception").
+        distributed.shutdown()
 
 
 def train(
