@@ -117,9 +117,10 @@ def test_builtin_protocols_load() -> None:
     assert p128.resolution == (128, 128) and p256.resolution == (256, 256)
     assert p128.split == "val" and p128.direction == "BtoA" and p128.palette == "cityscapes"
     assert p128.resize_photo.kernel == "bicubic" and p128.resize_label.kernel == "nearest"
-    # the 128 protocols pin the benchmark's segmenter (trained by `segmenter train --protocol`); 256 pins none yet
+    # both pin the segmenters trained by `segmenter train --protocol` (the 128 one is the benchmark's)
     assert p128.segmenter is not None and p128.segmenter.sha256 is not None and len(p128.segmenter.sha256) == 64
-    assert p256.segmenter is not None and p256.segmenter.sha256 is None
+    assert p256.segmenter is not None and p256.segmenter.sha256 is not None
+    assert p256.segmenter.sha256 != p128.segmenter.sha256
     assert load_protocol(HELDOUT).segmenter.sha256 == p128.segmenter.sha256
     assert len(p128.segmenter.classes) == 19 and p128.segmenter.recipe["split"] == "train[:2700]"
     assert p128.fingerprint != p256.fingerprint
