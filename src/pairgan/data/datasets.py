@@ -103,18 +103,7 @@ class PairedImageDataset(Dataset):
         size_multiple: int = 1,
         seed: int = 0,
     ) -> None:
-        if seed < 0:
-            raise ValueError(f"seed {seed}, expected a non-negative integer")
-        self.root = Path(root)
-        self.split = split
-        self.folder = self.root / split
-        self.cfg = cfg
-        self.train = train
-        self.seed = int(seed)
-        self.transform = PairedTransform(
-            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train,
-            size_multiple=size_multiple,
-        )
+        self._setup(root, split, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
         if not self.folder.is_dir():
             raise DataError(f"{self.folder}: split folder not found; {_layout_help(split)}")
         self.pairs: list[tuple[Path, Path | None]] = self._find_pairs()
@@ -122,6 +111,23 @@ class PairedImageDataset(Dataset):
             self.pairs = self.pairs[: cfg.max_items]
         if not self.pairs:
             raise DataError(f"{self.folder}: empty split, no image pairs found; {_layout_help(split)}")
+
+    def _setup(self, root: str | Path, split: str, folder: str, cfg: DataConfig, *, train: bool,
+               size_multiple: int, seed: int) -> None:
+        """What every layout's constructor sets first: the seed (checked), root, split, its
+        ``folder`` under root, the config and the shared augmentation (:class:`PairedTransform`)."""
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        self.root = Path(root)
+        self.split = split
+        self.folder = self.root / folder
+        self.cfg = cfg
+        self.train = train
+        self.seed = int(seed)
+        self.transform = PairedTransform(
+            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train,
+            size_multiple=size_multiple,
+        )
 
     # -- subclass hooks
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:

@@ -574,21 +574,11 @@ class LabelMapDataset(PairedImageDataset):
         size_multiple: int = 1,
         seed: int = 0,
     ) -> None:
-        if seed < 0:
-            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        self._setup(root, split, f"{split}_label", cfg, train=train, size_multiple=size_multiple, seed=seed)
         _need_label_nc(cfg)
         if cfg.direction != "AtoB":
             raise ConfigError("data.direction: the labels layout translates label maps into photos; "
                               f"expected AtoB, got {cfg.direction}")
-        self.root = Path(root)
-        self.split = split
-        self.folder = self.root / f"{split}_label"
-        self.cfg = cfg
-        self.train = train
-        self.seed = int(seed)
-        self.transform = PairedTransform(
-            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train, size_multiple=size_multiple,
-        )
         if not self.folder.is_dir():
             raise DataError(f"{self.folder}: folder not found; {LAYOUT_HELP.format(split=split)}")
         self.decoding = colour_decoding(cfg)
@@ -818,21 +808,11 @@ class AlignedLabelDataset(LabelMapDataset):
 
     def __init__(self, root: str | Path, split: str, cfg: DataConfig, *, train: bool, size_multiple: int = 1,
                  seed: int = 0) -> None:
-        if seed < 0:
-            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        self._setup(root, split, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
         _need_label_nc(cfg)
         if cfg.instance:
             raise ConfigError("data.instance: the aligned layout holds no instance maps; expected "
                               "data.instance=false (or the labels layout with ROOT/{split}_inst/)")
-        self.root = Path(root)
-        self.split = split
-        self.folder = self.root / split
-        self.cfg = cfg
-        self.train = train
-        self.seed = int(seed)
-        self.transform = PairedTransform(
-            cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train, size_multiple=size_multiple,
-        )
         if not self.folder.is_dir():
             raise DataError(f"{self.folder}: split folder not found; expected ROOT/{split}/*.jpg (each file "
                             "holds a photo and its label map side by side)")
