@@ -9,7 +9,7 @@ from torch import nn
 from pairgan.nets.blocks import init_weights, norm_layer, uses_bias
 from pairgan.nets.patchgan import PatchDiscriminator, PixelDiscriminator, receptive_field
 from pairgan.nets.resnet import ResnetGenerator
-from pairgan.nets.unet import UnetGenerator, UnetLevel
+from pairgan.nets.unet import UnetGenerator, UnetLevel, up_convolution
 from pairgan.registry import create, lookup
 
 
@@ -199,6 +199,42 @@ def test_unet_conv_bias_only_without_batch_norm(norm: str, expected_biased: int)
 def test_unet_rejects_shallow_depth() -> None:
     with pytest.raises(ValueError):
         UnetGenerator(3, 3, num_downs=4)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_unet_resize_upsampling_shape_and_layers(mode: str) -> None:
+    g = UnetGenerator(3, 3, ngf=8, num_downs=5, upsample=mode)
+    assert g(torch.randn(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    assert sum(isinstance(m, nn.Upsample) for m in g.modules()) == 5
+
+
+def test_unet_default_upsampling_keeps_reference_weights_layout() -> None:
+    # Checkpoints written before the option existed must still load.
+    default, explicit = UnetGenerator(3, 3, ngf=8, num_downs=5), UnetGenerator(3, 3, ngf=8, num_downs=5, upsample="transpose")
+    assert list(default.state_dict()) == list(explicit.state_dict())
+    assert sum(isinstance(m, nn.ConvTranspose2d) for m in default.modules()) == 5
+
+
+def test_resize_upsampling_has_no_checkerboard() -> None:
+    # A constant map through each up layer with the same random weights: each output pixel of the
+    # transposed convolution sums a different subset of kernel taps (by its position mod 2), a
+    # 2x2-periodic pattern; resize + convolution gives a flat interior whatever the weights.
+    x = torch.ones(1, 1, 8, 8)
+    interiors = {}
+    for mode in ("transpose", "nearest", "bilinear"):
+        torch.manual_seed(0)
+        layers = nn.Sequential(*up_convolution(1, 1, mode, bias=False))
+        with torch.no_grad():
+            interiors[mode] = layers(x)[0, 0, 2:-2, 2:-2]
+    assert interiors["transpose"].std() > 0.01
+    for mode in ("nearest", "bilinear"):
+        assert torch.allclose(interiors[mode], interiors[mode][0, 0].expand_as(interiors[mode]))
+
+
+def test_unet_rejects_unknown_upsampling() -> None:
+    with pytest.raises(ValueError, match="upsample"):
+        UnetGenerator(3, 3, ngf=8, num_downs=5, upsample="pixelshuffle")
 
 
 # --------------------------------------------------------------------------- ResNet

@@ -34,6 +34,10 @@ class Pix2PixConfig:
     generator: str = "unet"
     #: U-Net depth: 8 for 256x256 (unet_256), 7 for 128x128 (unet_128).
     num_downs: int = 8
+    #: U-Net: how its up path doubles the resolution: ``transpose`` (the reference's 4x4 stride-2
+    #: transposed convolution), or ``nearest`` / ``bilinear`` resize + 3x3 convolution (no
+    #: checkerboard artefacts; about twice the up path's arithmetic).
+    upsample: Literal["transpose", "nearest", "bilinear"] = "transpose"
     #: ResNet generator: residual blocks (6 or 9).
     n_blocks: int = 9
     ngf: int = 64
@@ -96,7 +100,7 @@ class Pix2Pix(Method):
             input_nc=data.input_nc, output_nc=data.output_nc, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout
         )
         if cfg.generator == "unet":
-            g_kwargs["num_downs"] = cfg.num_downs
+            g_kwargs.update(num_downs=cfg.num_downs, upsample=cfg.upsample)
         elif cfg.generator == "resnet":
             g_kwargs.update(n_blocks=cfg.n_blocks, padding=cfg.padding, norm_affine=cfg.norm_affine)
         self.nets["G"] = create("generator", cfg.generator, **g_kwargs)
