@@ -122,6 +122,9 @@ class TrainConfig:
     ema: float = 0.0
     #: Averaging starts after this many optimisation steps; until then the EMA copy equals G.
     ema_start: int = 0
+    #: Ramp-up (0 = off; e.g. 0.05): at step t the average's half-life is at most this share of t
+    #: steps, so a short run is not dominated by its early weights (StyleGAN2-ADA's ``ema_rampup``).
+    ema_rampup: float = 0.0
     #: Adam through PyTorch's fused kernel (one pass over all parameters; same arithmetic,
     #: rounded differently): about 3x faster optimiser steps on CPU. False = PyTorch's default.
     fused_optimizer: bool = True
@@ -311,6 +314,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.lr_D", lambda v: v >= 0, ">= 0 (0 = the same as train.lr)"),
     ("train.ema", lambda v: 0 <= v < 1, ">= 0 and < 1 (0 = off; e.g. 0.999)"),
     ("train.ema_start", lambda v: v >= 0, ">= 0"),
+    ("train.ema_rampup", lambda v: 0 <= v <= 1, ">= 0 and <= 1 (0 = off; e.g. 0.05)"),
     ("train.beta1", lambda v: 0 <= v < 1, ">= 0 and < 1"),
     ("train.beta2", lambda v: 0 <= v < 1, ">= 0 and < 1"),
     ("train.lr_decay_epochs", lambda v: v >= 1, ">= 1"),

@@ -67,6 +67,23 @@ def test_ema_start_tracks_the_network_until_then():
     assert all(torch.equal(p, torch.full_like(p, 9.0)) for p in ema.nets["G"].parameters())
 
 
+def test_ema_rampup_caps_the_half_life_at_a_share_of_the_steps():
+    ema = GeneratorEMA({"G": _toy()}, 0.999, rampup=0.05)
+    # step 200: half-life at most 10 steps; step 2000: 100; step 20000: 1000 > 693 (0.999's own)
+    assert ema.decay_at(200) == pytest.approx(0.5 ** (1 / 10))
+    assert ema.decay_at(2000) == pytest.approx(0.5 ** (1 / 100))
+    assert ema.decay_at(20000) == 0.999
+    assert GeneratorEMA({"G": _toy()}, 0.999).decay_at(200) == 0.999  # off by default
+    net = _toy()
+    _set_weights(net, 0.0, 0.0)
+    ramped = GeneratorEMA({"G": net}, 0.999, rampup=0.5)
+    _set_weights(net, 1.0, 0.0)
+    ramped.update({"G": net}, 2)  # half-life 1 step: half of the way to the new weights
+    assert all(torch.allclose(p, torch.full_like(p, 0.5)) for p in ramped.nets["G"].parameters())
+    with pytest.raises(ValueError, match="rampup"):
+        GeneratorEMA({"G": _toy()}, 0.9, rampup=-1)
+
+
 def test_ema_applied_swaps_in_and_restores_bit_for_bit():
     net = _toy()
     ema = GeneratorEMA({"G": net}, 0.9)

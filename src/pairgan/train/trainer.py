@@ -208,10 +208,10 @@ class Trainer:
         self._place_method(method, device, info)
         ema = None
         if t.ema > 0:
-            ema = GeneratorEMA({n: method.nets[n] for n in method.ema_net_names()}, t.ema, t.ema_start)
+            ema = GeneratorEMA({n: method.nets[n] for n in method.ema_net_names()}, t.ema, t.ema_start, t.ema_rampup)
             if info.is_main:
                 log.info("ema: averaging %s with decay %s from step %d; samples, validation and inference use "
-                         "the averaged weights", ", ".join(ema.names), t.ema, t.ema_start)
+                         "the averaged weights", ", ".join(ema.names), t.ema, t.ema_start, t.ema_rampup)
         optimizers = method.configure_optimizers(t)
         scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
         sampler = EpochBatchSampler(len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank)
