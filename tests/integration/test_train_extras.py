@@ -27,7 +27,7 @@ def _pix2pix(data: Path, *extra: str, steps: int = 4):
 def test_exact_resume_with_ema(aligned_data: Path, tmp_path: Path):
     """4 steps == 2 steps, stop, resume, 2 steps, the EMA tensors included (samples on the way
     are drawn with the EMA weights swapped in and must leave training untouched)."""
-    cfg = _pix2pix(aligned_data, "train.ema=0.9")
+    cfg = _pix2pix(aligned_data, "train.ema=0.9", "train.ema_rampup=0.5")
     one, two = train_whole_and_resumed(cfg, tmp_path, stop_at=2)
     a, b = checkpoint_tensors(one), checkpoint_tensors(two)
     assert a.keys() == b.keys()
@@ -85,3 +85,23 @@ def test_pix2pixhd_with_ema_r1_and_spectral_norm(tiny_data, tmp_path: Path):
     Trainer(cfg, run, progress=False).fit()
     assert ckpt.ema_names(ckpt.resolve_checkpoint(run)) == ("E", "G")
     assert load_method(run).weights_source == "ema"
+
+
+def test_pix2pix_plus_preset_trains_and_translates_with_its_average(aligned_data: Path, tmp_path: Path,
+                                                                     random_vgg_weights):
+    """The preset the quality benchmark recommends: its parts are on, it trains end to end (tiny
+    sizes, a random VGG16 file) and inference uses the moving average."""
+    preset = build_config("pix2pix-plus", [], data_path=str(aligned_data))
+    assert (preset.model.discriminator, preset.model.gan_mode, preset.model.d_augment) == ("features", "hinge", "diffaug")
+    assert preset.train.ema > 0 and preset.train.ema_rampup > 0 and preset.train.lr_policy == "linear"
+    assert preset.model.norm == "instance" and not preset.model.dropout
+    sets = tiny_overrides("pix2pix-plus", max_steps=3, deterministic=True, sample_every=0, save_every=0)
+    cfg = build_config("pix2pix-plus", sets + [f"model.d_backbone_weights={random_vgg_weights('vgg16')}"],
+                       data_path=str(aligned_data))
+    run = tmp_path / "run"
+    Trainer(cfg, run, progress=False).fit()
+    assert any(k.startswith("ema/G.") for k in checkpoint_tensors(run))
+    translator = Translator.from_checkpoint(run, device="cpu")
+    assert translator.method.weights_source == "ema"
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert translator.translate_batch({"A": x}).shape == (1, 3, 32, 32)
