@@ -233,6 +233,11 @@ def stage_report(args: argparse.Namespace) -> None:
                 picture_grid(dataset, minutes, ["reference", "plus"], 5, grid)
                 md += [f"grid: {grid.relative_to(REPO)}", ""]
     (RESULTS / "tables.md").write_text("\n".join(md) + "\n")
+    for card_path in sorted(OUT.glob("*/*/eval*/card.json")):  # the cards, with their intervals
+        run = card_path.parents[1]
+        target = RESULTS / "cards" / run.parent.name / f"{run.name}{card_path.parent.name[4:]}.card.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(card_path.read_text())
     facts = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
              "arms": {a: {"preset": p, "overrides": o, "adds": d} for a, (p, o, d) in ARMS.items()},
              "common_overrides": COMMON, "segmenter": "pairgan " + shlex.join(segmenter_command()), "runs": runs}
