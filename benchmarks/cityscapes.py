@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from benchmarks.grids import image_grid, spread_picks
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / ".." / "shared" / "data" / "cityscapes_pix2pix").resolve()
@@ -135,22 +135,10 @@ def stage_evaluate(name: str, args: argparse.Namespace) -> None:
 
 def picture_grid(names: list[str], n: int, out: Path) -> list[str]:
     """label | each method | photo for ``n`` held-out scenes (the same, evenly spread, for all)."""
-    from PIL import Image
-
     first = OUT / "eval" / names[0]
-    files = sorted((first / "outputs").glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
-    picks = [files[round(i * (len(files) - 1) / max(n - 1, 1))].name for i in range(n)]
-    cols = [first / "inputs"] + [OUT / "eval" / m / "outputs" for m in names] + [first / "targets"]
-    tiles = [[np.asarray(Image.open(c / f).convert("RGB").resize((SIZE, SIZE))) for c in cols] for f in picks]
-    gap = 4
-    h = n * SIZE + (n - 1) * gap
-    w = len(cols) * SIZE + (len(cols) - 1) * gap
-    canvas = np.full((h, w, 3), 255, np.uint8)
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            canvas[r * (SIZE + gap):r * (SIZE + gap) + SIZE, c * (SIZE + gap):c * (SIZE + gap) + SIZE] = tile
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(out)
+    picks = spread_picks(first / "outputs", n)
+    columns = [first / "inputs"] + [OUT / "eval" / m / "outputs" for m in names] + [first / "targets"]
+    image_grid(columns, picks, out, SIZE)
     return picks
 
 

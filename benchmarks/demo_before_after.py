@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+from benchmarks.grids import image_grid, spread_picks
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "demo"
@@ -38,22 +38,11 @@ def read(which: str) -> dict:
             "demo_wall_s": json.loads(wall.read_text())["wall_s"] if wall.exists() else None}
 
 
-def grid(n: int = 5, size: int = 128) -> list[str]:
+def grid(n: int = 5) -> list[str]:
     """label | before | after | photo for ``n`` held-out scenes."""
-    from PIL import Image
-
     before, after = RUNS / "before" / "eval", RUNS / "after" / "eval"
-    files = sorted(p.name for p in (after / "outputs").glob("*.png"))
-    picks = [files[round(i * (len(files) - 1) / max(n - 1, 1))] for i in range(n)]
-    cols = [after / "inputs", before / "outputs", after / "outputs", after / "targets"]
-    gap = 4
-    canvas = np.full((n * size + (n - 1) * gap, len(cols) * size + (len(cols) - 1) * gap, 3), 255, np.uint8)
-    for r, f in enumerate(picks):
-        for c, col in enumerate(cols):
-            tile = np.asarray(Image.open(col / f).convert("RGB").resize((size, size)))
-            canvas[r * (size + gap):r * (size + gap) + size, c * (size + gap):c * (size + gap) + size] = tile
-    GRID.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(GRID)
+    picks = spread_picks(after / "outputs", n)
+    image_grid([after / "inputs", before / "outputs", after / "outputs", after / "targets"], picks, GRID)
     return picks
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmarks.cityscapes import OUT as CITYSCAPES_RUNS
 from benchmarks.cityscapes import pairgan, segmenter_command, sets, uptime
+from benchmarks.grids import image_grid, spread_picks
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
@@ -198,20 +199,9 @@ def table(runs: list[dict], dataset: str, minutes: float, arms: list[str]) -> li
 
 def picture_grid(dataset: str, minutes: float, arms: list[str], n: int, out: Path) -> list[str]:
     """label | each arm (seed 0) | photo for ``n`` held-out pairs, evenly spread."""
-    from PIL import Image
-
     evals = [run_dir(dataset, a, minutes, 0) / "eval" for a in arms]
-    files = sorted((evals[0] / "outputs").glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
-    picks = [files[round(i * (len(files) - 1) / max(n - 1, 1))].name for i in range(n)]
-    cols = [evals[0] / "inputs"] + [e / "outputs" for e in evals] + [evals[0] / "targets"]
-    gap = 4
-    canvas = np.full((n * SIZE + (n - 1) * gap, len(cols) * SIZE + (len(cols) - 1) * gap, 3), 255, np.uint8)
-    for r, f in enumerate(picks):
-        for c, col in enumerate(cols):
-            tile = np.asarray(Image.open(col / f).convert("RGB").resize((SIZE, SIZE)))
-            canvas[r * (SIZE + gap):r * (SIZE + gap) + SIZE, c * (SIZE + gap):c * (SIZE + gap) + SIZE] = tile
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(out)
+    picks = spread_picks(evals[0] / "outputs", n)
+    image_grid([evals[0] / "inputs"] + [e / "outputs" for e in evals] + [evals[0] / "targets"], picks, out, SIZE)
     return picks
 
 
