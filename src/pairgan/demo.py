@@ -43,7 +43,8 @@ def run_demo(out: str | Path, *, steps: int | None = None, n: int = 500, device:
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    log.info("[2/3] training the demo preset for %s steps into %s", cfg.train.max_steps, run_dir)
+    budget = f" or {cfg.train.max_minutes:g} minutes, whichever ends first," if cfg.train.max_minutes > 0 else ""
+    log.info("[2/3] training the demo preset for %s steps%s into %s", cfg.train.max_steps, budget, run_dir)
     summary = Trainer(cfg, run_dir).fit()
 
     log.info("[3/3] translating the held-out test split")

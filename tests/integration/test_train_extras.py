@@ -88,7 +88,7 @@ def test_pix2pixhd_with_ema_r1_and_spectral_norm(tiny_data, tmp_path: Path):
 
 
 def test_pix2pix_plus_preset_trains_and_translates_with_its_average(aligned_data: Path, tmp_path: Path,
-                                                                     random_vgg_weights):
+                                                                     random_vgg_weights, caplog):
     """The preset the quality benchmark recommends: its parts are on, it trains end to end (tiny
     sizes, a random VGG16 file) and inference uses the moving average."""
     preset = build_config("pix2pix-plus", [], data_path=str(aligned_data))
@@ -99,7 +99,9 @@ def test_pix2pix_plus_preset_trains_and_translates_with_its_average(aligned_data
     cfg = build_config("pix2pix-plus", sets + [f"model.d_backbone_weights={random_vgg_weights('vgg16')}"],
                        data_path=str(aligned_data))
     run = tmp_path / "run"
-    Trainer(cfg, run, progress=False).fit()
+    with caplog.at_level(logging.INFO, logger="pairgan"):
+        Trainer(cfg, run, progress=False).fit()
+    assert "ema: averaging G with decay 0.999 from step 200 (half-life at most 0.05 of the steps done)" in caplog.text
     assert any(k.startswith("ema/G.") for k in checkpoint_tensors(run))
     translator = Translator.from_checkpoint(run, device="cpu")
     assert translator.method.weights_source == "ema"

@@ -210,8 +210,9 @@ class Trainer:
         if t.ema > 0:
             ema = GeneratorEMA({n: method.nets[n] for n in method.ema_net_names()}, t.ema, t.ema_start, t.ema_rampup)
             if info.is_main:
-                log.info("ema: averaging %s with decay %s from step %d; samples, validation and inference use "
-                         "the averaged weights", ", ".join(ema.names), t.ema, t.ema_start, t.ema_rampup)
+                log.info("ema: averaging %s with decay %s from step %d%s; samples, validation and inference use "
+                         "the averaged weights", ", ".join(ema.names), t.ema, t.ema_start,
+                         f" (half-life at most {t.ema_rampup:g} of the steps done)" if t.ema_rampup > 0 else "")
         optimizers = method.configure_optimizers(t)
         scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
         sampler = EpochBatchSampler(len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank)
