@@ -121,6 +121,7 @@ def stage_segmenter(args: argparse.Namespace) -> None:
     if (OUT / "segmenter" / "checkpoints").exists() and not args.redo:
         print(f"segmenter: trained already ({OUT / 'segmenter'})")
         return
+    OUT.mkdir(parents=True, exist_ok=True)
     tic = time.time()
     pairgan(*segmenter_command(), log=OUT / "segmenter.log")
     (OUT / "segmenter.timing.json").write_text(json.dumps({"wall_s": round(time.time() - tic, 1)}) + "\n")

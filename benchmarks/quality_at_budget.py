@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.cityscapes import OUT as CITYSCAPES_RUNS
-from benchmarks.cityscapes import pairgan, segmenter_command, sets, uptime
+from benchmarks.cityscapes import pairgan, segmenter_command, sets, stage_segmenter, uptime
 from benchmarks.grids import image_grid, spread_picks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,13 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "report":
         stage_report(args)
         return 0
-    if args.stage == "segmenter":
-        seg = DATASETS["cityscapes"][4]
-        if (seg / "checkpoints").exists() and not args.redo:
-            print(f"segmenter: trained already ({seg})")
-            return 0
-        seg.parent.mkdir(parents=True, exist_ok=True)
-        pairgan(*segmenter_command(), log=seg.parent / "segmenter.log")
+    if args.stage == "segmenter":  # the Cityscapes benchmark's, shared
+        stage_segmenter(args)
         return 0
     if args.dataset is None or not args.arms:
         raise SystemExit("train and evaluate take a data set and one or more recipes")
