@@ -9,9 +9,15 @@ batch 1 and 8. Sides:
   a process that changes nothing about PyTorch's defaults;
 * ``pairgan``: ``Method.train_step`` exactly as the Trainer calls it, in a process set up as the
   ``pairgan`` command sets itself up (:func:`pairgan.runtime.tune_host_allocator`, fused Adam);
+* ``pairgan-auto`` (inference): the default path, ``Translator.translate_batch`` with
+  ``--backend auto`` (eval mode: the compiled graph of :mod:`pairgan.compiled`, built on the
+  warm-up call; its first-call seconds are recorded apart);
 * ``pairgan-eager`` / ``pairgan-onnxruntime`` (inference): ``Method.translate`` in eval mode, and
   the same model exported with ``pairgan.export`` and run through ``ExportedTranslator``
-  (``pairgan translate --backend onnxruntime``).
+  (``pairgan translate --backend onnxruntime``);
+* ``paper1``: pix2pix's default ``paper`` inference (dropout and batch statistics at test time) at
+  batch 1: the reference's G in train mode against ``Translator`` in paper mode (``auto`` runs it
+  eagerly: a compiled graph would not be exact).
 
 Every side runs in its own fresh process, the sides alternate within each round and the order
 flips between rounds, so slow drifts of a shared machine hit both. Figures: median and min
@@ -39,8 +45,11 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 SIZE = 256
-WORKLOADS = {"train1": ("train", 1), "train4": ("train", 4), "infer1": ("infer", 1), "infer8": ("infer", 8)}
-SIDES = {"train": ("reference", "pairgan"), "infer": ("reference", "pairgan-eager", "pairgan-onnxruntime")}
+WORKLOADS = {"train1": ("train", 1), "train4": ("train", 4), "infer1": ("infer", 1), "infer8": ("infer", 8),
+             "paper1": ("paper", 1)}
+SIDES = {"train": ("reference", "pairgan"),
+         "infer": ("reference", "pairgan-auto", "pairgan-eager", "pairgan-onnxruntime"),
+         "paper": ("reference", "pairgan-auto")}
 
 
 # --------------------------------------------------------------------------- model set-up
@@ -73,7 +82,7 @@ def build(side: str, mode: str, batch: int) -> tuple[Callable[[], Any], Any]:
             copy_weights(method.nets["D"], D)
             ref = ReferencePix2Pix(G, D)
             return (lambda: ref.optimize_parameters(a, b)), ref
-        G.eval()
+        G.train(mode == "paper")
 
         def infer() -> Any:
             with torch.no_grad():
@@ -88,7 +97,13 @@ def build(side: str, mode: str, batch: int) -> tuple[Callable[[], Any], Any]:
         batch_dict = {"A": a, "B": b}
         return (lambda: method.train_step(batch_dict, ctx)), method
 
-    method.set_inference_mode("eval")
+    method.set_inference_mode("paper" if mode == "paper" else "eval")
+    if side == "pairgan-auto":
+        from pairgan.infer import Translator
+
+        os.environ["PAIRGAN_CACHE"] = tempfile.mkdtemp()  # no checkpoint folder: graphs are cached here
+        translator = Translator(cfg, method, torch.device("cpu"), None, backend="auto")
+        return (lambda: translator.translate_batch({"A": a}, seed=None)), translator
     if side == "pairgan-eager":
 
         def infer_eager() -> Any:
@@ -107,8 +122,11 @@ def build(side: str, mode: str, batch: int) -> tuple[Callable[[], Any], Any]:
 # --------------------------------------------------------------------------- one process
 def worker(side: str, workload: str, steps: int, warmup: int) -> dict[str, Any]:
     mode, batch = WORKLOADS[workload]
-    fn, _ = build(side, mode, batch)
-    for _ in range(warmup):
+    fn, handle = build(side, mode, batch)
+    t0 = time.perf_counter()
+    fn()  # the first call: a compiled graph is built (or loaded) here
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
         fn()
     times = []
     for _ in range(steps):
@@ -117,7 +135,8 @@ def worker(side: str, workload: str, steps: int, warmup: int) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
     from pairgan.bench import peak_rss_gib
 
-    return {"times": times, "peak_rss_gib": peak_rss_gib()}
+    backend = handle.describe_backend() if hasattr(handle, "describe_backend") else side
+    return {"times": times, "peak_rss_gib": peak_rss_gib(), "first_call_s": first, "backend": backend}
 
 
 def numerics() -> dict[str, float]:
@@ -139,6 +158,13 @@ def numerics() -> dict[str, float]:
         outputs[side] = fn().float()
     for side in SIDES["infer"][1:]:
         out[f"{side}_output_max_abs_diff"] = (outputs[side] - outputs["reference"]).abs().max().item()
+    # Paper mode at batch 1: the same dropout masks on both sides.
+    paper = {}
+    for side in SIDES["paper"]:
+        fn, _ = build(side, "paper", 1)
+        torch.manual_seed(7)
+        paper[side] = fn().float()
+    out["paper_output_max_abs_diff"] = (paper["pairgan-auto"] - paper["reference"]).abs().max().item()
     return out
 
 
@@ -148,7 +174,7 @@ def flops_and_peak() -> dict[str, Any]:
 
     flops = {}
     for name, (mode, batch) in WORKLOADS.items():
-        fn, _ = build("pairgan" if mode == "train" else "pairgan-eager", mode, batch)
+        fn, _ = build({"train": "pairgan", "infer": "pairgan-eager", "paper": "reference"}[mode], mode, batch)
         fn()
         flops[name] = count_flops(fn)
     return {"flops": flops, "peak": machine_peak(torch.device("cpu"))}
@@ -205,11 +231,15 @@ def main() -> None:
         sides = SIDES[mode]
         times: dict[str, list[float]] = {s: [] for s in sides}
         rss: dict[str, float] = {s: 0.0 for s in sides}
+        first: dict[str, list[float]] = {s: [] for s in sides}
+        backend: dict[str, str] = {}
         for r in range(args.rounds):
             for side in (sides if r % 2 == 0 else tuple(reversed(sides))):
                 w = run_worker(side, workload, steps, args.warmup)
                 times[side] += w["times"]
                 rss[side] = max(rss[side], w["peak_rss_gib"])
+                first[side].append(w["first_call_s"])
+                backend[side] = w["backend"]
         base = statistics.median(times["reference"])
         for side in sides:
             med = statistics.median(times[side])
@@ -219,6 +249,7 @@ def main() -> None:
                    "gflop_per_step": fp["flops"][workload] / 1e9,
                    "fraction_of_peak": fp["flops"][workload] / med / 1e9 / peak,
                    "peak_rss_gib": rss[side], "steps_timed": len(times[side]),
+                   "first_call_s_median": statistics.median(first[side]), "backend": backend[side],
                    # Other work on the machine distorts multi-threaded timings badly: keep the
                    # load next to each figure so a reader can tell an idle measurement.
                    "load_average_after": os.getloadavg()}

@@ -7,10 +7,12 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load"]
 
 
-def load(checkpoint, device: str = "auto", mode: str | None = None, weights: str = "auto"):
+def load(checkpoint, device: str = "auto", mode: str | None = None, weights: str = "auto", backend: str = "auto"):
     """Load a checkpoint (a run folder or a checkpoint folder) as a :class:`pairgan.infer.Translator`
     (``weights``: ``auto`` takes the generator's moving average when the run kept one (``train.ema``),
-    ``ema`` insists on it, ``raw`` takes the trained weights).
+    ``ema`` insists on it, ``raw`` takes the trained weights). ``backend``: ``auto`` runs a compiled
+    graph (traced, frozen, cached beside the checkpoint) where it is exact for the mode, else eager
+    PyTorch; ``torch`` is always eager (see :mod:`pairgan.compiled`).
 
     ``pairgan.load("runs/demo").translate(image)`` takes a PIL image, a NumPy array (HWC) or a
     tensor (CHW/NCHW in [-1, 1]) and returns the same kind of object.
@@ -19,4 +21,4 @@ def load(checkpoint, device: str = "auto", mode: str | None = None, weights: str
     # free of torch and the methods until a model is loaded.
     from pairgan.infer import Translator
 
-    return Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights)
+    return Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights, backend=backend)

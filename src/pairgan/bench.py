@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +23,9 @@ from torch.utils.data import DataLoader
 
 from pairgan.config import Config
 from pairgan.data.datasets import build_dataset
+from pairgan.export import ExportedTranslator, export_method
 from pairgan.fsutil import atomic_write_text
+from pairgan.infer import Translator
 from pairgan.methods.base import StepContext
 from pairgan.methods.build import build_method
 from pairgan.runtime import resolve_device, seed_everything
@@ -111,8 +115,16 @@ def bench(
     warmup: int = 3,
     data_path: str | None = None,
     measure_peak: bool = True,
+    backend: str = "auto",
+    inference_mode: str = "eval",
 ) -> dict[str, Any]:
-    """Run one benchmark and return its figures (see the module docstring)."""
+    """Run one benchmark and return its figures (see the module docstring).
+
+    ``mode="infer"`` times :meth:`pairgan.infer.Translator.translate_batch`, the path ``translate``,
+    ``evaluate`` and ``serve`` take, with ``backend`` (``auto``: the default, a compiled graph where
+    it is exact; ``torch``: eager; ``torchscript``; ``onnxruntime``: the model exported to ONNX
+    first) in ``inference_mode``; the first call (which compiles or exports) is timed apart and the
+    backend that ran is reported."""
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
     # size: N (square) or (height, width); default the preset's crop size.
@@ -169,26 +181,54 @@ def bench(
                 scaler.update()
 
     elif mode == "infer":
-        method.set_inference_mode("eval")
+        method.set_inference_mode(inference_mode)
+        t0 = time.perf_counter()
+        translator = _translator(cfg, method, device, backend, (h, w))
+        translator.translate_batch(example, seed=None)  # compiles (or loads) a graph: timed apart
+        info["first_call_seconds"] = time.perf_counter() - t0
+        info["inference_mode"] = inference_mode
 
-        @torch.no_grad()
         def step() -> None:
-            method.translate(example)
+            translator.translate_batch(example, seed=None)
+
+        def eager_step() -> None:
+            with torch.no_grad():
+                method.translate(example)
 
     else:
         raise ValueError(f"--mode {mode!r}: expected train, infer or data")
 
-    flops = count_flops(step)
+    # Compiled graphs and onnxruntime run outside PyTorch's dispatcher: count the same math eagerly.
+    flops = count_flops(eager_step if mode == "infer" else step)
     peak = machine_peak(device) if measure_peak else None
     times = _time(step, steps, warmup, device)
     result = info | _summary(times, batch, flops, peak["best"] if peak else None)
     result["parameters"] = {k: sum(p.numel() for p in n.parameters()) for k, n in method.nets.items()}
     if peak:
         result["machine_peak_gflops"] = peak
+    if mode == "infer":
+        result["backend"] = translator.describe_backend()
     result["peak_rss_gib"] = peak_rss_gib()
     if device.type == "cuda":
         result["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
+
+
+def _translator(cfg: Config, method: Any, device: torch.device, backend: str, size: tuple[int, int]) -> Translator:
+    """The inference path to time: a Translator with ``backend``; ``onnxruntime`` exports the
+    method to a temporary ONNX file of ``size`` (dynamic batch) and runs it."""
+    if backend != "onnxruntime":
+        # No checkpoint folder: compiled graphs are cached in $PAIRGAN_CACHE/compiled.
+        return Translator(cfg, method, device, None, backend=backend)
+    if device.type != "cpu":
+        raise ValueError("--backend onnxruntime runs on the CPU (--device cpu)")
+    folder = Path(tempfile.mkdtemp(prefix="pairgan-bench-"))
+    try:
+        path = folder / "graph.onnx"
+        export_method(method, cfg, path, size=size)
+        return ExportedTranslator.from_file(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # onnxruntime has read the file
 
 
 def write_result(result: dict[str, Any], path: str | Path) -> None:
@@ -209,6 +249,9 @@ def format_result(r: dict[str, Any]) -> str:
         frac = f", {100 * r['fraction_of_peak']:.0f}% of this machine's measured peak " \
                f"{r['machine_peak_gflops']['best']:.0f} GFLOP/s" if "fraction_of_peak" in r else ""
         lines.append(f"  {r['gflop_per_step']:.1f} GFLOP/step, {r['achieved_gflops']:.1f} GFLOP/s achieved{frac}")
+    if "backend" in r:
+        lines.append(f"  backend: {r['backend']}; first call {r['first_call_seconds']:.2f} s "
+                     f"({r['inference_mode']} mode)")
     mem = f"  peak RSS {r['peak_rss_gib']:.2f} GiB"
     if "cuda_max_allocated_gib" in r:
         mem += f", CUDA max allocated {r['cuda_max_allocated_gib']:.2f} GiB"

@@ -406,6 +406,7 @@ def evaluate(
         "outputs": str(outputs_dir) if outputs_dir is not None else None,
         "mode": translator.mode if translator is not None else None,
         "weights": translator.method.weights_source if translator is not None else None,
+        "backend": translator.describe_backend() if translator is not None else None,
         "seed": seed,
         "metrics": scores,
         "protocol": "images in [0,1]; L1 mean abs error; PSNR data range 1; SSIM 11x11 Gaussian sigma 1.5",

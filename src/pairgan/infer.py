@@ -8,20 +8,35 @@ images can be translated in overlapping tiles.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from pairgan.checkpoint import load_input_profile
+from pairgan.compiled import (
+    BACKENDS,
+    KINDS,
+    TOLERANCE,
+    CompiledGraph,
+    GraphCache,
+    graph_key,
+    max_abs_diff,
+    onnxruntime_missing,
+    preferred_memory_format,
+    stochastic_modules,
+    weights_fingerprint,
+)
 from pairgan.config import Config
 from pairgan.data.io import (
     IMAGE_EXTENSIONS,
@@ -47,7 +62,7 @@ from pairgan.padding import pad_batch
 from pairgan.runtime import resolve_device
 from pairgan.visual import printable, write_gallery
 
-__all__ = ["SCALES", "MemoryLimit", "OutputWriteError", "TranslatedItem", "Translator", "available_memory", "expand_inputs"]
+__all__ = ["BACKENDS", "SCALES", "CompiledEntry", "MemoryLimit", "OutputWriteError", "TranslatedItem", "Translator", "available_memory", "expand_inputs"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +156,22 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 @dataclass
+class CompiledEntry:
+    """A compiled graph in use for one input shape (see :mod:`pairgan.compiled`)."""
+
+    graph: CompiledGraph
+    key: str
+    #: Its cache file (None when it could not be stored).
+    path: Path | None
+    #: Loaded from the cache (True) or compiled in this process (False).
+    cached: bool
+    #: Its first use's largest difference from eager PyTorch.
+    max_abs_diff: float
+    #: Seconds to compile or load it, check it and run its first batch.
+    seconds: float
+
+
+@dataclass
 class TranslatedItem:
     name: str
     source: Path
@@ -156,7 +187,8 @@ class Translator:
     same interface (``backend``, ``mode``, ``size_multiple``, ``fixed_size``, ``meta``).
     """
 
-    #: What runs the network: ``torch`` here, ``onnxruntime`` or ``torchscript`` for exported files.
+    #: What runs the network: ``torch`` (eager PyTorch) or ``torchscript`` (a compiled graph,
+    #: :mod:`pairgan.compiled`) here; ``onnxruntime`` or ``torchscript`` for exported files.
     backend: str = "torch"
     #: The one input size (height, width) the network takes, or None for any multiple of
     #: :attr:`size_multiple` (exported files without ``--dynamic-size`` have one).
@@ -165,7 +197,7 @@ class Translator:
     meta: dict[str, Any] | None = None
 
     def __init__(self, cfg: Config | None, method: Method, device: torch.device,
-                 checkpoint: Path | None = None) -> None:
+                 checkpoint: Path | None = None, *, backend: str = "torch") -> None:
         self.cfg = cfg
         self.method = method
         self.device = device
@@ -176,16 +208,76 @@ class Translator:
         self.input_profile: InputProfile | None = (
             load_input_profile(self.checkpoint) if self.checkpoint is not None else None)
         self._scale_logged = False
+        #: Why :attr:`backend` was chosen (one line, for messages and records).
+        self.backend_reason = ""
+        self.backend = self._resolve_backend(backend)
+        #: Compiled graphs by input signature; None where compiling failed or disagreed with eager.
+        self.graphs: dict[tuple, CompiledEntry | None] = {}
+        self._fallback: str | None = None
+        self._fingerprint: str | None = None
+        self._cache = GraphCache.for_checkpoint(self.checkpoint) if self.backend in KINDS else None
+
+    def _resolve_backend(self, backend: str) -> str:
+        """``auto`` -> a compiled graph where one is exact for the mode and device (``onnxruntime``
+        on the CPU when installed, else ``torchscript``), else ``torch``; ``torchscript`` and
+        ``onnxruntime`` are refused (ValueError) where they would not be exact or cannot run."""
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        if backend == "torch":
+            return "torch"
+        why_not = None
+        if self.device.type not in ("cpu", "cuda"):
+            why_not = f"no compiled graphs on {self.device.type}"
+        elif self.mode != "eval":
+            random_parts = stochastic_modules(self.method.nets)
+            if random_parts:
+                shown = ", ".join(random_parts[:3]) + (", ..." if len(random_parts) > 3 else "")
+                why_not = (f"{self.mode} mode uses batch statistics or dropout ({shown}): exact only eagerly; "
+                           "--mode eval compiles")
+        if why_not is not None:
+            if backend != "auto":
+                raise ValueError(f"--backend {backend}: {why_not}")
+            self.backend_reason = why_not
+            return "torch"
+        missing = onnxruntime_missing() if self.device.type == "cpu" else "onnxruntime runs on the CPU here"
+        if backend == "onnxruntime" and missing:
+            raise ValueError(f"--backend onnxruntime: {missing}")
+        kind = backend if backend in KINDS else ("onnxruntime" if missing is None else "torchscript")
+        self.backend_reason = ("compiled graph: batch norms folded, " +
+                               ("exported to ONNX" if kind == "onnxruntime" else "traced and frozen") +
+                               ", checked against eager on first use")
+        return kind
+
+    def describe_backend(self) -> str:
+        """What ran the network, in one line: the backend, why, and for compiled graphs where they
+        are cached and how far their first use was from eager PyTorch."""
+        if self._fallback is not None:
+            return f"torch (eager): {self._fallback}"
+        if self.backend not in KINDS or self._cache is None:
+            return f"{self.backend}" + (f" ({self.backend_reason})" if self.backend_reason else "")
+        used = [g for g in self.graphs.values() if g is not None]
+        if not used:
+            return f"{self.backend} ({self.backend_reason})"
+        where = sorted({str(g.path.parent) for g in used if g.path is not None})
+        return (f"{self.backend} (compiled graph{'s' if len(used) > 1 else ''}: "
+                f"{sum(g.cached for g in used)} from the cache, {sum(not g.cached for g in used)} compiled; "
+                f"max abs diff vs eager {max(g.max_abs_diff for g in used):.2g}; "
+                + (f"cached in {', '.join(printable(w) for w in where)})" if where else "not cached: no writable folder)"))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", mode: str | None = None, *,
-                        weights: str = "auto") -> "Translator":
+                        weights: str = "auto", backend: str = "auto") -> "Translator":
         """Rebuild the method's inference networks from a checkpoint (config + safetensors);
         ``weights``: ``auto`` (the moving average of ``train.ema`` when the run kept one), ``ema``
-        or ``raw`` (see :func:`pairgan.methods.build.load_method`)."""
+        or ``raw`` (see :func:`pairgan.methods.build.load_method`); ``backend``: ``auto`` (a
+        compiled graph where it is exact for the mode, else eager), ``torch`` or ``torchscript``
+        (:mod:`pairgan.compiled`)."""
         dev = resolve_device(device)
         method = load_method(path, dev, mode, weights=weights)
-        return cls(method.run_config, method, dev, method.checkpoint)
+        tr = cls(method.run_config, method, dev, method.checkpoint, backend=backend)
+        if backend == "torch":
+            tr.backend_reason = "eager, asked for with --backend torch"
+        return tr
 
     @property
     def mode(self) -> str:
@@ -205,25 +297,95 @@ class Translator:
         When outputs depend on batch statistics (pix2pix's ``paper`` mode) each image is run
         alone, so its output never depends on what else is in the batch; ``seed`` fixes any
         randomness (dropout masks, random features) so that the same input gives the same output.
+        With a compiled backend (``onnxruntime``, ``torchscript``) the network part runs as a
+        compiled graph (:meth:`_run_compiled`).
         """
+        return self._translate(batch, seed, compiled=self._cache is not None)
+
+    def _translate(self, batch: dict[str, Any], seed: int | None, *, compiled: bool) -> torch.Tensor:
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         padded, size = pad_batch(batch, self.method.size_multiple)
-        tensors = [k for k, v in padded.items() if torch.is_tensor(v)]
-        n = padded[tensors[0]].shape[0]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if seed is not None:
                 torch.manual_seed(seed)
-            if self.method.per_image_inference and n > 1:
-                outs = [
-                    self.method.translate({k: (v[i : i + 1] if k in tensors else v) for k, v in padded.items()})
-                    for i in range(n)
-                ]
-                out = torch.cat(outs)
-            else:
-                out = self.method.translate(padded)
+            out = self._run_compiled(padded, seed) if compiled else None
+            if out is None:
+                out = self._run_eager(padded)
         if size is not None:
             out = out[..., : size[0], : size[1]]
         return out.float().clamp(-1, 1)
+
+    def _run_eager(self, padded: dict[str, Any]) -> torch.Tensor:
+        tensors = [k for k, v in padded.items() if torch.is_tensor(v)]
+        n = padded[tensors[0]].shape[0]
+        if self.method.per_image_inference and n > 1:
+            outs = [
+                self.method.translate({k: (v[i : i + 1] if k in tensors else v) for k, v in padded.items()})
+                for i in range(n)
+            ]
+            return torch.cat(outs)
+        return self.method.translate(padded)
+
+    def _run_compiled(self, padded: dict[str, Any], seed: int | None) -> torch.Tensor | None:
+        """The method's output for ``padded`` through its compiled graph, or None where eager
+        PyTorch must run (the graph failed to compile or disagreed with eager on first use)."""
+        with _eval_mode(self.method.nets):
+            graph = self.method.export_module(padded)
+        signature = tuple((k, tuple(v.shape[1:]), v.dtype) for k, v in graph.inputs.items())
+        if signature in self.graphs:
+            entry = self.graphs[signature]
+            if entry is None:
+                return None
+            outs = entry.graph(graph.inputs)
+            return graph.finish(outs, padded) if graph.finish is not None else outs[0]
+        entry, out = self._prepare_graph(graph, padded, seed)
+        self.graphs[signature] = entry
+        return out
+
+    def _prepare_graph(self, graph: Any, padded: dict[str, Any], seed: int | None
+                       ) -> tuple[CompiledEntry | None, torch.Tensor | None]:
+        """Load or compile the graph for ``graph``'s inputs, run it on this batch and check it
+        against eager PyTorch: (the entry, its output), or (None, None) to run eagerly."""
+        t0 = time.perf_counter()
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(graph.module)
+        kind = self.backend
+        fmt = preferred_memory_format(self.device, kind)
+        key = graph_key(self._fingerprint, graph.inputs, self.device, fmt, kind)
+        assert self._cache is not None
+        compiled = self._cache.load(key, kind, self.device, fmt)
+        cached = compiled is not None
+        try:
+            if compiled is None:
+                log.info("compiling %s's inference graph for %s (%s; once per checkpoint and input size)",
+                         self.cfg.method if self.cfg is not None else "the", _shapes(graph.inputs), kind)
+                compiled = self._cache.build(key, kind, graph.module, graph.inputs, graph.output_names,
+                                             self.device, fmt)
+            outs = compiled(graph.inputs)
+            got = graph.finish(outs, padded) if graph.finish is not None else outs[0]
+        except Exception as exc:  # noqa: BLE001 - any failure to compile falls back to the exact eager path
+            self._fallback = f"compiling the inference graph failed ({type(exc).__name__}: {str(exc)[:200]})"
+            log.warning("warning: %s; eager PyTorch runs instead", self._fallback)
+            if cached:
+                self._cache.remove(key, kind)
+            return None, None
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            expected = self._run_eager(padded)
+        diff = max_abs_diff([got], [expected])
+        if diff > TOLERANCE:
+            self._fallback = (f"the compiled graph differs from eager PyTorch by {diff:.3g} (> {TOLERANCE:g}) "
+                              f"on {_shapes(graph.inputs)} inputs")
+            log.warning("warning: %s; eager PyTorch runs instead", self._fallback)
+            self._cache.remove(key, kind)
+            return None, None
+        path = compiled.path if compiled.path.is_file() else None
+        entry = CompiledEntry(compiled, key, path, cached, diff, time.perf_counter() - t0)
+        log.info("compiled graph %s %s in %.1f s (max abs diff vs eager %.2g)%s", key,
+                 "loaded" if entry.cached else "built", entry.seconds, diff,
+                 f"; cached at {printable(str(path))}" if path is not None else "")
+        return entry, got
 
     @torch.no_grad()
     def translate_tiled(
@@ -495,7 +657,8 @@ class Translator:
                     rows,
                     ["input", *out_columns] + (["target"] if any("target" in r for r in rows) else []),
                     title=f"pairgan translate — {self.cfg.method}",
-                    notes=f"checkpoint: {printable(str(self.checkpoint))}; mode: {self.mode}; {len(rows)} images",
+                    notes=f"checkpoint: {printable(str(self.checkpoint))}; mode: {self.mode}; backend: {self.describe_backend()}; "
+                          f"{len(rows)} images",
                 )
             except OSError as exc:
                 raise _write_error(exc, out_dir / "index.html") from exc
@@ -631,7 +794,7 @@ class Translator:
         buffers = [(b, b.detach().clone()) for b in nets.buffers()]
         hooks = [mod.register_forward_hook(count) for mod in leaves]
         try:
-            self.translate_batch(self.method.example_batch(1, side, side) | dict(options or {}), seed=0)
+            self._translate(self.method.example_batch(1, side, side) | dict(options or {}), 0, compiled=False)
         except Exception as exc:  # noqa: BLE001 - the probe only refines an estimate; never fail on it
             log.debug("memory probe failed (%s): assuming %d bytes per pixel", exc, FALLBACK_BYTES_PER_PIXEL)
             return float(FALLBACK_BYTES_PER_PIXEL)
@@ -686,6 +849,23 @@ class Translator:
                 f"{printable(str(path))}: {w}x{h} pixels in {what}{estimate} are above the limit of "
                 f"{limit.max_pixels} pixels per forward pass ({limit.source}); {advice}")
         return tile
+
+
+def _shapes(inputs: dict[str, torch.Tensor]) -> str:
+    """``A 2x3x256x256`` for messages."""
+    return ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in inputs.items())
+
+
+@contextlib.contextmanager
+def _eval_mode(nets: torch.nn.ModuleDict) -> Iterator[None]:
+    """The networks in eval mode (export graphs' semantics), their modes restored afterwards."""
+    modes = {name: net.training for name, net in nets.items()}
+    nets.eval()
+    try:
+        yield
+    finally:
+        for name, net in nets.items():
+            net.train(modes[name])
 
 
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:

@@ -30,13 +30,19 @@ def bench(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
     peak: bool = typer.Option(True, help="Measure this machine's conv/matmul peak in the same run."),
+    backend: str = typer.Option("auto", help="--mode infer: what runs the network: auto (the default path of "
+                                "translate/evaluate/serve), torch (eager), torchscript or onnxruntime (exported "
+                                "to a temporary ONNX file first)."),
+    inference_mode: str = typer.Option("eval", "--inference-mode", help="--mode infer: the method's inference "
+                                       "mode (pix2pix: eval or paper)."),
 ) -> None:
     """Seconds per step, images/s, FLOPs, achieved FLOP/s vs this machine's measured peak, memory."""
     extra = list(set_) + ([f"train.device={device}"] if device else [])
     with user_errors_reported(ValueError):
         cfg = build_config(preset, extra, data_path=str(data) if data else None)
         result = measure(cfg, mode=mode, size=parse_size(size), batch=batch, steps=steps, warmup=warmup,
-                         data_path=str(data) if data else None, measure_peak=peak)
+                         data_path=str(data) if data else None, measure_peak=peak, backend=backend,
+                         inference_mode=inference_mode)
     result["preset"] = preset
     typer.echo(format_result(result))
     typer.echo(json.dumps(result))

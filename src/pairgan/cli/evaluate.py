@@ -55,6 +55,7 @@ def evaluate_checkpoint_or_outputs(
     force: bool = False,
     weights: str = "auto",
     features: str | None = "random",
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """``pairgan evaluate``: resolve the model (or, with ``outputs`` and no checkpoint, the data
     settings from ``preset`` + ``overrides``), the output folder (default ``RUN/eval_SPLIT``, or
@@ -64,7 +65,8 @@ def evaluate_checkpoint_or_outputs(
     dev = resolve_device(device)
     translator, data_cfg = None, None
     if checkpoint is not None:
-        translator = Translator.from_checkpoint(checkpoint, device=str(dev), mode=mode, weights=weights)
+        translator = Translator.from_checkpoint(checkpoint, device=str(dev), mode=mode, weights=weights,
+                                                backend=backend)
         if overrides:
             d = apply_overrides(translator.cfg.to_dict(), [o if o.startswith("data.") else f"data.{o}"
                                                            for o in overrides])
@@ -130,6 +132,7 @@ def evaluate(
         "random", "--features", help="pix2pixHD with instance features: random (default: a seeded random cluster "
         "centre per object, as the reference tests), cluster:K, or encode (the encoder reads each object's style "
         "from the REAL test photo; the scores are labelled as such). Ignored for models without features."),
+    backend: str = typer.Option("auto", help="What runs the network: auto (a compiled graph, traced + frozen and cached in CHECKPOINT/compiled, where it is exact for the mode: eval mode, or no dropout/batch norm; else eager), torch (eager) or torchscript (the compiled graph, required)."),
 ) -> None:
     """Translate a split and score it: metrics.json and an HTML report (table + samples); with
     --protocol also a result card (card.json)."""
@@ -138,10 +141,12 @@ def evaluate(
             checkpoint, data, split=split, metrics=metrics, out=out, outputs=outputs, segmenter=segmenter,
             inception=inception, max_items=max_items, mode=mode, seed=seed, device=device, batch_size=batch_size,
             preset=preset, overrides=set_, cache_real=not no_cache, protocol=protocol, force=force,
-            weights=weights, features=features)
+            weights=weights, features=features, backend=backend)
     typer.echo(f"{result['split']} split, {result['metrics']['count']} images "
                f"({result['protocol_version']}), {result['timing']['total_s']:.1f} s:")
     _print_scores(result)
+    if result.get("backend"):
+        typer.echo(f"backend: {result['backend']}")
     for key in ("is", "ms_ssim", "features"):
         note = result["details"].get(key, {})
         if note.get("reason") or note.get("note"):

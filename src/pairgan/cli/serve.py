@@ -20,6 +20,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, mps (checkpoints; .onnx files run on the CPU)."),
     mode: Optional[str] = typer.Option(None, help="Inference mode of checkpoints (pix2pix: paper or eval)."),
+    backend: str = typer.Option("auto", help="Checkpoints: auto (a compiled graph, cached in CHECKPOINT/compiled, "
+                                "where it is exact for the mode; else eager), torch (eager) or torchscript."),
     workers: int = typer.Option(1, help="Worker threads (decoding/encoding overlap; one inference at a time)."),
     queue: int = typer.Option(8, help="Requests admitted at once (running + waiting); more get 503."),
     timeout: float = typer.Option(60.0, help="Per-request time limit in seconds (504 when exceeded)."),
@@ -63,7 +65,7 @@ def serve(
         if origin == "*" or not origin.startswith(("http://", "https://")):
             fail(f"--cors-origin {origin!r}: expected an origin such as https://site.example (no wildcard)")
     with user_errors_reported(ValueError):
-        loaded = load_models(models, device=device, mode=mode)
+        loaded = load_models(models, device=device, mode=mode, backend=backend)
     limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels, workers=workers,
                     queue_size=queue, timeout_s=timeout)
     access = Access.for_bind(host, token=token, extra_hosts=tuple(h.strip().lower() for h in allow_host),

@@ -10,7 +10,7 @@ import typer
 from pairgan.cli.common import fail, parse_options, user_errors_reported
 from pairgan.export import ExportedTranslator
 from pairgan.fsutil import is_disk_full
-from pairgan.infer import OutputWriteError, Translator, expand_inputs
+from pairgan.infer import BACKENDS, OutputWriteError, Translator, expand_inputs
 from pairgan.visual import printable
 
 __all__ = ["translate"]
@@ -63,8 +63,11 @@ def translate(
         "evaluation; nearest for label maps, bicubic for photos). GGB always reads source and pose at its training "
         "geometry."),
     backend: str = typer.Option(
-        "torch", help="torch (CHECKPOINT is a run/checkpoint folder), onnxruntime or torchscript (CHECKPOINT is "
-        "a file from `pairgan export`; same pre/post-processing, eval mode)."),
+        "auto", help="What runs the network. CHECKPOINT a run/checkpoint folder: auto (default: a compiled graph, "
+        "traced + frozen and cached in CHECKPOINT/compiled, where it is exact for the mode -- eval mode, or no "
+        "dropout/batch norm -- checked against eager on first use; else eager PyTorch), torch (eager) or "
+        "torchscript (the compiled graph, required). CHECKPOINT a file from `pairgan export`: auto, onnxruntime "
+        "(.onnx) or torchscript (same pre/post-processing, eval mode)."),
     weights: str = typer.Option(
         "auto", help="Which weights: auto (the generator's moving average when the run was trained with train.ema, else the "
         "trained ones), ema or raw."),
@@ -86,12 +89,16 @@ def translate(
         if value is not None:
             options[key] = value
     with user_errors_reported(ValueError):
-        if backend == "torch":
-            tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights)
-        elif backend in ("onnxruntime", "torchscript"):
-            tr = ExportedTranslator.from_file(checkpoint, backend=backend, mode=mode)
+        if backend not in BACKENDS:
+            fail(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        tr: Translator
+        if checkpoint.is_file():
+            if backend == "torch":
+                fail(f"--backend torch: {printable(str(checkpoint))} is an exported file; give the run or checkpoint "
+                     "folder it came from, or --backend auto")
+            tr = ExportedTranslator.from_file(checkpoint, backend=None if backend == "auto" else backend, mode=mode)
         else:
-            fail(f"--backend {backend!r}: expected torch, onnxruntime or torchscript")
+            tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights, backend=backend)
         files = expand_inputs(inputs)
         if not files:
             fail("no input images found")
@@ -108,3 +115,4 @@ def translate(
             fail(f"writing {where}: {exc.strerror}")
     shown = printable(str(out))
     typer.echo(f"wrote {len(written)} images to {shown}" + (f"; gallery {shown}/index.html" if gallery else ""))
+    typer.echo(f"backend: {tr.describe_backend()}")

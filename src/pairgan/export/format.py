@@ -9,16 +9,14 @@ rebuilds the method's pre- and post-processing (:class:`pairgan.export.ExportedT
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 
+from pairgan.compiled import quiet
 from pairgan.config import Config
 from pairgan.errors import ExportError
 
@@ -30,22 +28,6 @@ FORMAT_VERSION = 1
 METADATA_KEY = "pairgan"
 #: The TorchScript archive's extra file holding the JSON metadata.
 TORCHSCRIPT_EXTRA = "pairgan.json"
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the exporters' progress chatter and deprecation warnings (errors still raise)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
 
 
 def input_spec(inputs: Mapping[str, torch.Tensor], dynamic_size: bool) -> dict[str, list[Any]]:

@@ -10,10 +10,11 @@ from typing import Any, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
+from pairgan.compiled import OnnxRunner, as_tuple, quiet
 from pairgan.config import Config, config_from_dict
 from pairgan.data.profile import InputProfile
 from pairgan.errors import ExportError
-from pairgan.export.format import quiet, read_metadata
+from pairgan.export.format import read_metadata
 from pairgan.infer import FALLBACK_BYTES_PER_PIXEL, Translator
 from pairgan.methods.base import Method
 from pairgan.methods.build import restore_method
@@ -26,41 +27,6 @@ class GraphRunner(Protocol):
     """Runs an exported graph: named input tensors -> its output tensors, in order."""
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]: ...
-
-
-def as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
-    """A module's output (a tensor or a sequence of them) as a tuple."""
-    if torch.is_tensor(out):
-        return (out,)
-    return tuple(out)
-
-
-class OnnxRunner:
-    """An ONNX file in onnxruntime's CPU provider."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort  # deferred: an optional dependency (the onnx extra)
-        except ImportError as exc:
-            raise ExportError("onnxruntime is not installed: pip install 'pairgan[onnx]'") from exc
-        opts = ort.SessionOptions()
-        # As many threads as PyTorch uses (OMP_NUM_THREADS / torch.set_num_threads), and no spinning:
-        # spinning workers starve everything else on a shared or oversubscribed CPU (a server's
-        # event loop, other processes) for a few per cent of speed on an idle one.
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        opts.log_severity_level = 4  # failures raise; the check reports them
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def __call__(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        missing = [n for n in self.input_names if n not in inputs]
-        if missing:
-            raise ExportError(f"the exported graph needs inputs {missing}; got {list(inputs)}")
-        feeds = {n: inputs[n].detach().cpu().contiguous().numpy() for n in self.input_names}
-        return tuple(torch.from_numpy(o) for o in self.session.run(self.output_names, feeds))
 
 
 class TorchScriptRunner:
@@ -79,7 +45,12 @@ class TorchScriptRunner:
 
 def open_runner(path: str | os.PathLike, fmt: str, threads: int | None = None) -> GraphRunner:
     """The runner of an exported file of format ``fmt`` (``onnx`` or ``torchscript``)."""
-    return OnnxRunner(path, threads) if fmt == "onnx" else TorchScriptRunner(path, threads)
+    if fmt != "onnx":
+        return TorchScriptRunner(path, threads)
+    try:
+        return OnnxRunner(path, threads)
+    except ImportError as exc:
+        raise ExportError(str(exc)) from None
 
 
 class ExportedTranslator(Translator):
@@ -101,6 +72,7 @@ class ExportedTranslator(Translator):
             self.input_profile = InputProfile.from_dict(meta["input_profile"])
         self.path = path
         self.backend = backend
+        self.backend_reason = f"exported file {path.name}"
         self.dynamic_size = bool(meta.get("dynamic_size"))
         self.fixed_size = None if self.dynamic_size else (int(meta["size"][0]), int(meta["size"][1]))
         self._size_multiple = int(meta.get("size_multiple", 1))

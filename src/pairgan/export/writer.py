@@ -38,10 +38,11 @@ from typing import Any, Sequence
 import torch
 
 from pairgan.checkpoint import load_input_profile
+from pairgan.compiled import DEFAULT_OPSET, as_tuple, quiet, trace_graph, write_onnx
 from pairgan.config import Config
 from pairgan.errors import ExportError, ExportMismatch
-from pairgan.export.format import METADATA_KEY, TORCHSCRIPT_EXTRA, build_metadata, quiet
-from pairgan.export.runtime import GraphRunner, as_tuple, open_runner
+from pairgan.export.format import METADATA_KEY, TORCHSCRIPT_EXTRA, build_metadata
+from pairgan.export.runtime import GraphRunner, open_runner
 from pairgan.fsutil import publish, temp_name
 from pairgan.methods.base import ExportGraph, Method
 from pairgan.methods.build import load_method
@@ -50,8 +51,6 @@ __all__ = ["DEFAULT_OPSET", "FORMATS", "TOLERANCE", "ExportResult", "default_siz
            "export_method", "parse_size"]
 
 FORMATS = ("onnx", "torchscript")
-#: The dynamo-based exporter's own opset; lower ones are converted by onnx's version converter.
-DEFAULT_OPSET = 18
 TOLERANCE = 1e-4
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, with room for the graph itself
 
@@ -286,7 +285,7 @@ def _write_onnx(graph: ExportGraph, names: list[str], args: tuple[torch.Tensor, 
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError as exc:
         raise ExportError("ONNX export needs onnx and onnxscript: pip install 'pairgan[onnx]'") from exc
-    from torch.export import Dim
+    from torch.export import Dim  # deferred: torch.export is only needed here
 
     batch = Dim("batch", min=1, max=4096)
     if m > 1:
@@ -296,11 +295,8 @@ def _write_onnx(graph: ExportGraph, names: list[str], args: tuple[torch.Tensor, 
     # Every input shares one batch size, height and width.
     dyn = [({0: batch, 2: hh, 3: ww} if dynamic_size and t.dim() == 4 else {0: batch}) for t in args]
     try:
-        with quiet(), torch.no_grad():
-            torch.onnx.export(
-                graph.module, args, str(path), input_names=names, output_names=list(graph.output_names),
-                opset_version=opset, dynamic_shapes=tuple(dyn), external_data=large, dynamo=True, verbose=False,
-            )
+        write_onnx(graph.module, dict(zip(names, args)), graph.output_names, path, opset=opset, dynamic_shapes=dyn,
+                   external_data=large)
     except Exception as exc:
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:2000]}") from exc
     model = onnx.load(str(path), load_external_data=False)
@@ -314,8 +310,8 @@ def _write_onnx(graph: ExportGraph, names: list[str], args: tuple[torch.Tensor, 
 
 def _write_torchscript(graph: ExportGraph, args: tuple[torch.Tensor, ...], path: Path, meta: dict[str, Any]) -> None:
     try:
-        with quiet(), torch.no_grad():
-            traced = torch.jit.trace(graph.module, args, check_trace=False)
+        traced = trace_graph(graph.module, args)
+        with quiet():
             torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_EXTRA: json.dumps(meta)})
     except Exception as exc:
         raise ExportError(f"TorchScript export failed: {type(exc).__name__}: {str(exc)[:2000]}") from exc

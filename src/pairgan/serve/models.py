@@ -143,8 +143,10 @@ def _default_name(path: Path) -> str:
     return p.name
 
 
-def load_models(specs: list[str], device: str = "auto", mode: str | None = None) -> dict[str, ServedModel]:
-    """``PATH`` or ``NAME=PATH`` -> served models: run/checkpoint folders run in PyTorch, exported
+def load_models(specs: list[str], device: str = "auto", mode: str | None = None,
+                backend: str = "auto") -> dict[str, ServedModel]:
+    """``PATH`` or ``NAME=PATH`` -> served models: run/checkpoint folders run in PyTorch (``backend``
+    ``auto``: a compiled graph where exact, see :mod:`pairgan.compiled`; ``torch``: eager), exported
     files (``pairgan export``) in onnxruntime/TorchScript. Names are unique ([A-Za-z0-9._-])."""
     models: dict[str, ServedModel] = {}
     for spec in specs:
@@ -156,7 +158,7 @@ def load_models(specs: list[str], device: str = "auto", mode: str | None = None)
         if path.is_file():
             tr = ExportedTranslator.from_file(path)
         else:
-            tr = Translator.from_checkpoint(path, device=device, mode=mode)
+            tr = Translator.from_checkpoint(path, device=device, mode=mode, backend=backend)
         classes = tr.method.class_info()
         base = name or re.sub(r"[^A-Za-z0-9._-]", "-", _default_name(path)).strip("-.") or "model"
         unique, i = base, 2
