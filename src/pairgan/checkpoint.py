@@ -446,6 +446,10 @@ def clean_leftovers(checkpoints_dir: Path) -> list[str]:
     A half-built ``.tmp-NAME-PID`` folder and a half-written ``.latest.*.tmp`` pointer are removed.
     An ``.old-NAME-PID`` folder (moved aside to be replaced) is removed when ``NAME`` exists, and
     renamed back to ``NAME`` when the kill came before the new folder took its place.
+
+    Safe to run in several processes at once (``pairgan train --resume`` under torchrun tidies in
+    every rank before the process group exists): what another process removed or put back first
+    is skipped, not an error.
     """
     done: list[str] = []
     if not checkpoints_dir.is_dir():
@@ -454,7 +458,10 @@ def clean_leftovers(checkpoints_dir: Path) -> list[str]:
         if p.name.startswith(OLD_PREFIX) and p.is_dir():
             name = p.name[len(OLD_PREFIX):].rsplit("-", 1)[0]
             if name and not (checkpoints_dir / name).exists():
-                os.replace(p, checkpoints_dir / name)
+                try:
+                    os.replace(p, checkpoints_dir / name)
+                except FileNotFoundError:  # another rank put it back between the check and here
+                    continue
                 done.append(f"put back {name} from {p.name}, left by an interrupted save")
                 continue
             shutil.rmtree(p, ignore_errors=True)

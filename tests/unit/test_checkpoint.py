@@ -160,6 +160,23 @@ def test_clean_leftovers(tmp_path: Path):
     assert ckpt.load_state(ckpt.resolve_checkpoint(tmp_path))["step"] == 2
 
 
+def test_clean_leftovers_in_several_ranks_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Under torchrun every rank tidies a run before resuming it: when another rank puts a folder
+    back between this rank's check and its rename, there is nothing left to do, not an error."""
+    d = _run_with_steps(tmp_path, 1, 2)
+    (d / "step_00000002").rename(d / ".old-step_00000002-99")
+    real_replace = ckpt.os.replace
+
+    def other_rank_first(src, dst):
+        real_replace(src, dst)  # the other rank's rename lands first
+        real_replace(src, dst)  # then this rank's: FileNotFoundError, as in the race
+
+    monkeypatch.setattr(ckpt.os, "replace", other_rank_first)
+    assert ckpt.clean_leftovers(d) == []
+    assert sorted(p.name for p in d.iterdir()) == ["latest", "step_00000001", "step_00000002"]
+    assert ckpt.load_state(ckpt.resolve_checkpoint(tmp_path))["step"] == 2
+
+
 def test_run_of(tmp_path: Path):
     d = _run_with_steps(tmp_path, 1)
     assert ckpt.run_of(d / "step_00000001") == tmp_path.absolute()

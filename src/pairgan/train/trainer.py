@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 
 #: Without a progress bar, a plain progress line is logged at most this often (and at the end).
 CONSOLE_EVERY_S = 10.0
+#: A second stop signal stops at once, without a checkpoint, unless it comes within this many
+#: seconds of the first: then it is the same request delivered twice, as when a supervisor
+#: signals every process of a job (systemd's default control-group kill mode does; a batch
+#: scheduler may) while torchrun passes the signal on to its workers as well.
+REPEATED_SIGNAL_S = 2.0
 
 
 class TrainingInterrupted(RuntimeError):
@@ -150,6 +155,7 @@ class Trainer:
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._signal: int | None = None
+        self._signal_at = 0.0
         #: The method being trained (set by :meth:`fit`; its networks hold the trained weights).
         self.method: Method | None = None
         #: The training inputs' profile, saved with every checkpoint (rank 0; set up by :meth:`fit`).
@@ -396,9 +402,12 @@ class Trainer:
         previous: dict[int, Any] = {}
 
         def handler(signum: int, frame: Any) -> None:
-            if self._signal is not None:  # a second signal: stop at once
-                raise KeyboardInterrupt
-            self._signal = signum
+            now = time.monotonic()
+            if self._signal is not None:
+                if now - self._signal_at < REPEATED_SIGNAL_S:  # the first one again
+                    return
+                raise KeyboardInterrupt  # a second signal: stop at once
+            self._signal, self._signal_at = signum, now
             log.warning("signal %d: saving a checkpoint after this step, then stopping", signum)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
