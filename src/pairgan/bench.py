@@ -117,6 +117,7 @@ def bench(
     measure_peak: bool = True,
     backend: str = "auto",
     inference_mode: str = "eval",
+    flops: bool = True,
 ) -> dict[str, Any]:
     """Run one benchmark and return its figures (see the module docstring).
 
@@ -199,10 +200,10 @@ def bench(
         raise ValueError(f"--mode {mode!r}: expected train, infer or data")
 
     # Compiled graphs and onnxruntime run outside PyTorch's dispatcher: count the same math eagerly.
-    flops = count_flops(eager_step if mode == "infer" else step)
+    counted = count_flops(eager_step if mode == "infer" else step) if flops else None
     peak = machine_peak(device) if measure_peak else None
     times = _time(step, steps, warmup, device)
-    result = info | _summary(times, batch, flops, peak["best"] if peak else None)
+    result = info | _summary(times, batch, counted, peak["best"] if peak else None)
     result["parameters"] = {k: sum(p.numel() for p in n.parameters()) for k, n in method.nets.items()}
     if peak:
         result["machine_peak_gflops"] = peak

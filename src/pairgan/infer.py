@@ -329,8 +329,14 @@ class Translator:
     def _run_compiled(self, padded: dict[str, Any], seed: int | None) -> torch.Tensor | None:
         """The method's output for ``padded`` through its compiled graph, or None where eager
         PyTorch must run (the graph failed to compile or disagreed with eager on first use)."""
-        with _eval_mode(self.method.nets):
-            graph = self.method.export_module(padded)
+        try:
+            with _eval_mode(self.method.nets):
+                graph = self.method.export_module(padded)
+        except Exception as exc:  # noqa: BLE001 - a method without an export graph runs eagerly
+            if self._fallback is None:
+                self._fallback = f"no inference graph to compile ({type(exc).__name__}: {str(exc)[:200]})"
+                log.warning("warning: %s; eager PyTorch runs instead", self._fallback)
+            return None
         signature = tuple((k, tuple(v.shape[1:]), v.dtype) for k, v in graph.inputs.items())
         if signature in self.graphs:
             entry = self.graphs[signature]

@@ -164,7 +164,7 @@ CASES = [
     Case("corrupt-input", [*T, "{corrupt}", "--out", "{out}"], 2, r"bad\.png.*not a readable image",
          unchanged=["{corrupt}"]),
     Case("unknown-backend", [*T, "{in}", "--out", "{out}", "--backend", "tf"], 2,
-         r"--backend 'tf': expected torch, onnxruntime or torchscript"),
+         r"--backend 'tf': expected one of auto, torch, torchscript, onnxruntime"),
 ]
 
 #: Cases whose writer hits a full disk: what to patch, and on which call.

@@ -58,8 +58,9 @@ def test_inference_uses_the_ema_weights_and_says_so(aligned_data: Path, tmp_path
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     raw = load_method(run, weights="raw")
     out = translator.translate_batch({"A": x})
-    assert torch.equal(out, manual.translate({"A": x}))
-    assert not torch.equal(out, raw.translate({"A": x}))
+    to_ema = float((out - manual.translate({"A": x})).abs().max())
+    assert to_ema <= 1e-5  # a compiled graph: equal to round-off
+    assert float((out - raw.translate({"A": x})).abs().max()) > 10 * to_ema
 
 
 def test_r1_and_spectral_norm_train(aligned_data: Path, tmp_path: Path):

@@ -1,7 +1,7 @@
 """The ``pairgan`` command: one Typer app gathering every command group.
 
 One module per group: ``train``, ``translate``, ``evaluate`` (evaluate, compare), ``data`` (check,
-synth), ``export``, ``serve``, ``weights``, ``features``, ``segmenter``, ``bench``, ``demo``,
+synth), ``export``, ``serve``, ``weights``, ``features``, ``segmenter``, ``bench``, ``plan``, ``demo``,
 ``info``; ``common`` holds the one ``error:`` line and the user-error handler, ``logs`` the logging
 set-up. No library module imports typer: the library raises :mod:`pairgan.errors` and logs, the
 command prints.
@@ -13,8 +13,8 @@ import logging
 
 import typer
 
-from pairgan.cli import (bench, data, demo, evaluate, export, features, info, segmenter, serve, train, translate,
-                         weights)
+from pairgan.cli import (bench, data, demo, evaluate, export, features, info, plan, segmenter, serve, train,
+                         translate, weights)
 from pairgan.cli.logs import pairgan_logging
 from pairgan.runtime import tune_host_allocator
 
@@ -46,6 +46,7 @@ app.command()(serve.serve)
 app.command()(evaluate.evaluate)
 app.command()(evaluate.compare)
 app.command()(bench.bench)
+app.command()(plan.plan)
 app.command()(demo.demo)
 app.command()(info.info)
 app.add_typer(data.app, name="data")

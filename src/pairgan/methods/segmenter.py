@@ -43,7 +43,7 @@ from pairgan.data.labels import ColourDecoding, colorize, colour_decoding, palet
 from pairgan.data.palettes import nearest_ids
 from pairgan.data.transforms import to_tensor
 from pairgan.errors import ConfigError
-from pairgan.methods.base import Method, StepContext
+from pairgan.methods.base import ExportGraph, Method, StepContext
 from pairgan.methods.build import load_method
 from pairgan.methods.optim import adam
 from pairgan.metrics.segmentation import FACADES_CLASSES, colours_to_ids, resolve_palette
@@ -257,6 +257,14 @@ class Segmenter(Method):
     def translate(self, batch: dict[str, Any]) -> torch.Tensor:
         """The predicted labels as a colour picture in [-1, 1]."""
         return self.colorize(self.predict(self.photo_of(batch)))
+
+    def export_module(self, batch: dict[str, Any] | None = None) -> ExportGraph:
+        """S on the (padded) photo; its logits become the coloured prediction in ``finish``."""
+        if batch is None:
+            m = max(int(self.size_multiple), 16)
+            batch = self.example_batch(2, m, m)
+        return ExportGraph(self.nets["S"], {"photo": self.photo_of(batch).float()}, ("logits",),
+                           finish=lambda outs, _batch: self.colorize(outs[0].argmax(1)))
 
     def resample_nearest(self, key: str) -> bool:
         # The input is a photo; the target (aligned files) is the colour-coded label map.
