@@ -105,8 +105,11 @@ class ReferencePix2Pix:
         self.opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
         self.bce = nn.BCEWithLogitsLoss()
         self.l1 = nn.L1Loss()
-        self.real_label = torch.tensor(1.0)
-        self.fake_label = torch.tensor(0.0)
+        # On G's device: expanded to the prediction's shape, a CPU label would meet a CUDA
+        # prediction in the loss (the reference registers them as buffers and moves them along).
+        device = next(G.parameters()).device
+        self.real_label = torch.tensor(1.0, device=device)
+        self.fake_label = torch.tensor(0.0, device=device)
 
     def _gan(self, pred: Tensor, real: bool) -> Tensor:
         return self.bce(pred, (self.real_label if real else self.fake_label).expand_as(pred))

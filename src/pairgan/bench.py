@@ -48,7 +48,12 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def _time(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> list[float]:
+def time_steps(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    On CUDA every call is followed by a synchronisation, so a time covers the kernels the call
+    queued and not only their launch.
+    """
     for _ in range(warmup):
         fn()
     if device.type == "cuda":
@@ -83,14 +88,16 @@ def machine_peak(device: torch.device, seconds: float = 2.0) -> dict[str, float]
         "conv3x3": (x, w),
         "conv3x3_channels_last": (x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)),
     }.items():
-        out[name] = conv_flops / min(_time(lambda: F.conv2d(xx, ww, padding=1), 5, 2, device)) / 1e9
+        out[name] = conv_flops / min(time_steps(lambda: F.conv2d(xx, ww, padding=1), 5, 2, device)) / 1e9
     a = torch.randn(2048, 2048, device=device, dtype=dtype)
-    out["matmul"] = 2 * 2048**3 / min(_time(lambda: a @ a, 5, 2, device)) / 1e9
+    out["matmul"] = 2 * 2048**3 / min(time_steps(lambda: a @ a, 5, 2, device)) / 1e9
     out["best"] = max(out.values())
     return out
 
 
-def _summary(times: list[float], items_per_step: int, flops: int | None, peak: float | None) -> dict[str, Any]:
+def summarize(times: list[float], items_per_step: int, flops: int | None, peak: float | None) -> dict[str, Any]:
+    """Median/min/max seconds per step, items per second and, given FLOPs per step (and this
+    machine's peak in GFLOP/s), the achieved GFLOP/s (and its fraction of the peak)."""
     med = statistics.median(times)
     result: dict[str, Any] = {
         "seconds_per_step": {"median": med, "min": min(times), "max": max(times)},
@@ -161,8 +168,8 @@ def bench(
                 it = iter(loader)
                 next(it)
 
-        times = _time(next_batch, steps, warmup, torch.device("cpu"))
-        result = info | _summary(times, batch, None, None) | {"workers": cfg.train.num_workers}
+        times = time_steps(next_batch, steps, warmup, torch.device("cpu"))
+        result = info | summarize(times, batch, None, None) | {"workers": cfg.train.num_workers}
         result["peak_rss_gib"] = peak_rss_gib()
         return result
 
@@ -202,8 +209,8 @@ def bench(
     # Compiled graphs and onnxruntime run outside PyTorch's dispatcher: count the same math eagerly.
     counted = count_flops(eager_step if mode == "infer" else step) if flops else None
     peak = machine_peak(device) if measure_peak else None
-    times = _time(step, steps, warmup, device)
-    result = info | _summary(times, batch, counted, peak["best"] if peak else None)
+    times = time_steps(step, steps, warmup, device)
+    result = info | summarize(times, batch, counted, peak["best"] if peak else None)
     result["parameters"] = {k: sum(p.numel() for p in n.parameters()) for k, n in method.nets.items()}
     if peak:
         result["machine_peak_gflops"] = peak
