@@ -29,7 +29,7 @@ Sections (the JSON's keys):
   :func:`pairgan.bench.bench`. Without CUDA (dry run) the figure is n/a and the process's peak
   RSS is recorded instead.
 * ``planner``: ``pairgan.plan``'s predicted peak memory and step time next to each measured
-  training row (:func:`planner_predictions`; "pairgan.plan not available" until it exists).
+  training row (:func:`planner_predictions`).
 * ``ddp``: with two or more GPUs, 3 steps of ``pairgan``'s Trainer under torchrun on 2 GPUs
   against one process with the same global batch: both ranks must hold identical weights, equal
   to the single process's within :data:`DDP_ATOL`. Fewer GPUs: skipped with that reason.
@@ -73,9 +73,11 @@ import torch
 
 from pairgan.bench import bench, count_flops, machine_peak, peak_rss_gib, summarize, time_steps
 from pairgan.config import Config, build_config
+from pairgan.errors import ConfigError
 from pairgan.fsutil import atomic_write_text
 from pairgan.methods.base import Method, StepContext
 from pairgan.methods.build import build_method
+from pairgan.plan import plan_run
 from pairgan.runtime import seed_everything, set_determinism
 
 REPO = Path(__file__).resolve().parents[1]
@@ -335,22 +337,25 @@ def output_agreement(output: torch.Tensor, reference: torch.Tensor, atol: float)
 
 
 # --------------------------------------------------------------------------- planner
-def planner_predictions(cfg: Config, size: tuple[int, int], batch: int, device: torch.device) -> dict[str, Any]:
-    """``pairgan.plan``'s predicted peak memory (bytes) and seconds per training step.
+_PLANS: dict[str, dict[str, Any]] = {}
 
-    ``pairgan.plan`` is being written next to this check; until it exists the prediction is
-    ``{"skipped": "pairgan.plan not available"}``. Only the module's absence is taken for that: an
-    ImportError from inside it (a dependency it lacks, a renamed function) and any other error
-    surface, as they mean the planner is broken rather than absent.
-    """
-    try:
-        from pairgan.plan import plan_run
-    except ModuleNotFoundError as exc:
-        if exc.name != "pairgan.plan":
-            raise
-        return {"skipped": "pairgan.plan not available"}
-    p = plan_run(cfg, size=size, batch=batch, device=device)
-    return {"peak_bytes": int(p.peak_bytes), "step_seconds": float(p.step_seconds), "plan": p.to_dict()}
+
+def planner_predictions(cfg: Config, size: tuple[int, int], batch: int, device: torch.device, *,
+                        limit: int | None = None) -> dict[str, Any]:
+    """``pairgan plan``'s predicted peak memory (bytes) and seconds per training step, computed
+    once per configuration, size and batch (its probes take seconds; the variants of one
+    workload that share a configuration share the prediction). With ``limit`` (the dry run: 1)
+    at most that many distinct configurations are planned; the others say so."""
+    key = json.dumps([cfg.to_dict(), list(size), batch, str(device)], sort_keys=True, default=str)
+    if key not in _PLANS:
+        if limit is not None and len(_PLANS) >= limit:
+            return {"skipped": f"dry run: the planner runs for the first {limit} configuration(s) only"}
+        try:
+            p = plan_run(cfg, size=size, batch=batch, device=device)
+        except ConfigError as exc:  # a size too small to probe below (the dry run's tiny ones)
+            return {"skipped": str(exc)}
+        _PLANS[key] = {"peak_bytes": int(p.peak_bytes), "step_seconds": float(p.step_seconds), "plan": p.to_dict()}
+    return _PLANS[key]
 
 
 # --------------------------------------------------------------------------- units
@@ -423,7 +428,7 @@ def train_variant(env: Env, wl: Workload, variant: Variant) -> dict[str, Any]:
     row |= summarize(time_steps(step, env.plan.steps, env.plan.warmup, env.device), wl.batch, None, None)
     if env.device.type == "cuda":
         row["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(env.device) / 2**30
-    row["planner"] = planner_predictions(cfg, wl.size, wl.batch, env.device)
+    row["planner"] = planner_predictions(cfg, wl.size, wl.batch, env.device, limit=1 if env.dry_run else None)
     return row
 
 
@@ -524,7 +529,7 @@ def memory_case(env: Env, wl: Workload, grad_checkpoint: bool) -> dict[str, Any]
         row["note"] = ("no CUDA: CUDA max-allocated is n/a; peak_rss_gib is this process's high-water "
                        "mark so far, not this case's own")
     row["peak_rss_gib"] = peak_rss_gib()
-    row["planner"] = planner_predictions(cfg, wl.size, wl.batch, env.device)
+    row["planner"] = planner_predictions(cfg, wl.size, wl.batch, env.device, limit=1 if env.dry_run else None)
     return row
 
 

@@ -1,8 +1,8 @@
 """``pairgan plan``: will a training run fit, how fast will it step, and what makes it fit.
 
 A plan builds the preset's method, counts its parameters (and what they cost: weights, gradients,
-Adam's two moments) and runs a few training steps at two reduced sizes ("probes", each in a fresh
-process, so that its peak memory is its own). Peak memory and step time are close to linear in the
+Adam's two moments) and runs a few training steps at two reduced sizes ("probes" of about 1/2 and
+3/4 of the pixels, :data:`PROBE_SHARES`; each in a fresh process, so that its peak memory is its own). Peak memory and step time are close to linear in the
 pixels per step (batch x height x width) for these fully convolutional networks: each is fitted as
 ``fixed + per_pixel x pixels`` through the two probes and extrapolated to the requested size. FLOPs
 are counted at the smaller probe (``torch.utils.flop_counter``) and scaled by the pixels.
@@ -37,7 +37,8 @@ from pairgan.methods.base import Method
 from pairgan.methods.build import build_method
 from pairgan.runtime import tune_host_allocator
 
-__all__ = ["HEADROOM", "LinearFit", "Plan", "Probe", "Recommendation", "format_plan", "parse_memory", "plan_run", "probe"]
+__all__ = ["HEADROOM", "LinearFit", "Plan", "Probe", "Recommendation", "format_plan", "parse_memory", "plan_run", "probe",
+           "probes"]
 
 #: Recommendations keep this share of the budget: a margin for the prediction's error (within 15%
 #: by the test, a few per cent typically) and for what the plan does not count.
@@ -145,40 +146,68 @@ class Plan:
 def probe(cfg: Config, size: tuple[int, int], batch: int, *, steps: int = 2, flops: bool = False) -> Probe:
     """Time a few training steps of ``cfg`` at ``size`` in a fresh Python process and read its peak
     memory (see :class:`Plan`). Raises RuntimeError with the child's last lines when it fails."""
-    spec = {"config": cfg.to_dict(), "size": list(size), "batch": batch, "steps": steps, "flops": flops}
-    proc = subprocess.run([sys.executable, "-m", "pairgan.plan", "--probe"], input=json.dumps(spec),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise RuntimeError(f"the probe at {size[1]}x{size[0]} batch {batch} failed:\n{tail}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Probe(tuple(out["size"]), out["batch"], out["seconds_per_step"], out["peak_bytes"], out.get("gflop_per_step"))
+    return probes(cfg, [(size, batch)], steps=steps, flops=flops)[0]
 
 
-def _run_probe(spec: dict[str, Any]) -> dict[str, Any]:
-    """The child's side of :func:`probe`: a :func:`pairgan.bench.bench` training measurement."""
+def probes(cfg: Config, settings: Sequence[tuple[tuple[int, int], int]], *, steps: int = 2,
+           flops: bool = False) -> list[Probe]:
+    """:func:`probe` for several (size, batch) settings, each in its own fresh process (a process's
+    peak memory only grows, and memory an earlier setting left in the allocator would blur a later
+    one's). FLOPs are counted for the first setting when ``flops``."""
+    out = []
+    for i, (size, batch) in enumerate(settings):
+        spec = {"config": cfg.to_dict(), "settings": [[list(size), batch]], "steps": steps, "flops": flops and i == 0}
+        proc = subprocess.run([sys.executable, "-m", "pairgan.plan", "--probe"], input=json.dumps(spec),
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"a training probe of {cfg.method} at {size[1]}x{size[0]} batch {batch} failed:\n{tail}")
+        (o,) = json.loads(proc.stdout.strip().splitlines()[-1])
+        out.append(Probe((o["size"][0], o["size"][1]), o["batch"], o["seconds_per_step"], o["peak_bytes"],
+                         o.get("gflop_per_step")))
+    return out
+
+
+def _run_probes(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The child's side of :func:`probes`: :func:`pairgan.bench.bench` training measurements,
+    smallest first."""
     tune_host_allocator()  # as `pairgan train` runs
     cfg = config_from_dict(spec["config"])
-    size = (int(spec["size"][0]), int(spec["size"][1]))
-    r = bench(cfg, mode="train", size=size, batch=int(spec["batch"]), steps=int(spec["steps"]), warmup=1,
-              measure_peak=False, flops=bool(spec["flops"]))
-    peak = (r["cuda_max_allocated_gib"] if "cuda_max_allocated_gib" in r else r["peak_rss_gib"]) * 2**30
-    return {"size": list(size), "batch": r["batch"], "seconds_per_step": r["seconds_per_step"]["median"],
-            "peak_bytes": int(peak), "gflop_per_step": r.get("gflop_per_step")}
-
-
-def _probe_sizes(size: tuple[int, int], multiple: int) -> list[tuple[int, int]]:
-    """Two reduced sizes (multiples of ``multiple``, aspect kept): about 1/4 and 1/2 of the
-    requested pixels; the requested size itself when it is that small already."""
-    h, w = size
     out = []
-    for share in (0.25, 0.5):
+    for i, (size, batch) in enumerate(spec["settings"]):
+        size = (int(size[0]), int(size[1]))
+        r = bench(cfg, mode="train", size=size, batch=int(batch), steps=int(spec["steps"]), warmup=1,
+                  measure_peak=False, flops=bool(spec["flops"]) and i == 0)
+        peak = (r["cuda_max_allocated_gib"] if "cuda_max_allocated_gib" in r else r["peak_rss_gib"]) * 2**30
+        out.append({"size": list(size), "batch": r["batch"], "seconds_per_step": r["seconds_per_step"]["median"],
+                    "peak_bytes": int(peak), "gflop_per_step": r.get("gflop_per_step")})
+    return out
+
+
+#: The pixels of the two probes as shares of the requested size's: close enough to the requested
+#: size that both sit in its memory regime (at small sizes the allocator keeps freed blocks below
+#: glibc's mmap threshold, which bends the curve), far enough apart for a slope.
+PROBE_SHARES = (0.5, 0.75)
+
+
+def _probe_sizes(size: tuple[int, int], multiple: int, shares: Sequence[float] = PROBE_SHARES) -> list[tuple[int, int]]:
+    """Two reduced sizes (multiples of ``multiple``, aspect kept, each below ``size`` where the
+    multiple allows) of about ``shares`` of the requested pixels."""
+    h, w = size
+    out: list[tuple[int, int]] = []
+    for share in shares:
         f = math.sqrt(share)
         ph = max(multiple, int(round(h * f / multiple)) * multiple)
         pw = max(multiple, int(round(w * f / multiple)) * multiple)
+        while ph * pw >= h * w and (ph > multiple or pw > multiple):  # strictly smaller than requested
+            if pw >= ph and pw > multiple:
+                pw -= multiple
+            else:
+                ph -= multiple
         out.append((ph, pw))
-    if out[0] == out[1]:  # too small to shrink twice: one multiple more in width
-        out[1] = (out[1][0], out[1][1] + multiple)
+    if out[0] == out[1]:  # too coarse a multiple for two sizes: halve the first one's width or height
+        ph, pw = out[0]
+        out[0] = (ph, max(multiple, (pw // 2) // multiple * multiple)) if pw >= ph else (max(multiple, (ph // 2) // multiple * multiple), pw)
     return out
 
 
@@ -196,10 +225,13 @@ def _static_bytes(method: Method) -> tuple[dict[str, int], dict[str, int]]:
 def _fits(cfg: Config, size: tuple[int, int], multiple: int) -> tuple[LinearFit, LinearFit, list[Probe]]:
     """Memory and time fits through two probes at batch 1 (see the module docstring)."""
     sizes = _probe_sizes(size, multiple)
-    probes = [probe(cfg, s, 1, flops=(i == 0)) for i, s in enumerate(sizes)]
-    mem = LinearFit.through(*[(p.pixels, p.peak_bytes) for p in probes])
-    time_fit = LinearFit.through(*[(p.pixels, p.seconds_per_step) for p in probes])
-    return mem, time_fit, probes
+    if sizes[0] == sizes[1]:
+        raise ConfigError(f"--size {size[1]}x{size[0]}: too small to probe below it (size multiple {multiple}); "
+                          "`pairgan bench` measures it directly")
+    measured = probes(cfg, [(s, 1) for s in sizes], flops=True)
+    mem = LinearFit.through(*[(p.pixels, p.peak_bytes) for p in measured])
+    time_fit = LinearFit.through(*[(p.pixels, p.seconds_per_step) for p in measured])
+    return mem, time_fit, measured
 
 
 def plan_run(cfg: Config, *, size: tuple[int, int] | None = None, batch: int | None = None,
@@ -217,9 +249,9 @@ def plan_run(cfg: Config, *, size: tuple[int, int] | None = None, batch: int | N
                           "size multiple)")
     params, static = _static_bytes(method)
     del method
-    mem, time_fit, probes = _fits(cfg, (h, w), multiple)
+    mem, time_fit, measured = _fits(cfg, (h, w), multiple)
     pixels = batch * h * w
-    flops = probes[0].gflop_per_step * pixels / probes[0].pixels if probes[0].gflop_per_step else None
+    flops = measured[0].gflop_per_step * pixels / measured[0].pixels if measured[0].gflop_per_step else None
     dev = cfg.train.device
     on_cuda = dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available())
     result = Plan(
@@ -227,7 +259,7 @@ def plan_run(cfg: Config, *, size: tuple[int, int] | None = None, batch: int | N
         device="cuda" if on_cuda else "cpu",
         memory_kind="CUDA max allocated" if on_cuda else "peak resident memory (VmHWM) of the training process",
         parameters=params, static_bytes=static, peak_bytes=int(mem.at(pixels)), step_seconds=time_fit.at(pixels),
-        gflop_per_step=flops, probes=probes, memory_fit=mem, time_fit=time_fit, memory_budget=memory_budget)
+        gflop_per_step=flops, probes=measured, memory_fit=mem, time_fit=time_fit, memory_budget=memory_budget)
     if memory_budget is not None:
         result.fits = result.peak_bytes <= memory_budget
         result.recommendations = _recommend(cfg, (h, w), batch, multiple, mem, time_fit,
@@ -320,4 +352,4 @@ def format_plan(p: Plan) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--probe"]:
-    print(json.dumps(_run_probe(json.loads(sys.stdin.read()))))
+    print(json.dumps(_run_probes(json.loads(sys.stdin.read()))))

@@ -59,7 +59,7 @@ def test_the_recommended_batch_fits_the_budget():
 
 
 def test_plan_command_prints_and_writes_json(tmp_path: Path):
-    r = CliRunner().invoke(app, ["plan", "--preset", "demo", "--size", "256x128", "--batch", "2", "--device", "cpu",
+    r = CliRunner().invoke(app, ["plan", "--preset", "demo", "--size", "512x256", "--batch", "2", "--device", "cpu",
                                  "--memory", "64GiB", "--out", str(tmp_path / "plan.json")])
     assert r.exit_code == 0, r.output
     assert "predicted peak memory" in r.output and "fits" in r.output
