@@ -2,8 +2,8 @@
 
     python -m benchmarks.plan_accuracy --out benchmarks/results/plan_accuracy_cpu.json
 
-For each preset and training size: ``plan_run`` (two probes at 1/2 and 3/4 of the pixels, each in a
-fresh process) and then the measurement, a training step at the full size in a fresh process
+For each preset and training size: ``plan_run`` (two probes at about 0.4 and 0.8 of the pixels,
+each in a fresh process) and then the measurement, a training step at the full size in a fresh process
 (``pairgan.plan.probe``: the same ``bench`` step the probes run). Perceptual losses get seeded random
 VGG weights (memory and time do not depend on the values). Run it alone on the machine: the times
 are wall-clock.
@@ -31,11 +31,11 @@ from pairgan.plan import plan_run, probe
 #: preset, extra overrides, training sizes (h, w): the test's three (tests/e2e/test_plan.py) and
 #: two full-size presets.
 CASES: list[tuple[str, list[str], list[tuple[int, int]]]] = [
-    ("demo", [], [(256, 256), (384, 512)]),
+    ("demo", [], [(384, 384), (384, 512)]),
     ("pix2pixhd-demo", [], [(256, 256), (256, 512)]),
     ("crn-demo", ["model.vgg_weights={vgg16}"], [(128, 256), (256, 256)]),
     ("pix2pix", [], [(512, 512), (512, 768)]),
-    ("pix2pixhd-512", ["model.vgg_weights={vgg19}"], [(256, 512), (512, 1024)]),
+    ("pix2pixhd-512", ["model.vgg_weights={vgg19}"], [(256, 512), (384, 768)]),
 ]
 
 

@@ -1,8 +1,9 @@
 """``pairgan plan``: will a training run fit, how fast will it step, and what makes it fit.
 
 A plan builds the preset's method, counts its parameters (and what they cost: weights, gradients,
-Adam's two moments) and runs a few training steps at two reduced sizes ("probes" of about 1/2 and
-3/4 of the pixels, :data:`PROBE_SHARES`; each in a fresh process, so that its peak memory is its own). Peak memory and step time are close to linear in the
+Adam's two moments) and runs a few training steps at two reduced settings ("probes" of about 0.4 and
+0.8 of the pixels per step, :data:`PROBE_SHARES`: smaller batches at the requested size, or at batch
+1 smaller sizes; each in a fresh process, so that its peak memory is its own). Peak memory and step time are close to linear in the
 pixels per step (batch x height x width) for these fully convolutional networks: each is fitted as
 ``fixed + per_pixel x pixels`` through the two probes and extrapolated to the requested size. FLOPs
 are counted at the smaller probe (``torch.utils.flop_counter``) and scaled by the pixels.
@@ -184,31 +185,40 @@ def _run_probes(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-#: The pixels of the two probes as shares of the requested size's: close enough to the requested
-#: size that both sit in its memory regime (at small sizes the allocator keeps freed blocks below
-#: glibc's mmap threshold, which bends the curve), far enough apart for a slope.
-PROBE_SHARES = (0.5, 0.75)
+#: The pixels of the two probes as shares of the requested step's: far enough apart that noise in
+#: a measured peak (some tens of MiB run to run) moves the slope little, close enough to the
+#: requested size that both sit in its memory regime (at small sizes the allocator keeps freed
+#: blocks below glibc's mmap threshold, which bends the curve).
+PROBE_SHARES = (0.4, 0.8)
 
 
-def _probe_sizes(size: tuple[int, int], multiple: int, shares: Sequence[float] = PROBE_SHARES) -> list[tuple[int, int]]:
-    """Two reduced sizes (multiples of ``multiple``, aspect kept, each below ``size`` where the
-    multiple allows) of about ``shares`` of the requested pixels."""
+def _probe_settings(size: tuple[int, int], batch: int, multiple: int,
+                    shares: Sequence[float] = PROBE_SHARES) -> list[tuple[tuple[int, int], int]]:
+    """Two reduced (size, batch) settings of about ``shares`` of the requested pixels per step:
+    smaller batches at the requested size when the batch allows (memory is linear in the batch),
+    else smaller sizes at batch 1 (multiples of ``multiple``, aspect kept, below ``size`` where the
+    multiple allows)."""
+    if batch >= 3:
+        b0 = max(1, round(batch * shares[0]))
+        b1 = min(batch - 1, max(b0 + 1, round(batch * shares[1])))
+        return [(size, b0), (size, b1)]
     h, w = size
-    out: list[tuple[int, int]] = []
+    settings: list[tuple[tuple[int, int], int]] = []
     for share in shares:
-        f = math.sqrt(share)
+        f = math.sqrt(share * batch)
         ph = max(multiple, int(round(h * f / multiple)) * multiple)
         pw = max(multiple, int(round(w * f / multiple)) * multiple)
-        while ph * pw >= h * w and (ph > multiple or pw > multiple):  # strictly smaller than requested
+        while ph * pw >= h * w * batch and (ph > multiple or pw > multiple):  # strictly fewer pixels
             if pw >= ph and pw > multiple:
                 pw -= multiple
             else:
                 ph -= multiple
-        out.append((ph, pw))
-    if out[0] == out[1]:  # too coarse a multiple for two sizes: halve the first one's width or height
-        ph, pw = out[0]
-        out[0] = (ph, max(multiple, (pw // 2) // multiple * multiple)) if pw >= ph else (max(multiple, (ph // 2) // multiple * multiple), pw)
-    return out
+        settings.append(((ph, pw), 1))
+    if settings[0] == settings[1]:  # too coarse a multiple for two sizes: halve the first one's longer side
+        ph, pw = settings[0][0]
+        settings[0] = (((ph, max(multiple, (pw // 2) // multiple * multiple)) if pw >= ph
+                        else (max(multiple, (ph // 2) // multiple * multiple), pw)), 1)
+    return settings
 
 
 # --------------------------------------------------------------------------- the plan
@@ -222,13 +232,13 @@ def _static_bytes(method: Method) -> tuple[dict[str, int], dict[str, int]]:
     return params, {"weights": 4 * total, "gradients": 4 * trainable, "optimizer": 8 * trainable}
 
 
-def _fits(cfg: Config, size: tuple[int, int], multiple: int) -> tuple[LinearFit, LinearFit, list[Probe]]:
-    """Memory and time fits through two probes at batch 1 (see the module docstring)."""
-    sizes = _probe_sizes(size, multiple)
-    if sizes[0] == sizes[1]:
+def _fits(cfg: Config, size: tuple[int, int], batch: int, multiple: int) -> tuple[LinearFit, LinearFit, list[Probe]]:
+    """Memory and time fits through two probes (see the module docstring)."""
+    settings = _probe_settings(size, batch, multiple)
+    if settings[0] == settings[1]:
         raise ConfigError(f"--size {size[1]}x{size[0]}: too small to probe below it (size multiple {multiple}); "
                           "`pairgan bench` measures it directly")
-    measured = probes(cfg, [(s, 1) for s in sizes], flops=True)
+    measured = probes(cfg, settings, flops=True)
     mem = LinearFit.through(*[(p.pixels, p.peak_bytes) for p in measured])
     time_fit = LinearFit.through(*[(p.pixels, p.seconds_per_step) for p in measured])
     return mem, time_fit, measured
@@ -249,7 +259,7 @@ def plan_run(cfg: Config, *, size: tuple[int, int] | None = None, batch: int | N
                           "size multiple)")
     params, static = _static_bytes(method)
     del method
-    mem, time_fit, measured = _fits(cfg, (h, w), multiple)
+    mem, time_fit, measured = _fits(cfg, (h, w), batch, multiple)
     pixels = batch * h * w
     flops = measured[0].gflop_per_step * pixels / measured[0].pixels if measured[0].gflop_per_step else None
     dev = cfg.train.device
@@ -291,7 +301,7 @@ def _recommend(cfg: Config, size: tuple[int, int], batch: int, multiple: int, me
             if vcfg is None:
                 notes.append(f"{what}: not available for {cfg.method}")
                 continue
-            vmem, vtime, _ = _fits(vcfg, size, multiple)
+            vmem, vtime, _ = _fits(vcfg, size, batch, multiple)
             vb = min(batch, int(vmem.pixels_within(budget) // per_image))
             if vb >= 1:
                 out.append(Recommendation(f"{what}, batch {vb}", overrides + [f"train.batch_size={vb}"],

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 #: preset, extra overrides, two training sizes (h, w)
 CASES = [
-    ("demo", [], [(256, 256), (384, 512)]),
+    ("demo", [], [(384, 384), (384, 512)]),
     ("pix2pixhd-demo", [], [(256, 256), (256, 512)]),
     ("crn-demo", ["model.vgg_weights={vgg16}"], [(128, 256), (256, 256)]),
 ]
