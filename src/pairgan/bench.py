@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +21,6 @@ from torch.utils.data import DataLoader
 
 from pairgan.config import Config
 from pairgan.data.datasets import build_dataset
-from pairgan.export import ExportedTranslator, export_method
 from pairgan.fsutil import atomic_write_text
 from pairgan.infer import Translator
 from pairgan.methods.base import StepContext
@@ -130,9 +127,9 @@ def bench(
 
     ``mode="infer"`` times :meth:`pairgan.infer.Translator.translate_batch`, the path ``translate``,
     ``evaluate`` and ``serve`` take, with ``backend`` (``auto``: the default, a compiled graph where
-    it is exact; ``torch``: eager; ``torchscript``; ``onnxruntime``: the model exported to ONNX
-    first) in ``inference_mode``; the first call (which compiles or exports) is timed apart and the
-    backend that ran is reported."""
+    it is exact; ``torch``: eager; ``torchscript`` or ``onnxruntime``: that kind of compiled graph,
+    :mod:`pairgan.compiled`) in ``inference_mode``; the first call (which compiles the graph) is
+    timed apart and the backend that ran is reported."""
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
     # size: N (square) or (height, width); default the preset's crop size.
@@ -191,7 +188,8 @@ def bench(
     elif mode == "infer":
         method.set_inference_mode(inference_mode)
         t0 = time.perf_counter()
-        translator = _translator(cfg, method, device, backend, (h, w))
+        # No checkpoint folder: compiled graphs are cached in $PAIRGAN_CACHE/compiled.
+        translator = Translator(cfg, method, device, None, backend=backend)
         translator.translate_batch(example, seed=None)  # compiles (or loads) a graph: timed apart
         info["first_call_seconds"] = time.perf_counter() - t0
         info["inference_mode"] = inference_mode
@@ -220,23 +218,6 @@ def bench(
     if device.type == "cuda":
         result["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
-
-
-def _translator(cfg: Config, method: Any, device: torch.device, backend: str, size: tuple[int, int]) -> Translator:
-    """The inference path to time: a Translator with ``backend``; ``onnxruntime`` exports the
-    method to a temporary ONNX file of ``size`` (dynamic batch) and runs it."""
-    if backend != "onnxruntime":
-        # No checkpoint folder: compiled graphs are cached in $PAIRGAN_CACHE/compiled.
-        return Translator(cfg, method, device, None, backend=backend)
-    if device.type != "cpu":
-        raise ValueError("--backend onnxruntime runs on the CPU (--device cpu)")
-    folder = Path(tempfile.mkdtemp(prefix="pairgan-bench-"))
-    try:
-        path = folder / "graph.onnx"
-        export_method(method, cfg, path, size=size)
-        return ExportedTranslator.from_file(path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # onnxruntime has read the file
 
 
 def write_result(result: dict[str, Any], path: str | Path) -> None:

@@ -248,8 +248,8 @@ def plan_run(cfg: Config, *, size: tuple[int, int] | None = None, batch: int | N
              device: torch.device | None = None, memory_budget: int | None = None, preset: str = "") -> Plan:
     """Predict the cost of training ``cfg`` at ``size`` (h, w; default the crop size) and ``batch``
     (default ``train.batch_size``) and, with ``memory_budget`` (bytes), recommend settings that fit."""
-    if device is not None:
-        cfg.train.device = str(device)
+    if device is not None:  # a copy: the caller's config stays as it was
+        cfg = config_from_dict(apply_overrides(cfg.to_dict(), [f"train.device={device}"]))
     batch = int(batch or cfg.train.batch_size)
     h, w = size or (cfg.data.crop_size, cfg.data.crop_size)
     method = build_method(cfg, training=True)

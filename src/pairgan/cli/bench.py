@@ -31,8 +31,8 @@ def bench(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),
     peak: bool = typer.Option(True, help="Measure this machine's conv/matmul peak in the same run."),
     backend: str = typer.Option("auto", help="--mode infer: what runs the network: auto (the default path of "
-                                "translate/evaluate/serve), torch (eager), torchscript or onnxruntime (exported "
-                                "to a temporary ONNX file first)."),
+                                "translate/evaluate/serve), torch (eager), torchscript or onnxruntime (that kind "
+                                "of compiled graph, cached in $PAIRGAN_CACHE/compiled)."),
     inference_mode: str = typer.Option("eval", "--inference-mode", help="--mode infer: the method's inference "
                                        "mode (pix2pix: eval or paper)."),
 ) -> None:
