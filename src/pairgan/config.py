@@ -148,6 +148,15 @@ class TrainConfig:
     keep_last: int = 3
     log_every: int = 10
     sample_every: int = 200
+    #: Where scalars, sample grids, the config, the final checkpoint and evaluation cards go:
+    #: any of ``tensorboard``, ``wandb``, ``mlflow`` (the last two: pip extras; pairgan.trackers).
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    #: W&B project and entity (""): W&B's own default.
+    wandb_project: str = "pairgan"
+    wandb_entity: str = ""
+    #: MLflow tracking URI ("": ``MLFLOW_TRACKING_URI``, else MLflow's default ``./mlruns``) and experiment.
+    mlflow_tracking_uri: str = ""
+    mlflow_experiment: str = "pairgan"
     #: Validate the data set (pairs, sizes, channels) before training starts.
     check_data: bool = True
     #: Score the val split every N steps (0 = never), logged as ``val/<metric>``.
@@ -385,6 +394,9 @@ def validate(cfg: Config) -> None:
                           "(or data.label_encoding=ids for the stored ids)")
     if t.max_steps == 0 and t.n_epochs + t.n_epochs_decay == 0:
         raise ConfigError("nothing to train: set train.max_steps or train.n_epochs + train.n_epochs_decay > 0")
+    unknown = [name for name in t.loggers if name not in ("tensorboard", "wandb", "mlflow")]
+    if unknown or len(set(t.loggers)) != len(t.loggers):
+        raise ConfigError(f"train.loggers: {t.loggers!r}; expected distinct names among tensorboard, wandb, mlflow")
     if not _names_a_device(t.device):
         raise ConfigError(f"train.device: {t.device!r} is not a device; expected one of {DEVICE_CHOICES}")
     if dataclasses.is_dataclass(cfg.model):

@@ -50,6 +50,7 @@ from pairgan.data.poses import person_mask
 from pairgan.data.transforms import resize, to_array, to_tensor
 from pairgan.errors import ConfigError, DataError
 from pairgan.fsutil import atomic_write_text
+from pairgan.trackers import log_evaluation
 from pairgan.infer import Translator
 from pairgan.methods.segmenter import load_segmenter
 from pairgan.metrics import compute_metrics
@@ -428,6 +429,13 @@ def evaluate(
         write_gallery(out_dir, rows, ["input", "output", "target"], title=f"pairgan — {split} split",
                       notes=notes + " · full report: report.html")
     extra = {"card_file": str(out_dir / "card.json")} if card is not None else {}
+    if translator is not None and translator.checkpoint is not None:
+        # The run's W&B / MLflow runs (train.loggers) get the scores and the card (or metrics.json).
+        tracked = log_evaluation(run_of(Path(translator.checkpoint)), scores,
+                                 out_dir / ("card.json" if card is not None else "metrics.json"),
+                                 name=f"eval_{protocol.name if protocol is not None else split}")
+        if tracked:
+            extra["trackers"] = tracked
     return result | {"report": str(report), "metrics_file": str(out_dir / "metrics.json")} | extra
 
 

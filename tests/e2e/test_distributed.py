@@ -2,6 +2,7 @@
 node (``--standalone``) and on two nodes (two launchers on localhost, c10d rendezvous)."""
 
 import json
+import importlib.util
 import os
 import signal
 import socket
@@ -134,15 +135,20 @@ def _as_nets(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tens
 
 @pytest.mark.slow
 @needs_torchrun
-def test_two_process_gloo_equals_one_process(tmp_path: Path):
+def test_two_process_gloo_equals_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     data = write_aligned(tmp_path / "data", {"train": 8})
     script = _script(tmp_path)
     common = _comparable(max_steps=3)
     out2 = tmp_path / "two"
     out2.mkdir()
+    # Only rank 0 logs: one MLflow run (when MLflow is installed; a file store in this test's folder).
+    uri = (tmp_path / "mlruns").as_uri()
+    tracked = (["train.loggers=[tensorboard,mlflow]", f"train.mlflow_tracking_uri={uri}"]
+               if importlib.util.find_spec("mlflow") else [])
     cmd = _torchrun() + ["--standalone", "--nproc_per_node", "2", str(script), str(data), str(tmp_path / "run2"),
-                         str(out2), *common, "train.batch_size=1"]
-    _ok(subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=TIMEOUT_S))
+                         str(out2), *common, "train.batch_size=1", *tracked]
+    _ok(subprocess.run(cmd, capture_output=True, text=True, env=_env(MLFLOW_ALLOW_FILE_STORE="true"),
+                       timeout=TIMEOUT_S))
     out1 = _train_one_process(script, data, tmp_path / "run1", tmp_path / "one", common + ["train.batch_size=2"])
 
     _assert_close_to_one_process([torch.load(out2 / "rank0.pt"), torch.load(out2 / "rank1.pt")],
@@ -150,6 +156,13 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
     # Only rank 0 wrote the run folder's checkpoint, and it holds rank 0's weights.
     assert (tmp_path / "run2" / "checkpoints" / "latest").exists()
     assert (tmp_path / "run2" / "train_summary.json").read_text().count('"world_size": 2') == 1
+    if tracked:
+        from mlflow.tracking import MlflowClient
+
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        client = MlflowClient(tracking_uri=uri)
+        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+        assert len(runs) == 1 and [m.step for m in client.get_metric_history(runs[0].info.run_id, "G_L1")] == [1, 2, 3]
 
 
 @pytest.mark.slow

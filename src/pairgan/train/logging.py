@@ -6,13 +6,14 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from pairgan.fsutil import atomic_write, atomic_write_text
+from pairgan.trackers import open_trackers
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,16 @@ HISTORY = "history.jsonl"
 
 
 class RunLogger:
-    """Append-only step log (``history.jsonl``) mirrored to TensorBoard.
+    """Append-only step log (``history.jsonl``) mirrored to the run's experiment trackers
+    (``train.loggers``: TensorBoard, W&B, MLflow; :mod:`pairgan.trackers`).
 
     On resume from step ``s`` the lines logged after ``s`` (by the run that was killed) are
-    dropped, so the history always describes the weights in the checkpoints.
+    dropped, so the history always describes the weights in the checkpoints; TensorBoard purges
+    the same steps and W&B / MLflow continue their runs.
     """
 
-    def __init__(self, run_dir: Path, *, resume_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, *, resume_step: int | None = None, loggers: Sequence[str] = ("tensorboard",),
+                 config: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.history_path = self.run_dir / HISTORY
         if resume_step is not None and self.history_path.exists():
@@ -39,32 +43,33 @@ class RunLogger:
         elif resume_step is None and self.history_path.exists():
             self.history_path.unlink()
         self._file = open(self.history_path, "a")
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
-            except Exception:  # pragma: no cover - tensorboard is a dependency, but never fatal
-                self._tb = None
+        self.trackers = open_trackers(loggers, self.run_dir, config=config, settings=settings or {},
+                                      resume_step=resume_step)
 
     def log(self, step: int, epoch: int, scalars: dict[str, float]) -> None:
         record = {"step": step, "epoch": epoch, **{k: float(v) for k, v in scalars.items()}}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            for k, v in scalars.items():
-                self._tb.add_scalar(k, v, step)
+        for tracker in self.trackers:
+            tracker.scalars(step, scalars)
 
     def image(self, tag: str, step: int, grid: torch.Tensor) -> None:
         """``grid``: CHW float in [0, 1]."""
-        if self._tb is not None:
-            self._tb.add_image(tag, grid.clamp(0, 1), step)
+        for tracker in self.trackers:
+            tracker.image(tag, step, grid.clamp(0, 1))
+
+    def artifact(self, folder: Path, name: str = "checkpoint") -> None:
+        """The trackers that keep files get ``folder`` (the final checkpoint)."""
+        for tracker in self.trackers:
+            tracker.artifact(Path(folder), name)
 
     def close(self) -> None:
         self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        for tracker in self.trackers:
+            try:
+                tracker.close()
+            except Exception as exc:  # noqa: BLE001 - a tracker must never fail a finished training
+                log.warning("warning: closing the %s logger: %s", tracker.name, exc)
         try:
             plot_history(self.history_path, self.run_dir / "losses.png")
         except Exception as exc:  # a plot must never fail a finished training

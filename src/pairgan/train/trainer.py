@@ -49,6 +49,7 @@ from pairgan.methods.ema import GeneratorEMA
 from pairgan.runtime import resolve_device, seed_everything, set_determinism
 from pairgan.train import distributed
 from pairgan.train.distributed import DistInfo
+from pairgan.trackers import check_available
 from pairgan.train.logging import RunLogger, console_line
 from pairgan.train.sampler import BatchStream, EpochBatchSampler
 from pairgan.train.budget import WallClockBudget
@@ -197,6 +198,8 @@ class Trainer:
             run.final = self._save(run, f"step_{run.step:08d}")
             if t.sample_every:
                 self._write_samples(run)
+            if run.logger is not None and run.final is not None and run.step >= run.stop_step:
+                run.logger.artifact(run.final)
         finally:
             self._close(run, previous_handlers)
         return self._summary(run)
@@ -207,6 +210,7 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         device, info = self._setup_process()
         if info.is_main:
+            check_available(t.loggers)  # a missing W&B / MLflow says so before any work
             ckpt.clean_leftovers(self.checkpoint_dir)
         method = self._build_method()
         dataset = self._build_train_dataset(method.size_multiple)
@@ -377,7 +381,12 @@ class Trainer:
         if not run.main:
             return
         save_config(self.cfg, self.run_dir / "config.yaml")
-        run.logger = RunLogger(self.run_dir, resume_step=run.step if self.resume else None)
+        t = self.cfg.train
+        run.logger = RunLogger(self.run_dir, resume_step=run.step if self.resume else None, loggers=t.loggers,
+                               config=self.cfg.to_dict(),
+                               settings={"wandb_project": t.wandb_project, "wandb_entity": t.wandb_entity,
+                                         "mlflow_tracking_uri": t.mlflow_tracking_uri,
+                                         "mlflow_experiment": t.mlflow_experiment})
         run.sample_batch = self._sample_batch(run.method.size_multiple)
 
     def _make_validator(self, run: RunState) -> Any:
