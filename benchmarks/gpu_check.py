@@ -782,6 +782,22 @@ def _status(row: dict[str, Any]) -> str | None:
     return None
 
 
+def _table_rows(rows: list[dict[str, Any]], columns: int, status_column: int,
+                cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """Markdown rows of a section's table: a measured row's ``cells``, or for a skipped or failed
+    unit its name and its status in column ``status_column``; then a blank line."""
+    lines = []
+    for r in rows:
+        status = _status(r)
+        if status:
+            row = [r["unit"]] + [""] * (columns - 1)
+            row[status_column] = status
+        else:
+            row = cells(r)
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """The report for people: one table per section, every skip and error in words."""
     e = report.get("environment", {})
@@ -811,51 +827,39 @@ def format_markdown(report: dict[str, Any]) -> str:
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         base = {(r["workload"], r["mode"]): r["seconds_per_step"]["median"]
                 for r in rows if r.get("variant") == "fp32" and "seconds_per_step" in r}
-        for r in rows:
-            status = _status(r)
-            if status:
-                lines.append(f"| {r['unit']} | | | {status} | | | | | |")
-                continue
+
+        def variant_cells(r: dict[str, Any]) -> list[str]:
             med = r["seconds_per_step"]["median"]
             ref = base.get((r["workload"], r["mode"]))
-            lines.append(f"| {r['workload']} | {r['mode']} | {r['variant']} | {_fmt(r['images_per_second'])} | "
-                         f"{_fmt(med, '.4f')} | {_fmt(ref / med if ref else None, '.2f')} | "
-                         f"{_fmt(r['first_step_seconds'], '.2f')} | {_fmt(r.get('cuda_max_allocated_gib'))} | "
-                         f"{_verdict(r.get('exactness'))} |")
-        lines.append("")
+            return [r["workload"], r["mode"], r["variant"], _fmt(r["images_per_second"]), _fmt(med, ".4f"),
+                    _fmt(ref / med if ref else None, ".2f"), _fmt(r["first_step_seconds"], ".2f"),
+                    _fmt(r.get("cuda_max_allocated_gib")), _verdict(r.get("exactness"))]
+
+        lines += _table_rows(rows, 9, 3, variant_cells)
 
     rows = report.get("reference_baseline", {}).get("rows", [])
     if rows:
         lines += ["## Reference-structured baseline (same run, fp32, preset with dropout)", "",
                   "| workload | mode | reference img/s | pairgan img/s | pairgan speed-up | agreement |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        for r in rows:
-            status = _status(r)
-            if status:
-                lines.append(f"| {r['unit']} | | {status} | | | |")
-                continue
-            sd = r["sides"]
-            lines.append(f"| {r['workload']} | {r['mode']} | {_fmt(sd['reference']['images_per_second'])} | "
-                         f"{_fmt(sd['pairgan']['images_per_second'])} | x{r['pairgan_speedup_vs_reference']:.2f} | "
-                         f"{_verdict(r['agreement'])} |")
-        lines.append("")
+        lines += _table_rows(rows, 6, 2, lambda r: [
+            r["workload"], r["mode"], _fmt(r["sides"]["reference"]["images_per_second"]),
+            _fmt(r["sides"]["pairgan"]["images_per_second"]), f"x{r['pairgan_speedup_vs_reference']:.2f}",
+            _verdict(r["agreement"])])
 
     rows = report.get("memory", {}).get("rows", [])
     if rows:
         lines += ["## Memory: pix2pixhd-1024 training step, with and without grad checkpointing", "",
                   "| workload | grad checkpoint | CUDA max allocated GiB | peak RSS GiB | s/step | planner peak GiB |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        for r in rows:
-            status = _status(r)
-            if status:
-                lines.append(f"| {r['unit']} | | {status} | | | |")
-                continue
+        def memory_cells(r: dict[str, Any]) -> list[str]:
             p = r.get("planner", {})
-            lines.append(f"| {r['workload']} | {r['grad_checkpoint']} | "
-                         f"{_fmt(r['cuda_max_allocated_gib']) if r['cuda_max_allocated_gib'] is not None else 'n/a'} | "
-                         f"{_fmt(r['peak_rss_gib'])} | {_fmt(r['seconds_per_step']['median'], '.3f')} | "
-                         f"{_fmt(p['peak_bytes'] / 2**30) if 'peak_bytes' in p else p.get('skipped', '-')} |")
-        lines.append("")
+            return [r["workload"], str(r["grad_checkpoint"]),
+                    _fmt(r["cuda_max_allocated_gib"]) if r["cuda_max_allocated_gib"] is not None else "n/a",
+                    _fmt(r["peak_rss_gib"]), _fmt(r["seconds_per_step"]["median"], ".3f"),
+                    _fmt(p["peak_bytes"] / 2**30) if "peak_bytes" in p else p.get("skipped", "-")]
+
+        lines += _table_rows(rows, 6, 2, memory_cells)
         if rows and "note" in rows[0]:
             lines += [f"Note: {rows[0]['note']}.", ""]
 

@@ -305,15 +305,21 @@ class Translator:
     def _translate(self, batch: dict[str, Any], seed: int | None, *, compiled: bool) -> torch.Tensor:
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         padded, size = pad_batch(batch, self.method.size_multiple)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with self._seeded(seed):
             out = self._run_compiled(padded, seed) if compiled else None
             if out is None:
                 out = self._run_eager(padded)
         if size is not None:
             out = out[..., : size[0], : size[1]]
         return out.float().clamp(-1, 1)
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None) -> Iterator[None]:
+        """A forked RNG (the caller's stream untouched), seeded with ``seed`` unless None."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield
 
     def _run_eager(self, padded: dict[str, Any]) -> torch.Tensor:
         tensors = [k for k, v in padded.items() if torch.is_tensor(v)]
@@ -375,9 +381,7 @@ class Translator:
             if cached:
                 self._cache.remove(key, kind)
             return None, None
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with self._seeded(seed):  # the same draws as the compiled run's pre-processing
             expected = self._run_eager(padded)
         diff = max_abs_diff([got], [expected])
         if diff > TOLERANCE:

@@ -157,32 +157,27 @@ def probes(cfg: Config, settings: Sequence[tuple[tuple[int, int], int]], *, step
     one's). FLOPs are counted for the first setting when ``flops``."""
     out = []
     for i, (size, batch) in enumerate(settings):
-        spec = {"config": cfg.to_dict(), "settings": [[list(size), batch]], "steps": steps, "flops": flops and i == 0}
+        spec = {"config": cfg.to_dict(), "size": list(size), "batch": batch, "steps": steps, "flops": flops and i == 0}
         proc = subprocess.run([sys.executable, "-m", "pairgan.plan", "--probe"], input=json.dumps(spec),
                               capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
             raise RuntimeError(f"a training probe of {cfg.method} at {size[1]}x{size[0]} batch {batch} failed:\n{tail}")
-        (o,) = json.loads(proc.stdout.strip().splitlines()[-1])
+        o = json.loads(proc.stdout.strip().splitlines()[-1])
         out.append(Probe((o["size"][0], o["size"][1]), o["batch"], o["seconds_per_step"], o["peak_bytes"],
                          o.get("gflop_per_step")))
     return out
 
 
-def _run_probes(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The child's side of :func:`probes`: :func:`pairgan.bench.bench` training measurements,
-    smallest first."""
+def _run_probe(spec: dict[str, Any]) -> dict[str, Any]:
+    """The child's side of :func:`probes`: one :func:`pairgan.bench.bench` training measurement."""
     tune_host_allocator()  # as `pairgan train` runs
-    cfg = config_from_dict(spec["config"])
-    out = []
-    for i, (size, batch) in enumerate(spec["settings"]):
-        size = (int(size[0]), int(size[1]))
-        r = bench(cfg, mode="train", size=size, batch=int(batch), steps=int(spec["steps"]), warmup=1,
-                  measure_peak=False, flops=bool(spec["flops"]) and i == 0)
-        peak = (r["cuda_max_allocated_gib"] if "cuda_max_allocated_gib" in r else r["peak_rss_gib"]) * 2**30
-        out.append({"size": list(size), "batch": r["batch"], "seconds_per_step": r["seconds_per_step"]["median"],
-                    "peak_bytes": int(peak), "gflop_per_step": r.get("gflop_per_step")})
-    return out
+    size = (int(spec["size"][0]), int(spec["size"][1]))
+    r = bench(config_from_dict(spec["config"]), mode="train", size=size, batch=int(spec["batch"]),
+              steps=int(spec["steps"]), warmup=1, measure_peak=False, flops=bool(spec["flops"]))
+    peak = (r["cuda_max_allocated_gib"] if "cuda_max_allocated_gib" in r else r["peak_rss_gib"]) * 2**30
+    return {"size": list(size), "batch": r["batch"], "seconds_per_step": r["seconds_per_step"]["median"],
+            "peak_bytes": int(peak), "gflop_per_step": r.get("gflop_per_step")}
 
 
 #: The pixels of the two probes as shares of the requested step's: far enough apart that noise in
@@ -362,4 +357,4 @@ def format_plan(p: Plan) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--probe"]:
-    print(json.dumps(_run_probes(json.loads(sys.stdin.read()))))
+    print(json.dumps(_run_probe(json.loads(sys.stdin.read()))))
