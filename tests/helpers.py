@@ -289,3 +289,113 @@ def png_header_only(w: int, h: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
+
+
+# --------------------------------------------------------------------------- a local Hugging Face Hub
+
+
+class LocalHub:
+    """A stand-in for the Hugging Face Hub's download API on 127.0.0.1, so that ``huggingface_hub``
+    itself resolves revisions, lists files, downloads and lays out its cache (``HF_ENDPOINT=hub.url``).
+
+    It answers what ``snapshot_download`` asks: ``GET /api/models/OWNER/NAME/revision/REV`` (the commit
+    and its files), ``GET /api/models/OWNER/NAME/tree/COMMIT`` and ``HEAD``/``GET
+    /OWNER/NAME/resolve/REV/PATH``; a missing repository or revision gets the Hub's 404 with its
+    ``X-Error-Code``. ``requests`` records every (method, path) asked for. Uploads are not served.
+    """
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, dict[str, Any]]] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.url = ""
+        self._server: Any = None
+
+    def add(self, repo_id: str, files: dict[str, bytes], revision: str = "main") -> str:
+        """Commit ``files`` (path -> bytes) to ``repo_id`` under branch/tag ``revision``; returns the commit."""
+        import hashlib
+        import json
+
+        repo = self.repos.setdefault(repo_id, {"refs": {}, "commits": {}})
+        listing = json.dumps(sorted((p, hashlib.sha256(b).hexdigest()) for p, b in files.items()))
+        commit = hashlib.sha1(f"{repo_id}\n{revision}\n{listing}".encode()).hexdigest()
+        repo["commits"][commit] = dict(files)
+        repo["refs"][revision] = commit
+        return commit
+
+    def add_folder(self, repo_id: str, folder: Path, revision: str = "main", extra: dict[str, bytes] | None = None) -> str:
+        """Commit every file under ``folder`` (plus ``extra`` files) as :meth:`add` does."""
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        return self.add(repo_id, files | (extra or {}), revision)
+
+    def start(self) -> str:
+        import hashlib
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import unquote, urlparse
+
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str], head: bool) -> None:
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _commit(self, repo_id: str, rev: str) -> tuple[str | None, str | None]:
+                repo = hub.repos.get(repo_id)
+                if repo is None:
+                    return None, "RepoNotFound"
+                commit = repo["refs"].get(rev) or (rev if rev in repo["commits"] else None)
+                return (commit, None) if commit else (None, "RevisionNotFound")
+
+            def _answer(self, head: bool) -> None:
+                path = unquote(urlparse(self.path).path)
+                hub.requests.append((self.command, path))
+                parts = path.strip("/").split("/")
+                not_found = {"Content-Type": "application/json"}
+                if parts[:2] == ["api", "models"] and len(parts) >= 6:
+                    commit, err = self._commit("/".join(parts[2:4]), parts[5])
+                    if err:
+                        return self._send(404, b'{"error": "not found"}', not_found | {"X-Error-Code": err}, head)
+                    files = hub.repos["/".join(parts[2:4])]["commits"][commit]
+                    if parts[4] == "revision":
+                        doc: Any = {"id": "/".join(parts[2:4]), "sha": commit, "private": False,
+                                    "siblings": [{"rfilename": p} for p in files]}
+                    else:
+                        doc = [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                               for p, b in files.items()]
+                    return self._send(200, json.dumps(doc).encode(), {"Content-Type": "application/json"}, head)
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo_id, file = "/".join(parts[:2]), "/".join(parts[4:])
+                    commit, err = self._commit(repo_id, parts[3])
+                    if err or file not in hub.repos[repo_id]["commits"][commit]:
+                        return self._send(404, b"", not_found | {"X-Error-Code": err or "EntryNotFound"}, head)
+                    body = hub.repos[repo_id]["commits"][commit][file]
+                    return self._send(200, body, {"X-Repo-Commit": commit,
+                                                  "ETag": f'"{hashlib.sha256(body).hexdigest()}"'}, head)
+                return self._send(404, b'{"error": "not served"}', not_found, head)
+
+            def do_GET(self) -> None:
+                self._answer(False)
+
+            def do_HEAD(self) -> None:
+                self._answer(True)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -20,6 +20,13 @@ hidden leftovers of a killed save are removed (or, for a folder moved aside, put
 ``state.pt`` that is not plain tensors) raises :class:`CorruptCheckpoint`, naming the file and the
 newest complete older checkpoint of the same run; a full disk raises :class:`CheckpointError`
 naming ENOSPC.
+
+A *packaged model* (``pairgan package``, what ``pairgan push`` uploads to the Hub) is a checkpoint
+folder for inference only: ``config.yaml``, the inference networks' ``NAME.safetensors`` (the weights
+it was packaged with, the moving average or the trained ones), ``package.json`` (which, and where they
+came from), ``extra_state.json`` (what inference needs beyond the weights: classes and palette,
+pix2pixHD's feature clusters), ``input_profile.json`` and the model card ``README.md``; no
+``state.pt``. ``hf://OWNER/NAME[@REVISION]`` resolves to such a folder (:mod:`pairgan.hub`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from pairgan.config import Config, load_config, save_config
 from pairgan.data.profile import InputProfile
 from pairgan.errors import CheckpointError
 from pairgan.fsutil import atomic_folder, atomic_write_text, is_disk_full
+from pairgan.hub import is_hub_ref, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ INPUT_PROFILE_FILE = "input_profile.json"
 CHECKPOINTS = "checkpoints"
 #: The subfolder holding the networks' moving averages (``train.ema``).
 EMA_DIR = "ema"
+#: A packaged model's record: format, which weights it holds (``ema``/``raw``), its source.
+PACKAGE_FILE = "package.json"
+#: A packaged model's :meth:`Method.extra_state` (classes, palette, feature clusters) as JSON.
+EXTRA_STATE_FILE = "extra_state.json"
 
 
 class CorruptCheckpoint(CheckpointError):
@@ -119,6 +131,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def write_weights(path: Path, net: nn.Module, metadata: dict[str, str]) -> None:
+    """``net``'s state dict as a safetensors file at ``path`` (CPU copies; ``metadata`` beside
+    ``format: pt``). Not atomic by itself: callers write inside an :func:`atomic_folder`."""
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
+    save_file(tensors, str(path), metadata={"format": "pt", **metadata})
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     cfg: Config,
@@ -146,14 +165,11 @@ def save_checkpoint(
                 (tmp / INPUT_PROFILE_FILE).write_text(json.dumps(input_profile.to_dict(), indent=1) + "\n",
                                                       encoding="utf-8")
             for name, net in nets.items():
-                tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
-                save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt", "net": name})
+                write_weights(tmp / f"{name}.safetensors", net, {"net": name})
             if ema:
                 (tmp / EMA_DIR).mkdir()
                 for name, net in ema.items():
-                    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
-                    save_file(tensors, str(weights_path(tmp, name, ema=True)),
-                              metadata={"format": "pt", "net": name, "weights": "ema"})
+                    write_weights(weights_path(tmp, name, ema=True), net, {"net": name, "weights": "ema"})
             if state is not None:
                 with open(tmp / STATE_FILE, "wb") as f:
                     torch.save(state, f)
@@ -279,7 +295,10 @@ def run_of(ckpt: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint folder from a checkpoint folder, a ``checkpoints/`` folder or a run folder."""
+    """A checkpoint folder from a checkpoint folder, a ``checkpoints/`` folder, a run folder or a
+    Hub model ``hf://OWNER/NAME[@REVISION]`` (its snapshot in the Hugging Face cache)."""
+    if is_hub_ref(path):
+        return snapshot(path)
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint or run folder")
@@ -413,6 +432,33 @@ def load_input_profile(ckpt: Path) -> InputProfile | None:
         log.warning("warning: %s: not a readable input profile (%s); inputs are not checked against it",
                     path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return None
+
+
+def _json_record(path: Path) -> dict[str, Any] | None:
+    """A JSON object file of a checkpoint, None when absent; damaged: :class:`CheckpointError`."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(record).__name__}")
+    return record
+
+
+def load_package_info(ckpt: Path) -> dict[str, Any] | None:
+    """A packaged model's ``package.json`` (None for a training checkpoint)."""
+    info = _json_record(Path(ckpt) / PACKAGE_FILE)
+    if info is not None and info.get("weights") not in ("ema", "raw"):
+        raise CheckpointError(f"{Path(ckpt) / PACKAGE_FILE}: weights {info.get('weights')!r}, expected ema or raw")
+    return info
+
+
+def load_extra_state(ckpt: Path) -> dict[str, Any] | None:
+    """A packaged model's ``extra_state.json`` (None for a training checkpoint, whose method finds its
+    classes and clusters in its data set and run folder)."""
+    return _json_record(Path(ckpt) / EXTRA_STATE_FILE)
 
 
 def load_checkpoint_config(ckpt: Path) -> Config:

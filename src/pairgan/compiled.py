@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from pairgan.fsutil import publish, temp_name
+from pairgan.hub import in_hub_cache
 
 __all__ = [
     "BACKENDS",
@@ -336,9 +337,12 @@ class GraphCache:
 
     @classmethod
     def for_checkpoint(cls, checkpoint: Path | None) -> "GraphCache":
-        """``CHECKPOINT/compiled``, then ``$PAIRGAN_CACHE/compiled`` (default ``~/.cache/pairgan``)."""
+        """``CHECKPOINT/compiled``, then ``$PAIRGAN_CACHE/compiled`` (default ``~/.cache/pairgan``).
+        A model downloaded from the Hub keeps its graphs in the latter only: its snapshot folder in
+        the Hugging Face cache is the Hub library's, not ours to add files to."""
         user = Path(os.environ.get("PAIRGAN_CACHE") or "~/.cache/pairgan").expanduser() / CACHE_DIR
-        return cls(([Path(checkpoint) / CACHE_DIR] if checkpoint is not None else []) + [user])
+        own = checkpoint is not None and not in_hub_cache(checkpoint)
+        return cls(([Path(checkpoint) / CACHE_DIR] if own else []) + [user])
 
     @staticmethod
     def filename(key: str, kind: str) -> str:

@@ -12,6 +12,7 @@ __all__ = [
     "WeightsNotFound",
     "ExportError",
     "ExportMismatch",
+    "HubError",
     "USER_ERRORS",
 ]
 
@@ -44,7 +45,11 @@ class ExportMismatch(ExportError):
     """The exported file ran but differs from eager PyTorch by more than the tolerance."""
 
 
+class HubError(RuntimeError):
+    """The Hugging Face Hub refused or failed an upload; the message says why and what to do."""
+
+
 #: What the command line reports as one ``error:`` line instead of a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, DataError, CheckpointError, WeightsError, ExportError, FileNotFoundError,
+    ConfigError, DataError, CheckpointError, WeightsError, ExportError, HubError, FileNotFoundError,
 )

@@ -1,7 +1,7 @@
 """The ``pairgan`` command: one Typer app gathering every command group.
 
 One module per group: ``train``, ``translate``, ``evaluate`` (evaluate, compare), ``data`` (check,
-synth), ``export``, ``serve``, ``weights``, ``features``, ``segmenter``, ``bench``, ``plan``, ``demo``,
+synth), ``export``, ``hub`` (package, push), ``serve``, ``weights``, ``features``, ``segmenter``, ``bench``, ``plan``, ``demo``,
 ``info``; ``common`` holds the one ``error:`` line and the user-error handler, ``logs`` the logging
 set-up. No library module imports typer: the library raises :mod:`pairgan.errors` and logs, the
 command prints.
@@ -13,7 +13,7 @@ import logging
 
 import typer
 
-from pairgan.cli import (bench, data, demo, evaluate, export, features, info, plan, segmenter, serve, train,
+from pairgan.cli import (bench, data, demo, evaluate, export, features, hub, info, plan, segmenter, serve, train,
                          translate, weights)
 from pairgan.cli.logs import pairgan_logging
 from pairgan.runtime import tune_host_allocator
@@ -42,6 +42,8 @@ def _root(
 app.command()(train.train)
 app.command()(translate.translate)
 app.command()(export.export)
+app.command()(hub.package)
+app.command()(hub.push)
 app.command()(serve.serve)
 app.command()(evaluate.evaluate)
 app.command()(evaluate.compare)

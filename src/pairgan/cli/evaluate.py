@@ -16,6 +16,7 @@ from pairgan.cli.common import user_errors_reported
 from pairgan.config import apply_overrides, build_config, config_from_dict
 from pairgan.infer import Translator
 from pairgan.fsutil import atomic_write_text
+from pairgan.hub import is_hub_ref
 from pairgan.metrics.report import (
     card_for_result,
     card_table,
@@ -75,6 +76,8 @@ def evaluate_checkpoint_or_outputs(
         data_cfg = build_config(preset, list(overrides), data_path=str(data)).data
     else:
         raise ValueError("give a run or checkpoint folder to translate with, or --outputs DIR of generated images")
+    if out is None and is_hub_ref(checkpoint):
+        raise ValueError(f"{checkpoint}: give --out: a Hub model has no run folder to write the evaluation into")
     if out is None:
         base = Path(checkpoint) if checkpoint is not None else Path(outputs).parent  # type: ignore[arg-type]
         suffix = ""
@@ -96,8 +99,8 @@ def _print_scores(result: dict[str, Any]) -> None:
 
 
 def evaluate(
-    checkpoint: Optional[Path] = typer.Argument(
-        None, help="A run or checkpoint folder (may be omitted with --outputs: then --preset/--set say how to read the data)."),
+    checkpoint: Optional[str] = typer.Argument(
+        None, help="A run or checkpoint folder, a packaged model or a Hub model hf://OWNER/NAME (may be omitted with --outputs: then --preset/--set say how to read the data)."),
     data: Path = typer.Option(..., "--data", "-d", help="Data set root."),
     split: str = typer.Option("test", help="The split to translate and score."),
     metrics: str = typer.Option(

@@ -13,8 +13,8 @@ __all__ = ["serve"]
 
 def serve(
     models: List[str] = typer.Argument(
-        ..., help="Run or checkpoint folders, or exported files (.onnx, .pt); NAME=PATH names a model (default: the "
-        "run folder's name)."),
+        ..., help="Run or checkpoint folders, packaged models, Hub models (hf://OWNER/NAME[@REVISION]) or exported "
+        "files (.onnx, .pt); NAME=PATH names a model (default: the run folder's or repository's name)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default; 0.0.0.0 = all: needs "
                              "--token, or --insecure)."),
     port: int = typer.Option(8000, help="TCP port."),

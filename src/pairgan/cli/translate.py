@@ -17,7 +17,8 @@ __all__ = ["translate"]
 
 
 def translate(
-    checkpoint: Path = typer.Argument(..., help="A run folder or a checkpoint folder."),
+    checkpoint: str = typer.Argument(..., help="A run or checkpoint folder, a packaged model, an exported file "
+                                     "(.onnx, .pt), or a Hub model hf://OWNER/NAME[@REVISION]."),
     inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (gets NAME.png per input and index.html)."),
     mode: Optional[str] = typer.Option(
@@ -92,11 +93,11 @@ def translate(
         if backend not in BACKENDS:
             fail(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         tr: Translator
-        if checkpoint.is_file():
+        if Path(checkpoint).is_file():
             if backend == "torch":
                 fail(f"--backend torch: {printable(str(checkpoint))} is an exported file; give the run or checkpoint "
                      "folder it came from, or --backend auto")
-            tr = ExportedTranslator.from_file(checkpoint, backend=None if backend == "auto" else backend, mode=mode)
+            tr = ExportedTranslator.from_file(Path(checkpoint), backend=None if backend == "auto" else backend, mode=mode)
         else:
             tr = Translator.from_checkpoint(checkpoint, device=device, mode=mode, weights=weights, backend=backend)
         files = expand_inputs(inputs)

@@ -137,6 +137,8 @@ class Method:
 
     #: Dataclass of this method's ``model:`` options.
     Config: ClassVar[type]
+    #: The publication the method implements (authors, title, venue, link), cited by model cards.
+    paper: ClassVar[str] = ""
     #: The networks needed at inference time (the only ones ``translate`` loads).
     inference_nets: ClassVar[tuple[str, ...]] = ("G",)
     #: Batch keys the inference path reads.

@@ -11,7 +11,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from pairgan.checkpoint import ema_names, load_checkpoint_config, load_weights, resolve_checkpoint
+from pairgan.checkpoint import (
+    ema_names,
+    load_checkpoint_config,
+    load_extra_state,
+    load_package_info,
+    load_weights,
+    resolve_checkpoint,
+)
 from pairgan.config import Config
 from pairgan.errors import CheckpointError, ConfigError
 from pairgan.methods.base import Method
@@ -57,8 +64,8 @@ def load_method(path: str | os.PathLike, device: str | torch.device = "cpu", mod
     (:attr:`Method.checkpoint`), next to which it finds its run's extra files, and which weights
     it holds (:attr:`Method.weights_source`)."""
     folder = resolve_checkpoint(path)
-    return restore_method(load_checkpoint_config(folder), checkpoint=folder, device=device, mode=mode,
-                          weights=weights)
+    return restore_method(load_checkpoint_config(folder), checkpoint=folder, extra_state=load_extra_state(folder),
+                          device=device, mode=mode, weights=weights)
 
 
 def _load_inference_weights(method: Method, checkpoint: Path, weights: str) -> str:
@@ -68,6 +75,14 @@ def _load_inference_weights(method: Method, checkpoint: Path, weights: str) -> s
     if weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights {weights!r}: expected one of {', '.join(WEIGHT_CHOICES)}")
     names = tuple(method.inference_nets)
+    package = load_package_info(checkpoint)
+    if package is not None:  # a packaged model holds one set of weights, named in package.json
+        held = package["weights"]
+        if weights not in ("auto", held):
+            raise CheckpointError(f"{checkpoint}: a packaged model with the {held} weights only; load it with "
+                                  f"weights auto or {held} (package the run again with --weights {weights})")
+        load_weights(checkpoint, dict(method.nets), names)
+        return held
     averaged = tuple(n for n in names if n in ema_names(checkpoint)) if weights != "raw" else ()
     if weights == "ema" and not averaged:
         raise CheckpointError(f"{checkpoint}: no EMA weights (ema/*.safetensors): the run was trained without "

@@ -240,6 +240,9 @@ class _VariantOutputs2(_VariantOutputs):
 class CRN(LabelMapMethod):
     """Cascaded refinement network + VGG feature loss (+ diversity); no discriminator."""
 
+    paper = ('Chen, Koltun: '
+             '"Photographic Image Synthesis with Cascaded Refinement Networks", ICCV 2017, https://arxiv.org/abs/1707.09405')
+
     Config = CRNConfig
     inference_nets = ("G",)
     input_keys = ("label", "inst")

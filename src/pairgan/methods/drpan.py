@@ -129,6 +129,9 @@ class DRPAN(Method):
     adds R, steps 2-5 and the extra sample columns.
     """
 
+    paper = ('Wang et al.: '
+             '"Discriminative Region Proposal Adversarial Networks for High-Quality Image-to-Image Translation", ECCV 2018, https://arxiv.org/abs/1711.09554')
+
     Config = DRPANConfig
 
     def __init__(self, cfg: DRPANConfig, data: DataConfig, *, training: bool = True) -> None:

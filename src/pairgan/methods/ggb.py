@@ -141,6 +141,9 @@ def _downsize(x: torch.Tensor, f: int) -> torch.Tensor:
 class GGB(Method):
     """Pose-guided person generation with generative guiding blocks (RAPD + NVTD)."""
 
+    paper = ('Park, Kim, Ro: '
+             '"Generative Guiding Block: Synthesizing Realistic Looking Variants Capable of Even Large Change Demands", ICIP 2019')
+
     Config = GGBConfig
     inference_nets = ("G",)
     input_keys = ("source", "target_pose")

@@ -67,6 +67,9 @@ class Pix2PixConfig(DiscriminatorOptions):
 class Pix2Pix(Method):
     """Conditional GAN with U-Net generator, PatchGAN discriminator and an L1 term."""
 
+    paper = ('Isola, Zhu, Zhou, Efros: '
+             '"Image-to-Image Translation with Conditional Adversarial Networks", CVPR 2017, https://arxiv.org/abs/1611.07004')
+
     Config = Pix2PixConfig
     inference_nets = ("G",)
 

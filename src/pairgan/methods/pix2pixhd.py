@@ -136,6 +136,9 @@ class _ConcatInputs3(_ConcatInputs2):
 class Pix2PixHD(LabelMapMethod):
     """pix2pixHD: coarse-to-fine G, multi-scale D, feature matching, VGG loss, instance features."""
 
+    paper = ('Wang, Liu, Zhu, Tao, Kautz, Catanzaro: '
+             '"High-Resolution Image Synthesis and Semantic Manipulation with Conditional GANs", CVPR 2018, https://arxiv.org/abs/1711.11585')
+
     Config = Pix2PixHDConfig
     inference_nets = ("G",)
     input_keys = ("label", "inst")

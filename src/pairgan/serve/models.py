@@ -27,6 +27,7 @@ from pairgan.config import Config
 from pairgan.data.transforms import resize, to_array, to_tensor
 from pairgan.errors import DataError
 from pairgan.export import ExportedTranslator
+from pairgan.hub import is_hub_ref, parse_hub_ref
 from pairgan.infer import Translator
 from pairgan.methods.base import Method
 from pairgan.serve.limits import (
@@ -131,8 +132,11 @@ class ServedModel:
         }
 
 
-def _default_name(path: Path) -> str:
-    """A run folder's name for run or checkpoint folders; a file's stem for exported files."""
+def _default_name(path: Path, spec: str) -> str:
+    """A run folder's name for run or checkpoint folders; a file's stem for exported files; a Hub
+    model's repository name."""
+    if is_hub_ref(spec):
+        return parse_hub_ref(spec).repo_id.split("/")[-1]
     if path.is_file():
         return path.stem
     p = path.resolve()
@@ -157,10 +161,10 @@ def load_models(specs: list[str], device: str = "auto", mode: str | None = None,
         tr: Translator
         if path.is_file():
             tr = ExportedTranslator.from_file(path)
-        else:
-            tr = Translator.from_checkpoint(path, device=device, mode=mode, backend=backend)
+        else:  # a run or checkpoint folder, a packaged model or a Hub model (hf://OWNER/NAME)
+            tr = Translator.from_checkpoint(path_text, device=device, mode=mode, backend=backend)
         classes = tr.method.class_info()
-        base = name or re.sub(r"[^A-Za-z0-9._-]", "-", _default_name(path)).strip("-.") or "model"
+        base = name or re.sub(r"[^A-Za-z0-9._-]", "-", _default_name(path, path_text)).strip("-.") or "model"
         unique, i = base, 2
         while unique in models:
             unique, i = f"{base}-{i}", i + 1

@@ -46,6 +46,7 @@ from pairgan.fsutil import atomic_write, atomic_write_text
 from pairgan.methods.base import Method, StepContext
 from pairgan.methods.build import build_method
 from pairgan.methods.ema import GeneratorEMA
+from pairgan.metrics.card import environment_info
 from pairgan.runtime import resolve_device, seed_everything, set_determinism
 from pairgan.train import distributed
 from pairgan.train.distributed import DistInfo
@@ -643,6 +644,7 @@ class Trainer:
             "global_batch": run.sampler.global_batch * self.cfg.train.accumulate,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "machine": environment_info(run.device),
             "checkpoint": str(run.final),
         }
         if run.budget is not None:
