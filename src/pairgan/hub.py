@@ -100,10 +100,10 @@ def in_hub_cache(path: str | os.PathLike) -> bool:
     """``path`` lies inside the Hugging Face cache (a downloaded snapshot): nothing of pairgan's own
     (compiled graphs) is written there. False when huggingface_hub was never imported: then no
     snapshot was resolved in this process."""
-    hf = sys.modules.get("huggingface_hub")
-    if hf is None:
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is None:
         return False
-    cache = Path(hf.constants.HF_HUB_CACHE).expanduser().resolve()
+    cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
     try:
         Path(path).resolve().relative_to(cache)
     except ValueError:
@@ -113,8 +113,9 @@ def in_hub_cache(path: str | os.PathLike) -> bool:
 
 def _describe_failure(ref: HubRef, exc: BaseException) -> str:
     """Why resolving ``ref`` failed, in words the user can act on."""
-    hf = hub_module()
-    errors, constants = hf.errors, hf.constants
+    hub_module()
+    from huggingface_hub import constants, errors  # optional extra, present: hub_module() checked
+
     cache = constants.HF_HUB_CACHE
     if isinstance(exc, errors.RevisionNotFoundError):
         return f"{ref}: revision {ref.revision!r} not found in {ref.repo_id}"
@@ -142,11 +143,13 @@ def snapshot(ref: str | os.PathLike | HubRef) -> Path:
     repository holds no pairgan model."""
     ref = ref if isinstance(ref, HubRef) else parse_hub_ref(ref)
     hf = hub_module()
+    from huggingface_hub import errors  # optional extra, present: hub_module() checked
+
     try:
         folder = Path(hf.snapshot_download(ref.repo_id, revision=ref.revision, repo_type="model",
                                            allow_patterns=list(LOAD_PATTERNS), library_name="pairgan",
                                            library_version=__version__))
-    except (hf.errors.HfHubHTTPError, hf.errors.LocalEntryNotFoundError, OSError, ValueError) as exc:
+    except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise CheckpointError(_describe_failure(ref, exc)) from None
     if not (folder / "config.yaml").is_file() or not any(folder.glob("*.safetensors")):
         found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -163,13 +166,15 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fa
     commit's URL. Errors (no token, no permission, a network failure) are one-line
     :class:`HubError`."""
     hf = hub_module()
+    from huggingface_hub import errors  # optional extra, present: hub_module() checked
+
     parse_repo_id(repo_id)
     api = hf.HfApi(token=token, library_name="pairgan", library_version=__version__)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                                    revision=revision, commit_message=message)
-    except hf.errors.HfHubHTTPError as exc:
+    except errors.HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         hint = " (log in with hf auth login, or set HF_TOKEN, with write access)" if status in (401, 403) else ""
         raise HubError(f"{repo_id}: the Hub refused the upload: HTTP {status}{hint}: "

@@ -39,6 +39,8 @@ from pairgan.checkpoint import (
     run_of,
     write_weights,
 )
+from pairgan.data.labels import palette_file
+from pairgan.data.palettes import builtin_palette
 from pairgan.errors import CheckpointError, ConfigError, DataError
 from pairgan.evaluate import checkpoint_sha256, run_record, weights_sha256
 from pairgan.fsutil import atomic_folder
@@ -56,6 +58,7 @@ PACKAGE_FORMAT = "pairgan-package"
 PACKAGE_FORMAT_VERSION = 1
 CARD_FILE = "README.md"
 EXAMPLE_FILE = "example.png"
+PALETTE_FILE = "palette.json"
 CARDS_DIR = "cards"
 #: What the card's ``license`` says when none was given: the Hub's value for "see the card".
 UNSET_LICENSE = "other"
@@ -137,6 +140,20 @@ def _example_grid(checkpoint: Path, step: int | None) -> Path | None:
         if m and (step is None or int(m.group(1)) <= step):
             grids.append((int(m.group(1)), p))
     return max(grids)[1] if grids else None
+
+
+def _palette_copy(data: Any, folder: Path) -> str | None:
+    """Copy a palette *file* of ``data.palette`` (how colour label inputs decode) into ``folder`` as
+    ``palette.json``; the loader points ``data.palette`` at it, so the package does not need the file
+    where training read it. None for no palette or a built-in one."""
+    if not data.palette or builtin_palette(data.palette) is not None:
+        return None
+    source = Path(palette_file(data) or "")
+    if not source.is_file():
+        raise DataError(f"{source}: data.palette names this file, which is missing; a packaged model carries its "
+                        "palette file (put it back, or set data.palette to a built-in palette)")
+    shutil.copyfile(source, folder / PALETTE_FILE)
+    return PALETTE_FILE
 
 
 def _data_terms(data_path: str) -> str | None:
@@ -319,6 +336,7 @@ def package_model(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint:
         (tmp / EXTRA_STATE_FILE).write_text(json.dumps(method.extra_state(), indent=1) + "\n", encoding="utf-8")
         if (ckpt / INPUT_PROFILE_FILE).is_file():
             shutil.copyfile(ckpt / INPUT_PROFILE_FILE, tmp / INPUT_PROFILE_FILE)
+        palette = _palette_copy(cfg.data, tmp)
         card_files = []
         if found_cards:
             (tmp / CARDS_DIR).mkdir()
@@ -336,7 +354,7 @@ def package_model(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint:
             "source": {"checkpoint": ckpt.name, "checkpoint_sha256": training.get("checkpoint_sha256"),
                        "train_steps": training.get("train_steps"), "train_wall_s": training.get("train_wall_s"),
                        "machine": training.get("machine")},
-            "cards": card_files, "license": lic,
+            "cards": card_files, "license": lic, "palette": palette,
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         (tmp / PACKAGE_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -64,8 +64,12 @@ def load_method(path: str | os.PathLike, device: str | torch.device = "cpu", mod
     (:attr:`Method.checkpoint`), next to which it finds its run's extra files, and which weights
     it holds (:attr:`Method.weights_source`)."""
     folder = resolve_checkpoint(path)
-    return restore_method(load_checkpoint_config(folder), checkpoint=folder, extra_state=load_extra_state(folder),
-                          device=device, mode=mode, weights=weights)
+    cfg = load_checkpoint_config(folder)
+    package = load_package_info(folder)
+    if package is not None and package.get("palette"):  # a package carries its palette file
+        cfg.data.palette = str(folder / package["palette"])
+    return restore_method(cfg, checkpoint=folder, extra_state=load_extra_state(folder), device=device, mode=mode,
+                          weights=weights)
 
 
 def _load_inference_weights(method: Method, checkpoint: Path, weights: str) -> str:
