@@ -8,7 +8,8 @@ __all__ = ["__version__", "load"]
 
 
 def load(checkpoint, device: str = "auto", mode: str | None = None, weights: str = "auto", backend: str = "auto"):
-    """Load a checkpoint (a run folder or a checkpoint folder) as a :class:`pairgan.infer.Translator`
+    """Load a model — a run folder, a checkpoint folder, a packaged model (``pairgan package``) or a Hub
+    model ``"hf://OWNER/NAME[@REVISION]"`` (:mod:`pairgan.hub`) — as a :class:`pairgan.infer.Translator`
     (``weights``: ``auto`` takes the generator's moving average when the run kept one (``train.ema``),
     ``ema`` insists on it, ``raw`` takes the trained weights). ``backend``: ``auto`` runs a compiled
     graph (traced, frozen, cached beside the checkpoint) where it is exact for the mode, else eager

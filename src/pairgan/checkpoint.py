@@ -51,7 +51,7 @@ from torch import nn
 from pairgan.config import Config, load_config, save_config
 from pairgan.data.profile import InputProfile
 from pairgan.errors import CheckpointError
-from pairgan.fsutil import atomic_folder, atomic_write_text, is_disk_full
+from pairgan.fsutil import atomic_folder, atomic_write_text, is_disk_full, usual_mode
 from pairgan.hub import is_hub_ref, snapshot
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ def write_weights(path: Path, net: nn.Module, metadata: dict[str, str]) -> None:
     ``format: pt``). Not atomic by itself: callers write inside an :func:`atomic_folder`."""
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in _unwrap(net).state_dict().items()}
     save_file(tensors, str(path), metadata={"format": "pt", **metadata})
+    os.chmod(path, usual_mode())  # safetensors creates its files 0600: a checkpoint is readable like its config
 
 
 def save_checkpoint(

@@ -71,7 +71,7 @@ def temp_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
 
 
-def _usual_mode() -> int:
+def usual_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -101,7 +101,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         write(tmp)
         if not tmp.exists():
             raise FileNotFoundError(f"{path}: the writer produced no file")
-        os.chmod(tmp, _usual_mode())
+        os.chmod(tmp, usual_mode())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -195,11 +195,29 @@ def _training_record(checkpoint: Path) -> dict[str, Any]:
             summary = json.loads(summary_file.read_text())
         except (OSError, ValueError):
             summary = {}
-        if Path(str(summary.get("checkpoint", ""))).resolve() == checkpoint.resolve():
+        recorded = Path(str(summary.get("checkpoint", "")))
+        # The run's final checkpoint; by name too, as a run folder may have been moved since.
+        if recorded.resolve() == checkpoint.resolve() or (recorded.name == checkpoint.name
+                                                          and summary.get("steps") == record.get("train_steps")):
+            record["train_wall_s"] = record.get("train_wall_s") or summary.get("seconds")
             record["device"] = summary.get("device")
             record["machine"] = summary.get("machine")
             record["torch"] = summary.get("torch")
     return record
+
+
+def _input_words(d: Any) -> str:
+    if d.input_kind == "label" and d.label_nc > 0:
+        return f"label maps ({d.label_nc} classes{', with instance maps' if d.instance else ''})"
+    if d.input_kind == "label":
+        return f"colour-coded label maps ({d.input_nc} channels)"
+    return f"{d.input_kind}s ({d.input_nc} channels)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h ({seconds:.0f} s)"
+    return f"{seconds / 60:.1f} min ({seconds:.0f} s)" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def model_card(*, method: Method, repo_id: str | None, license: str, datasets: Sequence[str], data_terms: str | None,
@@ -236,8 +254,7 @@ def model_card(*, method: Method, repo_id: str | None, license: str, datasets: S
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "",
              f"# {name}", "",
              f"A **{cfg.method}** model trained with pairgan (`pip install pairgan`): it translates "
-             f"{d.input_kind} inputs ({d.input_nc if d.input_kind != 'label' else d.label_nc} "
-             f"{'channels' if d.input_kind != 'label' else 'classes'}) into {d.output_kind}s ({d.output_nc} channels).",
+             f"{_input_words(d)} into {d.output_kind}s ({d.output_nc} channels).",
              ""]
     if license == UNSET_LICENSE:
         lines += ["> **Licence not set.** Whoever publishes this model must choose one (`pairgan package --license`) "
@@ -263,7 +280,7 @@ def model_card(*, method: Method, repo_id: str | None, license: str, datasets: S
               + (f" ({training['epochs']} epochs)" if training.get("epochs") is not None else "")
               + (f", global batch {training['global_batch']}" if training.get("global_batch") else "")
               + (f", {training['world_size']} processes" if (training.get("world_size") or 1) > 1 else "") + ".",
-              f"- Wall time: {f'{wall / 3600:.2f} h ({wall:.0f} s)' if wall else 'not recorded'}.",
+              f"- Wall time: {_duration(wall) if wall else 'not recorded'}.",
               f"- Hardware: {hardware}" + (f" ({machine.get('cpu_cores')} cores)" if machine.get("cpu_cores") and not machine.get("gpu") else "")
               + (f", torch {training.get('torch')}" if training.get("torch") else "") + ".",
               f"- Checkpoint weights sha256: `{training.get('checkpoint_sha256')}` (pairgan's hash over the tensors).",

@@ -62,6 +62,8 @@ def evaluate_checkpoint_or_outputs(
     settings from ``preset`` + ``overrides``), the output folder (default ``RUN/eval_SPLIT``, or
     ``OUTPUTS/../eval_SPLIT``; under a protocol ``RUN/eval_PROTOCOL``), the protocol (a built-in
     name or a YAML file) and the device, then :func:`pairgan.evaluate.evaluate`."""
+    if out is None and is_hub_ref(checkpoint):
+        raise ValueError(f"{checkpoint}: give --out: a Hub model has no run folder to write the evaluation into")
     locked = load_protocol(protocol) if protocol is not None else None
     dev = resolve_device(device)
     translator, data_cfg = None, None
@@ -76,8 +78,6 @@ def evaluate_checkpoint_or_outputs(
         data_cfg = build_config(preset, list(overrides), data_path=str(data)).data
     else:
         raise ValueError("give a run or checkpoint folder to translate with, or --outputs DIR of generated images")
-    if out is None and is_hub_ref(checkpoint):
-        raise ValueError(f"{checkpoint}: give --out: a Hub model has no run folder to write the evaluation into")
     if out is None:
         base = Path(checkpoint) if checkpoint is not None else Path(outputs).parent  # type: ignore[arg-type]
         suffix = ""
