@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 import pytest
 from typer.testing import CliRunner
 
@@ -247,3 +248,26 @@ def test_cli_package_and_push(tiny_run: Callable[..., Path], tmp_path: Path, mon
     assert "pushed me/tiny" in r.output and "hf://me/tiny" in r.output
     r = runner.invoke(app, ["push", str(run), "me/tiny"])
     assert r.exit_code == 2 and "--license is required" in r.output
+
+
+#: The other methods' shared tiny runs (as their own tests train them): (preset, tiny_run arguments).
+OTHER_METHODS = {
+    "crn": ("crn-demo", {"data": "scenes", "steps": 2, "log_every": None, "extra": ["model.widths=[8,8,8]"]}),
+    "ggb": ("ggb", {"steps": 1, "data": "poses", "log_every": None}),
+    "drpan": ("drpan-demo", {"steps": 1, "log_every": None}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_METHODS))
+def test_every_method_packages_and_loads_back_identically(name: str, tiny_run: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    preset, kwargs = OTHER_METHODS[name]
+    run = tiny_run(preset, **kwargs)
+    pkg = package_model(run, tmp_path / "pkg")
+    assert pkg.method == name and not (pkg.folder / "state.pt").exists()
+    a = Translator.from_checkpoint(run, device="cpu", backend="torch")
+    b = Translator.from_checkpoint(pkg.folder, device="cpu", backend="torch")
+    torch.manual_seed(0)
+    batch = a.method.example_batch(2, 32, 32)
+    assert torch.equal(a.translate_batch(batch, seed=0), b.translate_batch(batch, seed=0))
+    assert type(b.method).paper and type(b.method).paper in (pkg.folder / "README.md").read_text()
