@@ -162,7 +162,8 @@ def snapshot(ref: str | os.PathLike | HubRef) -> Path:
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
                   message: str = "Upload pairgan model", token: str | None = None) -> str:
     """Create model repository ``repo_id`` when it does not exist (``private`` then) and upload every
-    file of ``folder`` in one commit (on branch ``revision``; default the main branch). Returns the
+    file of ``folder`` in one commit (on branch ``revision``, created from main when missing; default
+    the main branch). Returns the
     commit's URL. Errors (no token, no permission, a network failure) are one-line
     :class:`HubError`."""
     hf = hub_module()
@@ -172,6 +173,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fa
     api = hf.HfApi(token=token, library_name="pairgan", library_version=__version__)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, repo_type="model", branch=revision, exist_ok=True)
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                                    revision=revision, commit_message=message)
     except errors.HfHubHTTPError as exc:

@@ -195,6 +195,9 @@ class _RecordingApi:
     def __init__(self, **kwargs: Any) -> None:
         self.calls.append(("init", kwargs))
 
+    def create_branch(self, repo_id: str, **kwargs: Any) -> None:
+        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
     def create_repo(self, repo_id: str, **kwargs: Any) -> str:
         self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
         return f"https://hub.invalid/{repo_id}"
@@ -211,6 +214,7 @@ def test_push_uploads_the_package_and_nothing_else(tiny_run: Callable[..., Path]
     pkg, url = push_model(run, "me/tiny", private=True, license="mit")
     assert url == "https://hub.invalid/me/tiny/commit/abc"
     calls = dict((name, kw) for name, kw in _RecordingApi.calls)
+    assert "create_branch" not in calls
     assert calls["create_repo"] == {"repo_id": "me/tiny", "repo_type": "model", "private": True, "exist_ok": True}
     upload = calls["upload_folder"]
     assert upload["repo_id"] == "me/tiny" and upload["repo_type"] == "model" and upload["revision"] is None
@@ -243,8 +247,11 @@ def test_cli_package_and_push(tiny_run: Callable[..., Path], tmp_path: Path, mon
     assert r.exit_code == 2 and "already exists" in r.output and "Traceback" not in r.output
     _RecordingApi.calls = []
     monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingApi)
-    r = runner.invoke(app, ["push", str(run), "me/tiny", "--license", "mit", "--private"])
+    r = runner.invoke(app, ["push", str(run), "me/tiny", "--license", "mit", "--private", "--revision", "v2"])
     assert r.exit_code == 0, r.output
+    calls = dict(_RecordingApi.calls)
+    assert calls["create_branch"] == {"repo_id": "me/tiny", "repo_type": "model", "branch": "v2", "exist_ok": True}
+    assert calls["upload_folder"]["revision"] == "v2" and calls["create_repo"]["private"] is True
     assert "pushed me/tiny" in r.output and "hf://me/tiny" in r.output
     r = runner.invoke(app, ["push", str(run), "me/tiny"])
     assert r.exit_code == 2 and "--license is required" in r.output
