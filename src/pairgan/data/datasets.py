@@ -3,12 +3,20 @@
 Every sample is a pure function of ``(seed, epoch, index)``: the augmentation draw comes from
 ``np.random.default_rng([seed, epoch, index])`` and nothing here touches a global RNG, so worker
 processes, their number and a resumed run all see the same pairs bit for bit.
+
+A layout reads a sample in two steps: ``sample_files(index)`` names its files by role (``pair``;
+``A``, ``B``; ...) and ``sample_extra(index)`` gives what else it needs (pose keypoints); then
+``decode(files, extra, epoch, index)`` — THE per-sample function — decodes and augments them.
+``ds[(epoch, index)]`` feeds it the files on disk; a WebDataset shard (:mod:`pairgan.data.shards`)
+feeds it the same files' bytes through :meth:`PairedImageDataset.reader`, so a folder and its
+shards give identical tensors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import operator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,29 @@ LAYOUT_HELP = (
 
 def _layout_help(split: str) -> str:
     return LAYOUT_HELP.format(split=split)
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    """One file of a sample. ``path`` names it: a file on disk, or ``SHARD:NAME`` for a file stored
+    in a WebDataset shard (its extension picks the decoder, messages start with it); ``data`` holds
+    its bytes when it was not read from disk."""
+
+    path: Path
+    data: bytes | None = None
+
+    def read(self, *, palette_indices: bool = False) -> np.ndarray:
+        """The decoded pixels (:func:`pairgan.data.io.read_image`)."""
+        return read_image(self.path, palette_indices=palette_indices, data=self.data)
+
+
+#: A sample's files by role (``pair``; ``A`` and ``B``; ``label``, ``inst``, ``image``; ``source``, ``target``).
+SampleFiles = dict[str, SampleFile]
+
+
+def on_disk(files: dict[str, Path]) -> SampleFiles:
+    """Files on disk by role as :class:`SampleFile` s."""
+    return {role: SampleFile(Path(p)) for role, p in files.items()}
 
 
 def load_side(path: Path, kind: str, nc: int, key: str, arr: np.ndarray | None = None) -> np.ndarray:
@@ -85,13 +116,15 @@ def sample_key(key: Any, n: int) -> tuple[int, int]:
 
 
 class PairedImageDataset(Dataset):
-    """Base class: subclasses fill ``self.pairs`` and implement ``_read_pair``.
+    """Base class: subclasses fill ``self.pairs`` and implement ``sample_files`` and ``_read_pair``.
 
     ``ds[index]`` or ``ds[(epoch, index)]`` -> ``{"A", "B", "A_path", "B_path", "index"}``; ``A``
     is the network input (after ``direction``), ``[input_nc, H, W]`` in [-1, 1]; ``B`` the target.
     """
 
     layout = "?"
+    #: The file layout a shard of this data set records (``aligned-labels`` reads aligned files).
+    file_layout = "?"
 
     def __init__(
         self,
@@ -114,13 +147,18 @@ class PairedImageDataset(Dataset):
 
     def _setup(self, root: str | Path, split: str, folder: str, cfg: DataConfig, *, train: bool,
                size_multiple: int, seed: int) -> None:
-        """What every layout's constructor sets first: the seed (checked), root, split, its
-        ``folder`` under root, the config and the shared augmentation (:class:`PairedTransform`)."""
-        if seed < 0:
-            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        """What every layout's constructor sets first: root, split, its ``folder`` under root and
+        what :meth:`_setup_reading` sets."""
         self.root = Path(root)
         self.split = split
         self.folder = self.root / folder
+        self._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
+
+    def _setup_reading(self, cfg: DataConfig, *, train: bool, size_multiple: int, seed: int) -> None:
+        """What decoding a sample needs (no file is touched): the seed (checked), the config and the
+        shared augmentation (:class:`PairedTransform`); layouts add their own checks."""
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
         self.cfg = cfg
         self.train = train
         self.seed = int(seed)
@@ -129,11 +167,30 @@ class PairedImageDataset(Dataset):
             size_multiple=size_multiple,
         )
 
+    @classmethod
+    def reader(cls, cfg: DataConfig, *, train: bool, size_multiple: int = 1, seed: int = 0) -> "PairedImageDataset":
+        """An instance of this layout that decodes samples handed to it (:meth:`decode`) without
+        a folder: what a WebDataset shard's samples go through."""
+        obj = cls.__new__(cls)
+        obj.root = obj.folder = Path("")
+        obj.split = ""
+        obj.pairs = []
+        obj._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
+        return obj
+
     # -- subclass hooks
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
         raise NotImplementedError
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+    def sample_files(self, index: int) -> dict[str, Path]:
+        """Item ``index``'s files on disk by role (what a shard stores of it)."""
+        raise NotImplementedError
+
+    def sample_extra(self, index: int) -> dict[str, Any]:
+        """What item ``index`` needs besides its files (JSON values; stored in its shard)."""
+        return {}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
         """Native arrays and paths of the A side and the B side (before ``direction``)."""
         raise NotImplementedError
 
@@ -146,9 +203,14 @@ class PairedImageDataset(Dataset):
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = self._key(key)
+        return self.decode(on_disk(self.sample_files(index)), self.sample_extra(index), epoch, index)
+
+    def decode(self, files: SampleFiles, extra: dict[str, Any], epoch: int, index: int) -> dict[str, Any]:
+        """THE per-sample function: item ``index`` of ``epoch`` from its files (on disk or from a
+        shard), augmented with the draw of ``(seed, epoch, index)``."""
         rng = np.random.default_rng([self.seed, epoch, index])
         cfg = self.cfg
-        a_raw, b_raw, a_path, b_path = self._read_pair(index)
+        a_raw, b_raw, a_path, b_path = self._read_pair(files)
         if cfg.direction == "BtoA":
             a_raw, b_raw, a_path, b_path = b_raw, a_raw, b_path, a_path
         a = load_side(a_path, cfg.input_kind, cfg.input_nc, "data.input_nc", a_raw)
@@ -192,15 +254,18 @@ class AlignedDataset(PairedImageDataset):
     """``ROOT/{split}/*``: each file holds A (left half) | B (right half); the width must be even."""
 
     layout = "aligned"
+    file_layout = "aligned"
 
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
         return [(f, None) for f in list_images(self.folder)]
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
-        path = self.pairs[index][0]
-        both = read_image(path)
-        a, b = split_aligned(both, path)
-        return a, b, path, path
+    def sample_files(self, index: int) -> dict[str, Path]:
+        return {"pair": self.pairs[index][0]}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        f = files["pair"]
+        a, b = split_aligned(f.read(), f.path)
+        return a, b, f.path, f.path
 
 
 def split_aligned(both: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +281,7 @@ class FoldersDataset(PairedImageDataset):
     """``ROOT/{split}/A/*`` and ``ROOT/{split}/B/*``, partners matched by file stem."""
 
     layout = "folders"
+    file_layout = "folders"
 
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
         for side in ("A", "B"):
@@ -228,16 +294,20 @@ class FoldersDataset(PairedImageDataset):
             raise DataError(f"{self.folder}: {len(problems)} unpaired or duplicate files: {shown}{more}")
         return list(pairs)
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+    def sample_files(self, index: int) -> dict[str, Path]:
         a_path, b_path = self.pairs[index]
         assert b_path is not None
+        return {"A": a_path, "B": b_path}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        a_path, b_path = files["A"].path, files["B"].path
         cfg = self.cfg
         # Palette indices are wanted where that side ends up a 1-channel label input or output.
         a_kind, a_nc, b_kind, b_nc = cfg.input_kind, cfg.input_nc, cfg.output_kind, cfg.output_nc
         if cfg.direction == "BtoA":
             a_kind, a_nc, b_kind, b_nc = b_kind, b_nc, a_kind, a_nc
-        a = read_image(a_path, palette_indices=(a_kind == "label" and a_nc == 1))
-        b = read_image(b_path, palette_indices=(b_kind == "label" and b_nc == 1))
+        a = files["A"].read(palette_indices=(a_kind == "label" and a_nc == 1))
+        b = files["B"].read(palette_indices=(b_kind == "label" and b_nc == 1))
         if a.shape[:2] != b.shape[:2]:
             raise DataError(
                 f"{a_path} is {a.shape[1]}x{a.shape[0]} but its partner {b_path} is "
@@ -364,6 +434,9 @@ __all__ = [
     "AlignedDataset",
     "FoldersDataset",
     "PairedImageDataset",
+    "SampleFile",
+    "SampleFiles",
+    "on_disk",
     "build_dataset",
     "detect_layout",
     "load_side",

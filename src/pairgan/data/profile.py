@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pairgan.data.datasets import PairedImageDataset
-from pairgan.data.io import read_image, to_unit_float
+from pairgan.data.datasets import PairedImageDataset, SampleFiles, on_disk
+from pairgan.data.io import to_unit_float
 from pairgan.data.labels import LabelMapDataset
 
 __all__ = [
@@ -230,12 +230,19 @@ def profile_arrays(arrays: Sequence[np.ndarray], *, palette_indices: bool = Fals
 def raw_input(dataset: Any, index: int) -> tuple[np.ndarray, bool] | None:
     """Item ``index``'s input as decoded from its file (no augmentation, no one-hot) and whether
     it was decoded to palette indices; None for data sets whose input is not one image (poses)."""
+    if not isinstance(dataset, PairedImageDataset):
+        return None
+    return raw_input_of(dataset, on_disk(dataset.sample_files(index)))
+
+
+def raw_input_of(dataset: Any, files: SampleFiles) -> tuple[np.ndarray, bool] | None:
+    """:func:`raw_input` of a sample's files (on disk or from a shard) read by ``dataset``'s layout."""
     if isinstance(dataset, LabelMapDataset):
-        return read_image(dataset.pairs[index][0], palette_indices=True), True
+        return (files["label"] if "label" in files else files["pair"]).read(palette_indices=True), True
     if isinstance(dataset, PairedImageDataset):
         cfg = dataset.cfg
         # The layouts' own reader: the aligned halves or the A/B files, decoded as training reads them.
-        a, b, _, _ = dataset._read_pair(index)
+        a, b, _, _ = dataset._read_pair(files)
         decoded_ids = dataset.layout == "folders" and cfg.input_kind == "label" and cfg.input_nc == 1
         return (b if cfg.direction == "BtoA" else a), decoded_ids
     return None
