@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,20 @@ LAYOUT_HELP = (
 
 def _layout_help(split: str) -> str:
     return LAYOUT_HELP.format(split=split)
+
+
+#: The file names a WebDataset shard may have.
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+def is_shard_spec(path: str | os.PathLike) -> bool:
+    """Whether ``data.path`` names WebDataset shards (:mod:`pairgan.data.shards`): a manifest
+    (``.json``), a shard or shard pattern (``.tar``, ``.tgz``, ``.tar.gz``), ``pipe:...`` or a URL
+    (``s3://``, ``https://``, ...)."""
+    spec = str(path).strip()
+    if not spec:
+        return False
+    return spec.startswith("pipe:") or "://" in spec or spec.endswith((".json", *SHARD_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -359,6 +374,8 @@ def resolve_layout(cfg: DataConfig, split: str) -> str:
     ``aligned`` turned into ``aligned-labels`` when the inputs are label maps
     (``data.input_kind=label`` and ``data.label_nc`` > 0): the label half is decoded to class
     ids for the one-hot input of pix2pixHD, CRN and DRPAN. ``split`` may be a slice ``NAME[START:STOP]``."""
+    if is_shard_spec(cfg.path):
+        return "shards"
     split, _ = parse_split(split)
     layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
     if layout == "aligned" and cfg.input_kind == "label" and cfg.label_nc > 0:
@@ -382,10 +399,17 @@ def build_dataset(
     """The data set for ``split`` of ``cfg.path`` (layout ``auto`` detects aligned or folders).
 
     ``split`` is a folder name or a slice of one, ``NAME[START:STOP]`` (:mod:`pairgan.data.splits`);
-    ``data.max_items`` applies after the slice."""
+    ``data.max_items`` applies after the slice. When ``data.path`` names WebDataset shards
+    (:func:`is_shard_spec`) they are the training split, read as a stream
+    (:class:`pairgan.data.shards.ShardDataset`); another split is read from a folder."""
     if not cfg.path:
         raise DataError(f"data.path is empty; expected the data set root folder ({LAYOUT_HELP})")
+    if is_shard_spec(cfg.path) and split != cfg.train_split:
+        raise DataError(f"{cfg.path}: WebDataset shards hold the training split ({cfg.train_split}); split "
+                        f"{split!r} is read from a data set folder")
     cls = _dataset_class(cfg, split)
+    if is_shard_spec(cfg.path):
+        return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
     folder, sl = parse_split(split)
     if sl is None:
         return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
@@ -408,6 +432,8 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
     """Whether ``cfg.path/split`` exists and holds images in a recognised layout."""
     if not cfg.path or not split:
         return False
+    if is_shard_spec(cfg.path):
+        return split == cfg.train_split
     try:
         layout = resolve_layout(cfg, split)
         split, _ = parse_split(split)
@@ -439,6 +465,7 @@ __all__ = [
     "on_disk",
     "build_dataset",
     "detect_layout",
+    "is_shard_spec",
     "load_side",
     "match_by_stem",
     "resolve_layout",

@@ -28,6 +28,7 @@ import numpy as np
 from pairgan.data.datasets import PairedImageDataset, SampleFiles, on_disk
 from pairgan.data.io import to_unit_float
 from pairgan.data.labels import LabelMapDataset
+from pairgan.data.shards import ShardDataset
 
 __all__ = [
     "ChannelStats",
@@ -250,23 +251,29 @@ def raw_input_of(dataset: Any, files: SampleFiles) -> tuple[np.ndarray, bool] | 
 
 def profile_inputs(dataset: Any, *, max_items: int = MAX_ITEMS) -> InputProfile | None:
     """The :class:`InputProfile` of up to ``max_items`` inputs of ``dataset`` (evenly spread, the
-    same items every time); None when the data set's inputs are not single images."""
+    same items every time; of WebDataset shards, the first ones in stored order); None when the
+    data set's inputs are not single images."""
     n = len(dataset)
     if n == 0:
         return None
-    indices = sorted({int(i) for i in np.linspace(0, n - 1, min(n, max_items))})
+    if isinstance(dataset, ShardDataset):
+        raws = (raw_input_of(dataset.reader, files) for files in dataset.head_files(max_items))
+        cfg = dataset.cfg
+        labels = isinstance(dataset.reader, LabelMapDataset)
+    else:
+        indices = sorted({int(i) for i in np.linspace(0, n - 1, min(n, max_items))})
+        raws = (raw_input(dataset, i) for i in indices)
+        cfg = getattr(dataset, "cfg", None)
+        labels = isinstance(dataset, LabelMapDataset)
     arrays, decoded_ids = [], False
-    for i in indices:
-        raw = raw_input(dataset, i)
+    for raw in raws:
         if raw is None:
             log.debug("%s: no input profile (inputs are not single images)", type(dataset).__name__)
             return None
         arrays.append(raw[0])
         decoded_ids = raw[1]
-    cfg = getattr(dataset, "cfg", None)
     return profile_arrays(arrays, palette_indices=decoded_ids,
-                          config_kind=getattr(cfg, "input_kind", "image"),
-                          labels=isinstance(dataset, LabelMapDataset))
+                          config_kind=getattr(cfg, "input_kind", "image"), labels=labels)
 
 
 # --------------------------------------------------------------------------- checking
