@@ -212,17 +212,20 @@ def check_dataset(
 
 
 def _check_shards(cfg: DataConfig, size_multiple: int, report: CheckReport) -> CheckReport:
-    """WebDataset shards: the manifest, every shard present at its recorded size, and the first
-    ``data.max_items`` (default :data:`SHARD_SAMPLES_CHECKED`) samples decoded as training reads them."""
+    """WebDataset shards: the manifest, every shard present at its recorded size (else the error is
+    raised), and the first ``data.max_items`` (default :data:`SHARD_SAMPLES_CHECKED`) samples
+    decoded as training reads them."""
     report.root = str(cfg.path)
     row: dict[str, Any] = {"split": cfg.train_split, "layout": "shards", "n_pairs": 0, "min_size": None,
                            "max_size": None, "channels_A": [], "channels_B": [], "problems": 0, "notes": []}
     report.rows.append(row)
     n = cfg.max_items or SHARD_SAMPLES_CHECKED
+    # Shards that cannot be opened at all (a manifest naming missing or cut shards) raise their
+    # one-line error here, as training would; problems of single samples go into the report.
+    ds = build_dataset(cfg, cfg.train_split, train=True, size_multiple=size_multiple)
+    row["layout"] = f"shards ({ds.shards.layout})"
+    row["n_pairs"] = len(ds)
     try:
-        ds = build_dataset(cfg, cfg.train_split, train=True, size_multiple=size_multiple)
-        row["layout"] = f"shards ({ds.shards.layout})"
-        row["n_pairs"] = len(ds)
         sizes = []
         for item in ds.head(n):
             a = item.get("A", item.get("label"))

@@ -94,8 +94,10 @@ MANIFEST_FORMAT = "pairgan-shards"
 MANIFEST_VERSION = 1
 #: The one line a missing optional extra gets.
 EXTRA_HINT = "pip install 'pairgan[webdataset]'"
-#: tar stores every member as a 512-byte header plus its data padded to 512 bytes.
+#: tar stores every member as a 512-byte header plus its data padded to 512 bytes, ends with two
+#: empty blocks, and Python's tarfile pads the whole archive to 20-block records.
 _TAR_BLOCK = 512
+_TAR_RECORD = 20 * _TAR_BLOCK
 
 
 def require_webdataset() -> Any:
@@ -125,8 +127,8 @@ def parse_size(text: str | int) -> int:
             raise DataError(f"--shard-size {text!r}: expected a size such as 1GB, 500MB, 2GiB or a number of bytes")
         value, unit = float(m.group(1)), (m.group(2) or "").lower()
     size = int(value * _UNITS[unit])
-    if size < 64 * 1024:
-        raise DataError(f"--shard-size {text!r}: {size} bytes; expected at least 64KB")
+    if size < 4096:
+        raise DataError(f"--shard-size {text!r}: {size} bytes; expected at least 4096 bytes (shards are read whole; 100MB-1GB is typical)")
     return size
 
 
@@ -134,7 +136,13 @@ def parse_size(text: str | int) -> int:
 
 
 def _tar_bytes(n: int) -> int:
+    """Bytes a member of ``n`` bytes takes in a tar."""
     return _TAR_BLOCK + math.ceil(n / _TAR_BLOCK) * _TAR_BLOCK
+
+
+def _archive_bytes(members: int) -> int:
+    """Bytes of a tar whose members take ``members`` bytes."""
+    return math.ceil((members + 2 * _TAR_BLOCK) / _TAR_RECORD) * _TAR_RECORD
 
 
 class _HashingFile:
@@ -222,19 +230,23 @@ def pack_shards(
     if overwrite:
         manifest_path.unlink(missing_ok=True)  # a kill from here on leaves no manifest naming stale shards
     n = len(ds)
-    samples: list[tuple[dict[str, Path], dict[str, Any], int]] = []
+    # (files by role, the sample's JSON, its bytes in a tar), known before anything is written
+    samples: list[tuple[dict[str, Path], bytes, int]] = []
     for i in range(n):
         files = ds.sample_files(i)
+        meta = {"index": i, "layout": ds.file_layout, "files": {r: _relative(p, root) for r, p in files.items()},
+                "extra": ds.sample_extra(i)}
+        text = json.dumps(meta, sort_keys=True).encode()
         try:
-            size = sum(_tar_bytes(os.path.getsize(p)) for p in files.values()) + 2 * _TAR_BLOCK
+            size = sum(_tar_bytes(os.path.getsize(p)) for p in files.values()) + _tar_bytes(len(text))
         except OSError as exc:
-            raise DataError(f"{getattr(exc, 'filename', '') or files}: cannot read ({exc.strerror})") from None
-        samples.append((files, ds.sample_extra(i), size))
+            raise DataError(f"{exc.filename}: cannot read ({exc.strerror})") from None
+        samples.append((files, text, size))
     # Shards close before passing the limit (a single larger sample gets a shard of its own).
     plan: list[list[int]] = [[]]
     used = 0
     for i, (_, _, size) in enumerate(samples):
-        if plan[-1] and used + size > limit:
+        if plan[-1] and _archive_bytes(used + size) > limit:
             plan.append([])
             used = 0
         plan[-1].append(i)
@@ -248,19 +260,17 @@ def pack_shards(
         def write(tmp: Path, members: list[int] = members, info: dict[str, Any] = info) -> None:
             with open(tmp, "wb") as raw:
                 f = _HashingFile(raw)
-                # Fixed owner and time stamps: the same input gives the same bytes (and sha256).
-                writer = wds.TarWriter(f, user="pairgan", group="pairgan", mtime=0.0, encoder=False)
+                # Fixed owner and time stamps: the same input gives the same bytes (and sha256); an integer
+                # time, as a float would cost every member an extended (pax) header.
+                writer = wds.TarWriter(f, user="pairgan", group="pairgan", mtime=0, encoder=False)
                 for i in members:
-                    files, extra, _ = samples[i]
-                    rels = {role: _relative(p, root) for role, p in files.items()}
-                    sample: dict[str, Any] = {"__key__": f"{i:09d}"}
+                    files, text, _ = samples[i]
+                    sample: dict[str, Any] = {"__key__": f"{i:09d}", "json": text}
                     for role, p in files.items():
                         try:
-                            sample[_member(role, rels[role])] = Path(p).read_bytes()
+                            sample[_member(role, _relative(p, root))] = Path(p).read_bytes()
                         except OSError as exc:
                             raise DataError(f"{p}: cannot read ({exc.strerror})") from None
-                    meta = {"index": i, "layout": ds.file_layout, "files": rels, "extra": extra}
-                    sample["json"] = json.dumps(meta, sort_keys=True).encode()
                     writer.write(sample)
                     roles.update(files)
                 writer.close()
