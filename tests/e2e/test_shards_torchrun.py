@@ -82,3 +82,28 @@ def test_two_ranks_two_workers_train_every_sample_once_per_epoch(tmp_path: Path)
     state = ckpt.load_state(ckpt.resolve_checkpoint(tmp_path / "run"))
     assert state["data"]["order"] == {"kind": "shards", "slots": 4, "workers": 2, "world_size": 2, "batch_size": 2,
                                       "shuffle": True, "buffer": 3}
+
+
+CITYSCAPES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cityscapes_pix2pix"
+
+
+@pytest.mark.skipif(not (CITYSCAPES / "train").is_dir(), reason=f"{CITYSCAPES} not present")
+def test_cityscapes_jpegs_read_back_bit_for_bit(tmp_path: Path) -> None:
+    """Real JPEGs (the pix2pix Cityscapes set, a slice of it): the shards' tensors are the folder's."""
+    from pairgan.config import build_config
+    from pairgan.data.datasets import build_dataset
+
+    manifest = pack_shards(CITYSCAPES, tmp_path / "s", split="train[:24]", shard_size="500KB")
+    assert manifest["samples"] == 24 and len(manifest["shards"]) >= 2
+    overrides = ["data.direction=BtoA", "data.train_split=train[:24]"]
+    folder = build_dataset(build_config("pix2pix", overrides, data_path=str(CITYSCAPES)).data, "train[:24]",
+                           train=True, seed=2)
+    cfg = build_config("pix2pix", overrides, data_path=str(tmp_path / "s" / "train.json")).data
+    shards = build_dataset(cfg, "train[:24]", train=True, seed=2)
+    shards.order(batch_size=1).set_position(4, 0)
+    items = list(shards)
+    assert sorted(it["index"] for it in items) == list(range(24))
+    for it in items:
+        ref = folder[(4, it["index"])]
+        assert torch.equal(ref["A"], it["A"]) and torch.equal(ref["B"], it["B"])
+        assert it["A_path"].endswith(":" + Path(ref["A_path"]).relative_to(CITYSCAPES).as_posix())

@@ -245,3 +245,26 @@ def test_missing_extra_is_one_line(packed: tuple[Path, Path], tmp_path: Path, mo
         assert result.exit_code == 2 and len(errors) == 1, result.output
         assert "pip install 'pairgan[webdataset]'" in errors[0] and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_pack_that_fails_midway_leaves_complete_shards_and_no_manifest(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_aligned(tmp_path / "data", {"train": 9}, h=16, w=16)
+    out = tmp_path / "out"
+    plain = Path.read_bytes
+
+    def failing(self: Path) -> bytes:  # the 7th file cannot be read (as a disk error or a kill would stop it)
+        if self.name == "006.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return plain(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(DataError, match="006.png: cannot read"):
+        pack_shards(root, out, shard_size=10240)
+    monkeypatch.undo()
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["train-000000.tar"]  # the finished shard; no manifest, no temporary of the next one
+    import tarfile
+
+    with tarfile.open(out / left[0]) as tar:  # and it is whole
+        assert len([m for m in tar.getmembers() if m.name.endswith(".json")]) == 4

@@ -151,8 +151,12 @@ class _HashingFile:
 
     def __init__(self, f: Any) -> None:
         self.f, self.sha, self.size = f, hashlib.sha256(), 0
+        #: Set when the file is closed: a tar writer abandoned by an error flushes nothing more.
+        self.done = False
 
     def write(self, b: bytes) -> int:
+        if self.done:
+            return len(b)
         self.sha.update(b)
         self.size += len(b)
         return self.f.write(b)
@@ -189,6 +193,29 @@ def _relative(path: Path, root: Path) -> str:
 def _member(role: str, rel: str) -> str:
     """A file's name inside its sample: role and extension (WebDataset lower-cases both)."""
     return f"{role.lower()}{Path(rel).suffix.lower()}"
+
+
+def _write_shard(wds: Any, tmp: Path, samples: list[tuple[dict[str, Path], bytes, int]], indices: list[int],
+                 root: Path) -> dict[str, Any]:
+    """Write ``samples`` (files by role, JSON) as one tar at ``tmp``; its sha256 and size."""
+    with open(tmp, "wb") as raw:
+        f = _HashingFile(raw)
+        try:
+            # Fixed owner and time stamps: the same input gives the same bytes (and sha256); an
+            # integer time, as a float would cost every member an extended (pax) header.
+            writer = wds.TarWriter(f, user="pairgan", group="pairgan", mtime=0, encoder=False)
+            for i, (files, text, _) in zip(indices, samples):
+                sample: dict[str, Any] = {"__key__": f"{i:09d}", "json": text}
+                for role, p in files.items():
+                    try:
+                        sample[_member(role, _relative(p, root))] = Path(p).read_bytes()
+                    except OSError as exc:
+                        raise DataError(f"{p}: cannot read ({exc.strerror})") from None
+                writer.write(sample)
+            writer.close()
+        finally:
+            f.done = True  # an abandoned writer must not flush into the closed file later
+    return {"sha256": f.sha.hexdigest(), "bytes": f.size}
 
 
 def _shard_names(out: Path, name: str) -> list[Path]:
@@ -251,30 +278,14 @@ def pack_shards(
             used = 0
         plan[-1].append(i)
         used += size
-    roles: set[str] = set()
+    roles = sorted({role for files, _, _ in samples for role in files})
     shards: list[dict[str, Any]] = []
     for k, members in enumerate(plan):
         path = out / f"{name}-{k:06d}.tar"
         info: dict[str, Any] = {}
 
         def write(tmp: Path, members: list[int] = members, info: dict[str, Any] = info) -> None:
-            with open(tmp, "wb") as raw:
-                f = _HashingFile(raw)
-                # Fixed owner and time stamps: the same input gives the same bytes (and sha256); an integer
-                # time, as a float would cost every member an extended (pax) header.
-                writer = wds.TarWriter(f, user="pairgan", group="pairgan", mtime=0, encoder=False)
-                for i in members:
-                    files, text, _ = samples[i]
-                    sample: dict[str, Any] = {"__key__": f"{i:09d}", "json": text}
-                    for role, p in files.items():
-                        try:
-                            sample[_member(role, _relative(p, root))] = Path(p).read_bytes()
-                        except OSError as exc:
-                            raise DataError(f"{p}: cannot read ({exc.strerror})") from None
-                    writer.write(sample)
-                    roles.update(files)
-                writer.close()
-                info.update(sha256=f.sha.hexdigest(), bytes=f.size)
+            info.update(_write_shard(wds, tmp, [samples[i] for i in members], members, root))
 
         atomic_write(path, write)
         shards.append({"name": path.name, "samples": len(members), "first_index": members[0],
@@ -287,7 +298,7 @@ def pack_shards(
         "pairgan": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "layout": ds.file_layout,
-        "roles": sorted(roles),
+        "roles": roles,
         "samples": n,
         "shard_size_limit": limit,
         "source": {"root": str(root.resolve()), "split": split, "max_items": max_items},
