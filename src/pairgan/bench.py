@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from pairgan.config import Config
 from pairgan.data.datasets import build_dataset
@@ -26,6 +25,7 @@ from pairgan.infer import Translator
 from pairgan.methods.base import StepContext
 from pairgan.methods.build import build_method
 from pairgan.runtime import resolve_device, seed_everything
+from pairgan.train.sampler import BatchStream, build_loader
 
 
 def peak_rss_gib() -> float:
@@ -153,20 +153,17 @@ def bench(
         if data_path:
             cfg.data.path = str(data_path)
         ds = build_dataset(cfg.data, cfg.data.train_split, train=True, seed=cfg.seed)
-        loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=cfg.train.num_workers,
-                            persistent_workers=cfg.train.num_workers > 0, drop_last=True)
-        it = iter(loader)
-
-        def next_batch() -> None:
-            nonlocal it
-            try:
-                next(it)
-            except StopIteration:
-                it = iter(loader)
-                next(it)
-
-        times = time_steps(next_batch, steps, warmup, torch.device("cpu"))
-        result = info | summarize(times, batch, None, None) | {"workers": cfg.train.num_workers}
+        # The training loop's own loader and order (a folder's sampler, or a shard stream).
+        loader, order = build_loader(ds, batch_size=batch, seed=cfg.seed, shuffle=cfg.data.shuffle,
+                                     num_workers=cfg.train.num_workers)
+        stream = BatchStream(loader, order, 0, 0)
+        times = time_steps(stream.next, steps, warmup, torch.device("cpu"))
+        result = info | summarize(times, batch, None, None) | {
+            "workers": cfg.train.num_workers, "data": str(cfg.data.path), "items": len(ds),
+            "reader": getattr(ds, "layout", type(ds).__name__), "order": order.describe(),
+            "preprocess": {"preprocess": cfg.data.preprocess, "load_size": cfg.data.load_size,
+                           "crop_size": cfg.data.crop_size, "flip": cfg.data.flip},
+        }
         result["peak_rss_gib"] = peak_rss_gib()
         return result
 

@@ -52,6 +52,14 @@ class DataConfig:
     test_split: str = "test"
     #: Use only the first N items of a split (0 = all); handy for quick experiments.
     max_items: int = 0
+    #: Shuffle the training items every epoch (an order drawn from (seed, epoch)). False: the
+    #: stored order, every epoch (a folder's natural file order; shards and their samples in
+    #: manifest order, no shuffle buffer), e.g. to compare a folder with its shards batch by batch.
+    shuffle: bool = True
+    #: WebDataset shards (data.path a manifest or shard pattern): each loader worker shuffles its
+    #: samples through a buffer of this many raw samples (their files' bytes, not decoded; memory
+    #: is about buffer x sample bytes x workers per process). 0 = no buffer (shard order only).
+    shuffle_buffer: int = 1000
     #: Semantic label maps: number of classes (ids 0..label_nc-1, one-hot on the device);
     #: 0 means the input is an image, not ids.
     label_nc: int = 0
@@ -308,6 +316,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.load_size", lambda v: v >= 1, ">= 1"),
     ("data.crop_size", lambda v: v >= 1, ">= 1"),
     ("data.max_items", lambda v: v >= 0, ">= 0 (0 = all)"),
+    ("data.shuffle_buffer", lambda v: v >= 0, ">= 0 (0 = no sample buffer)"),
     ("data.label_nc", lambda v: v >= 0, ">= 0 (0 = images, not ids)"),
     ("data.pose_sigma", lambda v: v > 0, "> 0"),
     ("data.pose_disk_radius", lambda v: v > 0, "> 0"),

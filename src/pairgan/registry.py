@@ -59,6 +59,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "pairgan.data.datasets",
     "pairgan.data.labels",
     "pairgan.data.poses",
+    "pairgan.data.shards",
     "pairgan.nets",
     "pairgan.methods",
 )

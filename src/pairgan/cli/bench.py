@@ -25,7 +25,8 @@ def bench(
     mode: str = typer.Option("train", help="train (one optimisation step), infer (G forward) or data (input pipeline)."),
     steps: int = typer.Option(10, help="Measured steps (after warm-up)."),
     warmup: int = typer.Option(3, help="Unmeasured warm-up steps."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data set root (needed for --mode data)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Data set root or WebDataset shards (a manifest, "
+                                       "a shard pattern, pipe:..., a URL); needed for --mode data."),
     set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the JSON here."),

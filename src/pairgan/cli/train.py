@@ -57,7 +57,7 @@ def resume_target(path: Path) -> tuple[Path, Optional[Path]]:
     return path, None
 
 
-def resumed_config(run: Path, overrides: Sequence[str], data: Optional[Path] = None,
+def resumed_config(run: Path, overrides: Sequence[str], data: Optional[str | Path] = None,
                    checkpoint: Optional[Path] = None) -> Config:
     """The config saved with the latest checkpoint of ``run`` (or with ``checkpoint``), with
     ``data`` as ``data.path`` (when given) and the ``--set`` ``overrides`` applied (e.g. a larger
@@ -90,7 +90,10 @@ def fit(cfg: Config, run_dir: Path, *, resume: bool, continue_with: str,
 
 def train(
     preset: str = typer.Option("pix2pix", "--preset", "-p", help="Preset name (`pairgan info presets`) or a YAML file."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Data set root (with train/ val/ test/ splits)."),
+    # A string, not a Path: shard URLs (s3://..., pipe:...) must reach WebDataset unchanged.
+    data: Optional[str] = typer.Option(
+        None, "--data", "-d", help="Data set root (with train/ val/ test/ splits), or WebDataset shards: the "
+        "manifest NAME.json of `pairgan data pack`, a pattern DIR/NAME-{000000..000009}.tar, pipe:COMMAND or a URL."),
     set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/PRESET)."),
     resume: Optional[Path] = typer.Option(

@@ -18,6 +18,8 @@ from rich.table import Table
 from pairgan.config import DataConfig
 from pairgan.data.datasets import (
     LAYOUT_HELP,
+    build_dataset,
+    is_shard_spec,
     match_by_stem,
     resolve_layout,
     split_aligned,
@@ -31,6 +33,8 @@ from pairgan.errors import ConfigError, DataError
 from pairgan.registry import lookup
 
 _SHOW = 10
+#: WebDataset shards are read as a stream: a check decodes this many samples (data.max_items: that many).
+SHARD_SAMPLES_CHECKED = 64
 
 
 def _strip(path: Any, exc: Exception) -> str:
@@ -192,6 +196,8 @@ def check_dataset(
     """
     root = Path(cfg.path) if cfg.path else Path("")
     report = CheckReport(root=str(root))
+    if cfg.path and is_shard_spec(cfg.path):
+        return _check_shards(cfg, size_multiple, report)
     if not cfg.path:
         report.problems.append(("data.path", f"empty; expected the data set root folder ({LAYOUT_HELP})"))
         return report
@@ -202,6 +208,35 @@ def check_dataset(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split in splits if splits is not None else _default_splits(cfg, root):
             report.rows.append(_check_split(cfg, root, split, size_multiple, pool, report.problems))
+    return report
+
+
+def _check_shards(cfg: DataConfig, size_multiple: int, report: CheckReport) -> CheckReport:
+    """WebDataset shards: the manifest, every shard present at its recorded size (else the error is
+    raised), and the first ``data.max_items`` (default :data:`SHARD_SAMPLES_CHECKED`) samples
+    decoded as training reads them."""
+    report.root = str(cfg.path)
+    row: dict[str, Any] = {"split": cfg.train_split, "layout": "shards", "n_pairs": 0, "min_size": None,
+                           "max_size": None, "channels_A": [], "channels_B": [], "problems": 0, "notes": []}
+    report.rows.append(row)
+    n = cfg.max_items or SHARD_SAMPLES_CHECKED
+    # Shards that cannot be opened at all (a manifest naming missing or cut shards) raise their
+    # one-line error here, as training would; problems of single samples go into the report.
+    ds = build_dataset(cfg, cfg.train_split, train=True, size_multiple=size_multiple)
+    row["layout"] = f"shards ({ds.shards.layout})"
+    row["n_pairs"] = len(ds)
+    try:
+        sizes = []
+        for item in ds.head(n):
+            a = item.get("A", item.get("label"))
+            sizes.append((int(a.shape[-1]), int(a.shape[-2])))
+        if sizes:
+            row["min_size"], row["max_size"] = min(sizes), max(sizes)
+        row["notes"].append(f"decoded the first {min(n, len(ds))} of {len(ds)} samples (sizes after preprocessing); "
+                            "the rest are checked as training reads them")
+    except (DataError, ConfigError) as exc:
+        report.problems.append((str(cfg.path), _strip(cfg.path, exc)))
+    row["problems"] = len(report.problems)
     return report
 
 

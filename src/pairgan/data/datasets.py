@@ -3,12 +3,21 @@
 Every sample is a pure function of ``(seed, epoch, index)``: the augmentation draw comes from
 ``np.random.default_rng([seed, epoch, index])`` and nothing here touches a global RNG, so worker
 processes, their number and a resumed run all see the same pairs bit for bit.
+
+A layout reads a sample in two steps: ``sample_files(index)`` names its files by role (``pair``;
+``A``, ``B``; ...) and ``sample_extra(index)`` gives what else it needs (pose keypoints); then
+``decode(files, extra, epoch, index)`` — THE per-sample function — decodes and augments them.
+``ds[(epoch, index)]`` feeds it the files on disk; a WebDataset shard (:mod:`pairgan.data.shards`)
+feeds it the same files' bytes through :meth:`PairedImageDataset.reader`, so a folder and its
+shards give identical tensors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import operator
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +40,43 @@ LAYOUT_HELP = (
 
 def _layout_help(split: str) -> str:
     return LAYOUT_HELP.format(split=split)
+
+
+#: The file names a WebDataset shard may have.
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
+def is_shard_spec(path: str | os.PathLike) -> bool:
+    """Whether ``data.path`` names WebDataset shards (:mod:`pairgan.data.shards`): a manifest
+    (``.json``), a shard or shard pattern (``.tar``, ``.tgz``, ``.tar.gz``), ``pipe:...`` or a URL
+    (``s3://``, ``https://``, ...)."""
+    spec = str(path).strip()
+    if not spec:
+        return False
+    return spec.startswith("pipe:") or "://" in spec or spec.endswith((".json", *SHARD_SUFFIXES))
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    """One file of a sample. ``path`` names it: a file on disk, or ``SHARD:NAME`` for a file stored
+    in a WebDataset shard (its extension picks the decoder, messages start with it); ``data`` holds
+    its bytes when it was not read from disk."""
+
+    path: Path
+    data: bytes | None = None
+
+    def read(self, *, palette_indices: bool = False) -> np.ndarray:
+        """The decoded pixels (:func:`pairgan.data.io.read_image`)."""
+        return read_image(self.path, palette_indices=palette_indices, data=self.data)
+
+
+#: A sample's files by role (``pair``; ``A`` and ``B``; ``label``, ``inst``, ``image``; ``source``, ``target``).
+SampleFiles = dict[str, SampleFile]
+
+
+def on_disk(files: dict[str, Path]) -> SampleFiles:
+    """Files on disk by role as :class:`SampleFile` s."""
+    return {role: SampleFile(Path(p)) for role, p in files.items()}
 
 
 def load_side(path: Path, kind: str, nc: int, key: str, arr: np.ndarray | None = None) -> np.ndarray:
@@ -85,13 +131,15 @@ def sample_key(key: Any, n: int) -> tuple[int, int]:
 
 
 class PairedImageDataset(Dataset):
-    """Base class: subclasses fill ``self.pairs`` and implement ``_read_pair``.
+    """Base class: subclasses fill ``self.pairs`` and implement ``sample_files`` and ``_read_pair``.
 
     ``ds[index]`` or ``ds[(epoch, index)]`` -> ``{"A", "B", "A_path", "B_path", "index"}``; ``A``
     is the network input (after ``direction``), ``[input_nc, H, W]`` in [-1, 1]; ``B`` the target.
     """
 
     layout = "?"
+    #: The file layout a shard of this data set records (``aligned-labels`` reads aligned files).
+    file_layout = "?"
 
     def __init__(
         self,
@@ -114,13 +162,18 @@ class PairedImageDataset(Dataset):
 
     def _setup(self, root: str | Path, split: str, folder: str, cfg: DataConfig, *, train: bool,
                size_multiple: int, seed: int) -> None:
-        """What every layout's constructor sets first: the seed (checked), root, split, its
-        ``folder`` under root, the config and the shared augmentation (:class:`PairedTransform`)."""
-        if seed < 0:
-            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        """What every layout's constructor sets first: root, split, its ``folder`` under root and
+        what :meth:`_setup_reading` sets."""
         self.root = Path(root)
         self.split = split
         self.folder = self.root / folder
+        self._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
+
+    def _setup_reading(self, cfg: DataConfig, *, train: bool, size_multiple: int, seed: int) -> None:
+        """What decoding a sample needs (no file is touched): the seed (checked), the config and the
+        shared augmentation (:class:`PairedTransform`); layouts add their own checks."""
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
         self.cfg = cfg
         self.train = train
         self.seed = int(seed)
@@ -129,11 +182,30 @@ class PairedImageDataset(Dataset):
             size_multiple=size_multiple,
         )
 
+    @classmethod
+    def reader(cls, cfg: DataConfig, *, train: bool, size_multiple: int = 1, seed: int = 0) -> "PairedImageDataset":
+        """An instance of this layout that decodes samples handed to it (:meth:`decode`) without
+        a folder: what a WebDataset shard's samples go through."""
+        obj = cls.__new__(cls)
+        obj.root = obj.folder = Path("")
+        obj.split = ""
+        obj.pairs = []
+        obj._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
+        return obj
+
     # -- subclass hooks
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
         raise NotImplementedError
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+    def sample_files(self, index: int) -> dict[str, Path]:
+        """Item ``index``'s files on disk by role (what a shard stores of it)."""
+        raise NotImplementedError
+
+    def sample_extra(self, index: int) -> dict[str, Any]:
+        """What item ``index`` needs besides its files (JSON values; stored in its shard)."""
+        return {}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
         """Native arrays and paths of the A side and the B side (before ``direction``)."""
         raise NotImplementedError
 
@@ -146,9 +218,14 @@ class PairedImageDataset(Dataset):
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = self._key(key)
+        return self.decode(on_disk(self.sample_files(index)), self.sample_extra(index), epoch, index)
+
+    def decode(self, files: SampleFiles, extra: dict[str, Any], epoch: int, index: int) -> dict[str, Any]:
+        """THE per-sample function: item ``index`` of ``epoch`` from its files (on disk or from a
+        shard), augmented with the draw of ``(seed, epoch, index)``."""
         rng = np.random.default_rng([self.seed, epoch, index])
         cfg = self.cfg
-        a_raw, b_raw, a_path, b_path = self._read_pair(index)
+        a_raw, b_raw, a_path, b_path = self._read_pair(files)
         if cfg.direction == "BtoA":
             a_raw, b_raw, a_path, b_path = b_raw, a_raw, b_path, a_path
         a = load_side(a_path, cfg.input_kind, cfg.input_nc, "data.input_nc", a_raw)
@@ -192,15 +269,18 @@ class AlignedDataset(PairedImageDataset):
     """``ROOT/{split}/*``: each file holds A (left half) | B (right half); the width must be even."""
 
     layout = "aligned"
+    file_layout = "aligned"
 
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
         return [(f, None) for f in list_images(self.folder)]
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
-        path = self.pairs[index][0]
-        both = read_image(path)
-        a, b = split_aligned(both, path)
-        return a, b, path, path
+    def sample_files(self, index: int) -> dict[str, Path]:
+        return {"pair": self.pairs[index][0]}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        f = files["pair"]
+        a, b = split_aligned(f.read(), f.path)
+        return a, b, f.path, f.path
 
 
 def split_aligned(both: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +296,7 @@ class FoldersDataset(PairedImageDataset):
     """``ROOT/{split}/A/*`` and ``ROOT/{split}/B/*``, partners matched by file stem."""
 
     layout = "folders"
+    file_layout = "folders"
 
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
         for side in ("A", "B"):
@@ -228,16 +309,20 @@ class FoldersDataset(PairedImageDataset):
             raise DataError(f"{self.folder}: {len(problems)} unpaired or duplicate files: {shown}{more}")
         return list(pairs)
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+    def sample_files(self, index: int) -> dict[str, Path]:
         a_path, b_path = self.pairs[index]
         assert b_path is not None
+        return {"A": a_path, "B": b_path}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        a_path, b_path = files["A"].path, files["B"].path
         cfg = self.cfg
         # Palette indices are wanted where that side ends up a 1-channel label input or output.
         a_kind, a_nc, b_kind, b_nc = cfg.input_kind, cfg.input_nc, cfg.output_kind, cfg.output_nc
         if cfg.direction == "BtoA":
             a_kind, a_nc, b_kind, b_nc = b_kind, b_nc, a_kind, a_nc
-        a = read_image(a_path, palette_indices=(a_kind == "label" and a_nc == 1))
-        b = read_image(b_path, palette_indices=(b_kind == "label" and b_nc == 1))
+        a = files["A"].read(palette_indices=(a_kind == "label" and a_nc == 1))
+        b = files["B"].read(palette_indices=(b_kind == "label" and b_nc == 1))
         if a.shape[:2] != b.shape[:2]:
             raise DataError(
                 f"{a_path} is {a.shape[1]}x{a.shape[0]} but its partner {b_path} is "
@@ -289,6 +374,8 @@ def resolve_layout(cfg: DataConfig, split: str) -> str:
     ``aligned`` turned into ``aligned-labels`` when the inputs are label maps
     (``data.input_kind=label`` and ``data.label_nc`` > 0): the label half is decoded to class
     ids for the one-hot input of pix2pixHD, CRN and DRPAN. ``split`` may be a slice ``NAME[START:STOP]``."""
+    if is_shard_spec(cfg.path):
+        return "shards"
     split, _ = parse_split(split)
     layout = detect_layout(cfg.path, split) if cfg.layout == "auto" else cfg.layout
     if layout == "aligned" and cfg.input_kind == "label" and cfg.label_nc > 0:
@@ -312,10 +399,17 @@ def build_dataset(
     """The data set for ``split`` of ``cfg.path`` (layout ``auto`` detects aligned or folders).
 
     ``split`` is a folder name or a slice of one, ``NAME[START:STOP]`` (:mod:`pairgan.data.splits`);
-    ``data.max_items`` applies after the slice."""
+    ``data.max_items`` applies after the slice. When ``data.path`` names WebDataset shards
+    (:func:`is_shard_spec`) they are the training split, read as a stream
+    (:class:`pairgan.data.shards.ShardDataset`); another split is read from a folder."""
     if not cfg.path:
         raise DataError(f"data.path is empty; expected the data set root folder ({LAYOUT_HELP})")
+    if is_shard_spec(cfg.path) and split != cfg.train_split:
+        raise DataError(f"{cfg.path}: WebDataset shards hold the training split ({cfg.train_split}); split "
+                        f"{split!r} is read from a data set folder")
     cls = _dataset_class(cfg, split)
+    if is_shard_spec(cfg.path):
+        return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
     folder, sl = parse_split(split)
     if sl is None:
         return cls(cfg.path, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
@@ -338,6 +432,8 @@ def split_exists(cfg: DataConfig, split: str) -> bool:
     """Whether ``cfg.path/split`` exists and holds images in a recognised layout."""
     if not cfg.path or not split:
         return False
+    if is_shard_spec(cfg.path):
+        return split == cfg.train_split
     try:
         layout = resolve_layout(cfg, split)
         split, _ = parse_split(split)
@@ -364,8 +460,12 @@ __all__ = [
     "AlignedDataset",
     "FoldersDataset",
     "PairedImageDataset",
+    "SampleFile",
+    "SampleFiles",
+    "on_disk",
     "build_dataset",
     "detect_layout",
+    "is_shard_spec",
     "load_side",
     "match_by_stem",
     "resolve_layout",

@@ -224,16 +224,22 @@ def _pil_to_array(im: Image.Image, palette_indices: bool) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _decode_split16(path: Path, rawmode: str) -> tuple[np.ndarray, int]:
+def _source(path: Path, data: bytes | None) -> Any:
+    """What Pillow opens: the file, or a fresh in-memory stream over its bytes (a file read from a
+    WebDataset shard); each call gives a new stream, for decoders that open a file twice."""
+    return path if data is None else io.BytesIO(data)
+
+
+def _decode_split16(path: Path, rawmode: str, data: bytes | None = None) -> tuple[np.ndarray, int]:
     """Full-precision 16-bit RGB(A) through Pillow: high bytes pass + low bytes pass."""
     if rawmode.endswith("16N"):
         rawmode = rawmode[:-3] + _NATIVE16
     low = rawmode[:-3] + _SWAP16[rawmode[-3:]]
-    with Image.open(path) as im:
+    with Image.open(_source(path, data)) as im:
         im.load()
         hi = np.array(im)
         orientation = _pil_orientation(im)
-    with Image.open(path) as im:
+    with Image.open(_source(path, data)) as im:
         im.tile = [_tile_with_rawmode(t, low) for t in im.tile]
         im.load()
         lo = np.array(im)
@@ -242,9 +248,9 @@ def _decode_split16(path: Path, rawmode: str) -> tuple[np.ndarray, int]:
     return (hi.astype(np.uint16) << 8) | lo.astype(np.uint16), orientation
 
 
-def _decode_la16(path: Path) -> tuple[np.ndarray, int]:
+def _decode_la16(path: Path, data: bytes | None = None) -> tuple[np.ndarray, int]:
     """16-bit gray+alpha PNG: Pillow offers mode RGBA; unpack the 4 raw bytes per pixel as is."""
-    with Image.open(path) as im:
+    with Image.open(_source(path, data)) as im:
         im.tile = [_tile_with_rawmode(t, "RGBA") for t in im.tile]
         im.load()
         b = np.array(im).astype(np.uint16)
@@ -275,9 +281,9 @@ def _split16_route_ok() -> bool:
     return _ROUTE_OK
 
 
-def _read_pillow(path: Path, palette_indices: bool) -> np.ndarray:
+def _read_pillow(path: Path, palette_indices: bool, data: bytes | None = None) -> np.ndarray:
     with _pil_errors(path):
-        with Image.open(path) as im:
+        with Image.open(_source(path, data)) as im:
             tiles = list(im.tile)  # before getexif(): for PNG that may decode the image
             raws = {_tile_rawmode(t) for t in tiles}
             raw = next(iter(raws)) if len(raws) == 1 else None
@@ -293,7 +299,8 @@ def _read_pillow(path: Path, palette_indices: bool) -> np.ndarray:
             if not _split16_route_ok():
                 raise _err(path, f"Pillow {Image.__version__} cannot decode 16-bit multi-channel "
                                  "images at full precision here; convert the file to .npy")
-            arr, orientation = _decode_la16(path) if raw == "LA;16B" else _decode_split16(path, raw)
+            arr, orientation = (_decode_la16(path, data) if raw == "LA;16B"
+                                else _decode_split16(path, raw, data))
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone relaxed Pillow globally: say so, never hide it
         import warnings
 
@@ -305,9 +312,9 @@ def _read_pillow(path: Path, palette_indices: bool) -> np.ndarray:
 # --------------------------------------------------------------------------- .npy
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path, data: bytes | None = None) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path if data is None else io.BytesIO(data), allow_pickle=False)
     except FileNotFoundError:
         raise _err(path, "file not found") from None
     except (ValueError, OSError, EOFError) as exc:
@@ -432,11 +439,12 @@ def _read_tiff_own(path: Path, data: bytes, t: SimpleNamespace) -> np.ndarray:
     return _apply_orientation(arr, t.orientation)
 
 
-def _read_tiff(path: Path, palette_indices: bool) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _err(path, f"unreadable file ({exc})") from None
+def _read_tiff(path: Path, palette_indices: bool, data: bytes | None = None) -> np.ndarray:
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _err(path, f"unreadable file ({exc})") from None
     try:
         t = _tiff_info(path, data)
     except DataError as exc:
@@ -446,7 +454,7 @@ def _read_tiff(path: Path, palette_indices: bool) -> np.ndarray:
     if t is not None and _own_tiff_ok(t):
         return _read_tiff_own(path, data, t)
     try:
-        return _read_pillow(path, palette_indices)
+        return _read_pillow(path, palette_indices, data)
     except DataError:
         if t is None:
             raise header_error from None
@@ -523,26 +531,30 @@ def _encode_png(q: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- public API
 
 
-def read_image(path: str | os.PathLike, *, palette_indices: bool = False) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, palette_indices: bool = False, data: bytes | None = None) -> np.ndarray:
     """Read an image as an ``HxWxC`` array of its native dtype, EXIF orientation applied.
 
     uint8 / uint16 (16-bit PNG/TIFF, gray and multi-channel, at full precision) / float32 (float
     ``.npy`` or TIFF) / bool or integer ids (``.npy``). Palette images become RGB (RGBA with
     transparency) unless ``palette_indices`` asks for the 1-channel palette indices (label ids).
     Unreadable or truncated files raise DataError naming the file.
+
+    ``data``: the file's bytes, already read (a file stored in a WebDataset shard); ``path`` then
+    only names it — its extension picks the decoder, messages start with it — and the decoding is
+    the very one a file on disk gets.
     """
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         raise _err(path, f"unsupported extension {path.suffix!r}, expected one of "
                          f"{', '.join(IMAGE_EXTENSIONS)}")
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise _err(path, "file not found")
     if ext == ".npy":
-        return _read_npy(path)
+        return _read_npy(path, data)
     if ext in (".tif", ".tiff"):
-        return _read_tiff(path, palette_indices)
-    return _read_pillow(path, palette_indices)
+        return _read_tiff(path, palette_indices, data)
+    return _read_pillow(path, palette_indices, data)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

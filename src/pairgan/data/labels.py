@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from pairgan.config import DataConfig
-from pairgan.data.datasets import PairedImageDataset, load_side, split_aligned
+from pairgan.data.datasets import PairedImageDataset, SampleFiles, load_side, on_disk, split_aligned
 from pairgan.data.io import list_images, read_image
 from pairgan.data.splits import parse_split, select_items
 from pairgan.data.palettes import (
@@ -380,9 +380,10 @@ def read_label_map(path: str | os.PathLike, label_nc: int, palette: Any = None, 
     return label_ids(arr, path, label_nc, palette, encoding=encoding)
 
 
-def read_instance_map(path: str | os.PathLike) -> np.ndarray:
-    """An instance map (8/16/32-bit 1-channel PNG or integer ``.npy``) -> int64 ``H x W`` ids."""
-    arr = read_image(path, palette_indices=True)
+def read_instance_map(path: str | os.PathLike, *, data: bytes | None = None) -> np.ndarray:
+    """An instance map (8/16/32-bit 1-channel PNG or integer ``.npy``) -> int64 ``H x W`` ids
+    (``data``: the file's bytes, already read, as :func:`~pairgan.data.io.read_image`)."""
+    arr = read_image(path, palette_indices=True, data=data)
     if arr.ndim == 3 and arr.shape[2] not in (1, 2):
         raise DataError(f"{path}: instance map with {arr.shape[2]} channels, expected a 1-channel id map "
                         "(16- or 32-bit PNG)")
@@ -563,6 +564,7 @@ class LabelMapDataset(PairedImageDataset):
     """
 
     layout = "labels"
+    file_layout = "labels"
 
     def __init__(
         self,
@@ -575,14 +577,8 @@ class LabelMapDataset(PairedImageDataset):
         seed: int = 0,
     ) -> None:
         self._setup(root, split, f"{split}_label", cfg, train=train, size_multiple=size_multiple, seed=seed)
-        _need_label_nc(cfg)
-        if cfg.direction != "AtoB":
-            raise ConfigError("data.direction: the labels layout translates label maps into photos; "
-                              f"expected AtoB, got {cfg.direction}")
         if not self.folder.is_dir():
             raise DataError(f"{self.folder}: folder not found; {LAYOUT_HELP.format(split=split)}")
-        self.decoding = colour_decoding(cfg)
-        self.palette_path = self.decoding.palette.name if self.decoding is not None else ""
         items, problems, self.has_images = _match(self.root, split, cfg.instance)
         if problems:
             shown = "; ".join(f"{f}: {p}" for f, p in problems[:5])
@@ -595,39 +591,66 @@ class LabelMapDataset(PairedImageDataset):
         self.pairs: list[tuple[Path, Path | None]] = [(lab, img) for lab, _, img in items]
         self.insts: list[Path | None] = [inst for _, inst, _ in items]
 
-    def _read_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, Path, Path]:
-        raise NotImplementedError("LabelMapDataset items are read by __getitem__")
+    def _setup_reading(self, cfg: DataConfig, *, train: bool, size_multiple: int, seed: int) -> None:
+        super()._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
+        _need_label_nc(cfg)
+        if cfg.direction != "AtoB":
+            raise ConfigError("data.direction: the labels layout translates label maps into photos; "
+                              f"expected AtoB, got {cfg.direction}")
+        self.decoding = colour_decoding(cfg)
+        self.palette_path = self.decoding.palette.name if self.decoding is not None else ""
+        self.insts = []
+        self.has_images = True
+
+    def sample_files(self, index: int) -> dict[str, Path]:
+        label_path, img_path = self.pairs[index]
+        inst_path = self.insts[index]
+        return {"label": label_path, **({"inst": inst_path} if inst_path is not None else {}),
+                **({"image": img_path} if img_path is not None else {})}
+
+    def _read_pair(self, files: SampleFiles) -> tuple[np.ndarray, np.ndarray, Path, Path]:
+        raise NotImplementedError("LabelMapDataset items are read by decode")
+
+    @staticmethod
+    def _paths(files: SampleFiles) -> tuple[Path, Path | None]:
+        """The label map's and the photo's path (None: labels only) of a sample's files."""
+        return files["label"].path, files["image"].path if "image" in files else None
 
     def read_raw(self, index: int) -> dict[str, Any]:
         """Un-augmented arrays of item ``index``: ``label`` / ``inst`` (int64 HxW) and ``image``
         (float32 HxWxC in [0, 1]) as present."""
+        return self.raw_from(on_disk(self.sample_files(index)))
+
+    def raw_from(self, files: SampleFiles) -> dict[str, Any]:
+        """Un-augmented arrays of a sample's files (see :meth:`read_raw`)."""
         cfg = self.cfg
-        label_path, img_path = self.pairs[index]
-        out: dict[str, Any] = {"label": label_ids(read_image(label_path, palette_indices=True), label_path,
+        label = files["label"]
+        label_path = label.path
+        out: dict[str, Any] = {"label": label_ids(label.read(palette_indices=True), label_path,
                                                   cfg.label_nc, self.decoding, encoding=cfg.label_encoding)}
         h, w = out["label"].shape
-        inst_path = self.insts[index]
-        if cfg.instance and inst_path is not None:
-            inst = read_instance_map(inst_path)
+        if cfg.instance and "inst" in files:
+            inst_path = files["inst"].path
+            inst = read_instance_map(inst_path, data=files["inst"].data)
             if inst.shape != (h, w):
                 raise DataError(f"{inst_path} is {inst.shape[1]}x{inst.shape[0]} but its label map {label_path} "
                                 f"is {w}x{h}; expected the same size")
             if inst.size and int(inst.max()) >= _EXACT_FLOAT:
                 raise DataError(f"{inst_path}: instance id {int(inst.max())}, expected ids < {_EXACT_FLOAT}")
             out["inst"] = inst
-        if img_path is not None:
-            img = load_side(img_path, "image", cfg.output_nc, "data.output_nc")
+        if "image" in files:
+            img_path = files["image"].path
+            img = load_side(img_path, "image", cfg.output_nc, "data.output_nc", files["image"].read())
             if img.shape[:2] != (h, w):
                 raise DataError(f"{img_path} is {img.shape[1]}x{img.shape[0]} but its label map {label_path} "
                                 f"is {w}x{h}; expected the same size")
             out["image"] = img
         return out
 
-    def __getitem__(self, key: Any) -> dict[str, Any]:
-        epoch, index = self._key(key)
+    def decode(self, files: SampleFiles, extra: dict[str, Any], epoch: int, index: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, epoch, index])
-        label_path, img_path = self.pairs[index]
-        raw = self.read_raw(index)
+        label_path, img_path = self._paths(files)
+        raw = self.raw_from(files)
         ids = np.stack([raw["label"]] + ([raw["inst"]] if "inst" in raw else []), axis=-1).astype(np.float32)
         try:
             if "image" in raw:
@@ -805,20 +828,14 @@ class AlignedLabelDataset(LabelMapDataset):
     """
 
     layout = "aligned-labels"
+    file_layout = "aligned"
 
     def __init__(self, root: str | Path, split: str, cfg: DataConfig, *, train: bool, size_multiple: int = 1,
                  seed: int = 0) -> None:
         self._setup(root, split, split, cfg, train=train, size_multiple=size_multiple, seed=seed)
-        _need_label_nc(cfg)
-        if cfg.instance:
-            raise ConfigError("data.instance: the aligned layout holds no instance maps; expected "
-                              "data.instance=false (or the labels layout with ROOT/{split}_inst/)")
         if not self.folder.is_dir():
             raise DataError(f"{self.folder}: split folder not found; expected ROOT/{split}/*.jpg (each file "
                             "holds a photo and its label map side by side)")
-        self.decoding = colour_decoding(cfg)
-        self.palette_path = self.decoding.palette.name if self.decoding is not None else ""
-        self.has_images = True
         files = list_images(self.folder)
         if cfg.max_items > 0:
             files = files[: cfg.max_items]
@@ -827,10 +844,29 @@ class AlignedLabelDataset(LabelMapDataset):
         self.pairs = [(f, f) for f in files]
         self.insts = [None] * len(files)
 
-    def read_raw(self, index: int) -> dict[str, Any]:
+    def _setup_reading(self, cfg: DataConfig, *, train: bool, size_multiple: int, seed: int) -> None:
+        PairedImageDataset._setup_reading(self, cfg, train=train, size_multiple=size_multiple, seed=seed)
+        _need_label_nc(cfg)
+        if cfg.instance:
+            raise ConfigError("data.instance: the aligned layout holds no instance maps; expected "
+                              "data.instance=false (or the labels layout with ROOT/{split}_inst/)")
+        self.decoding = colour_decoding(cfg)
+        self.palette_path = self.decoding.palette.name if self.decoding is not None else ""
+        self.insts = []
+        self.has_images = True
+
+    def sample_files(self, index: int) -> dict[str, Path]:
+        return {"pair": self.pairs[index][0]}
+
+    @staticmethod
+    def _paths(files: SampleFiles) -> tuple[Path, Path | None]:
+        return files["pair"].path, files["pair"].path
+
+    def raw_from(self, files: SampleFiles) -> dict[str, Any]:
         cfg = self.cfg
-        path = self.pairs[index][0]
-        a, b = split_aligned(read_image(path), path)
+        f = files["pair"]
+        path = f.path
+        a, b = split_aligned(f.read(), path)
         label_arr, photo = (a, b) if cfg.direction == "AtoB" else (b, a)
         ids = label_ids(label_arr, path, cfg.label_nc, self.decoding, encoding=cfg.label_encoding)
         image = load_side(path, "image", cfg.output_nc, "data.output_nc", photo)

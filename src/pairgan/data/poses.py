@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pairgan.config import DataConfig
-from pairgan.data.datasets import sample_key
+from pairgan.data.datasets import SampleFiles, on_disk, sample_key
 from pairgan.data.splits import parse_split
 from pairgan.data.io import (
     channels_convertible,
@@ -577,9 +577,16 @@ def overlay_pose(image: torch.Tensor, hm: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- the data set
 
 
-def load_rgb(path: Path, nc: int = 3) -> np.ndarray:
-    """An image as float32 HxWx``nc`` in [0, 1]."""
-    return match_channels(to_unit_float(read_image(path), path=path), nc, path, "data.input_nc")
+def _keypoints(kp: Any) -> np.ndarray:
+    """Keypoints as read from annotations.csv (an array) or from a shard's JSON (lists, None = NaN)."""
+    if isinstance(kp, np.ndarray):
+        return kp
+    return np.array([[np.nan if v is None else v for v in row] for row in kp], dtype=np.float64)
+
+
+def load_rgb(path: Path, nc: int = 3, data: bytes | None = None) -> np.ndarray:
+    """An image as float32 HxWx``nc`` in [0, 1] (``data``: its bytes, already read)."""
+    return match_channels(to_unit_float(read_image(path, data=data), path=path), nc, path, "data.input_nc")
 
 
 @register("dataset", "poses")
@@ -596,18 +603,13 @@ class PosePairDataset(Dataset):
     """
 
     layout = "poses"
+    file_layout = "poses"
 
     def __init__(self, root: str | Path, split: str, cfg: DataConfig, *, train: bool,
                  size_multiple: int = 1, seed: int = 0) -> None:
-        if seed < 0:
-            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        self._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
         self.root = Path(root)
         self.split = split
-        self.cfg = cfg
-        self.train = train
-        self.seed = int(seed)
-        self.transform = PairedTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train,
-                                         size_multiple=size_multiple)
         if not is_pose_root(self.root):
             raise DataError(f"{self.root}: not a pose-pairs data set; {LAYOUT_HELP}")
         self.annotations = read_annotations(self.root / ANNOTATIONS_FILE)
@@ -621,19 +623,55 @@ class PosePairDataset(Dataset):
             raise DataError(f"{self.root / ANNOTATIONS_FILE}: no keypoints for {missing[0]}"
                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
+    def _setup_reading(self, cfg: DataConfig, *, train: bool, size_multiple: int, seed: int) -> None:
+        """What decoding a sample needs (no file is touched): seed, config, augmentation."""
+        if seed < 0:
+            raise ValueError(f"seed {seed}, expected a non-negative integer")
+        self.cfg = cfg
+        self.train = train
+        self.seed = int(seed)
+        self.transform = PairedTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train=train,
+                                         size_multiple=size_multiple)
+
+    @classmethod
+    def reader(cls, cfg: DataConfig, *, train: bool, size_multiple: int = 1, seed: int = 0) -> "PosePairDataset":
+        """An instance that decodes samples handed to it (:meth:`decode`) without a folder."""
+        obj = cls.__new__(cls)
+        obj.root, obj.split, obj.pairs, obj.annotations = Path(""), "", [], {}
+        obj._setup_reading(cfg, train=train, size_multiple=size_multiple, seed=seed)
+        return obj
+
     def __len__(self) -> int:
         return len(self.pairs)
 
     def _key(self, key: Any) -> tuple[int, int]:
         return sample_key(key, len(self.pairs))
 
+    def sample_files(self, index: int) -> dict[str, Path]:
+        """Pair ``index``'s two images: ``source`` and ``target``."""
+        a_name, b_name = self.pairs[index]
+        return {"source": image_path(self.root, a_name, self.split), "target": image_path(self.root, b_name, self.split)}
+
+    def sample_extra(self, index: int) -> dict[str, Any]:
+        """The pair's image names and their keypoints (``[[y, x], ...]``, NaN as None)."""
+        a_name, b_name = self.pairs[index]
+        kp = {n: [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(self.annotations[n], float)]
+              for n in (a_name, b_name)}
+        return {"names": [a_name, b_name], "source_keypoints": kp[a_name], "target_keypoints": kp[b_name]}
+
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = self._key(key)
-        rng = np.random.default_rng([self.seed, epoch, index])
         a_name, b_name = self.pairs[index]
-        a_path, b_path = image_path(self.root, a_name, self.split), image_path(self.root, b_name, self.split)
-        a = load_rgb(a_path, self.cfg.input_nc)
-        b = load_rgb(b_path, self.cfg.output_nc)
+        extra = {"source_keypoints": self.annotations[a_name], "target_keypoints": self.annotations[b_name]}
+        return self.decode(on_disk(self.sample_files(index)), extra, epoch, index)
+
+    def decode(self, files: SampleFiles, extra: dict[str, Any], epoch: int, index: int) -> dict[str, Any]:
+        """THE per-sample function of pose pairs: the two images (on disk or from a shard) and their
+        keypoints (``extra``), augmented with the draw of ``(seed, epoch, index)``."""
+        rng = np.random.default_rng([self.seed, epoch, index])
+        a_path, b_path = files["source"].path, files["target"].path
+        a = load_rgb(a_path, self.cfg.input_nc, files["source"].data)
+        b = load_rgb(b_path, self.cfg.output_nc, files["target"].data)
         if a.shape[:2] != b.shape[:2]:
             raise DataError(f"{a_path} is {a.shape[1]}x{a.shape[0]} but its pair's target {b_path} is "
                             f"{b.shape[1]}x{b.shape[0]}; expected the two images of a pair to share one size")
@@ -642,7 +680,7 @@ class PosePairDataset(Dataset):
         except ValueError as exc:
             raise DataError(f"{a_path}: {exc}") from None
         a, b = geo.image(a), geo.image(b)
-        ka, kb = geo.keypoints(self.annotations[a_name]), geo.keypoints(self.annotations[b_name])
+        ka, kb = geo.keypoints(_keypoints(extra["source_keypoints"])), geo.keypoints(_keypoints(extra["target_keypoints"]))
         h, w = a.shape[:2]
         source = to_tensor(a)
         return {

@@ -25,9 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pairgan.data.datasets import PairedImageDataset
-from pairgan.data.io import read_image, to_unit_float
+from pairgan.data.datasets import PairedImageDataset, SampleFiles, on_disk
+from pairgan.data.io import to_unit_float
 from pairgan.data.labels import LabelMapDataset
+from pairgan.data.shards import ShardDataset
 
 __all__ = [
     "ChannelStats",
@@ -230,12 +231,19 @@ def profile_arrays(arrays: Sequence[np.ndarray], *, palette_indices: bool = Fals
 def raw_input(dataset: Any, index: int) -> tuple[np.ndarray, bool] | None:
     """Item ``index``'s input as decoded from its file (no augmentation, no one-hot) and whether
     it was decoded to palette indices; None for data sets whose input is not one image (poses)."""
+    if not isinstance(dataset, PairedImageDataset):
+        return None
+    return raw_input_of(dataset, on_disk(dataset.sample_files(index)))
+
+
+def raw_input_of(dataset: Any, files: SampleFiles) -> tuple[np.ndarray, bool] | None:
+    """:func:`raw_input` of a sample's files (on disk or from a shard) read by ``dataset``'s layout."""
     if isinstance(dataset, LabelMapDataset):
-        return read_image(dataset.pairs[index][0], palette_indices=True), True
+        return (files["label"] if "label" in files else files["pair"]).read(palette_indices=True), True
     if isinstance(dataset, PairedImageDataset):
         cfg = dataset.cfg
         # The layouts' own reader: the aligned halves or the A/B files, decoded as training reads them.
-        a, b, _, _ = dataset._read_pair(index)
+        a, b, _, _ = dataset._read_pair(files)
         decoded_ids = dataset.layout == "folders" and cfg.input_kind == "label" and cfg.input_nc == 1
         return (b if cfg.direction == "BtoA" else a), decoded_ids
     return None
@@ -243,23 +251,29 @@ def raw_input(dataset: Any, index: int) -> tuple[np.ndarray, bool] | None:
 
 def profile_inputs(dataset: Any, *, max_items: int = MAX_ITEMS) -> InputProfile | None:
     """The :class:`InputProfile` of up to ``max_items`` inputs of ``dataset`` (evenly spread, the
-    same items every time); None when the data set's inputs are not single images."""
+    same items every time; of WebDataset shards, the first ones in stored order); None when the
+    data set's inputs are not single images."""
     n = len(dataset)
     if n == 0:
         return None
-    indices = sorted({int(i) for i in np.linspace(0, n - 1, min(n, max_items))})
+    if isinstance(dataset, ShardDataset):
+        raws = (raw_input_of(dataset.reader, files) for files in dataset.head_files(max_items))
+        cfg = dataset.cfg
+        labels = isinstance(dataset.reader, LabelMapDataset)
+    else:
+        indices = sorted({int(i) for i in np.linspace(0, n - 1, min(n, max_items))})
+        raws = (raw_input(dataset, i) for i in indices)
+        cfg = getattr(dataset, "cfg", None)
+        labels = isinstance(dataset, LabelMapDataset)
     arrays, decoded_ids = [], False
-    for i in indices:
-        raw = raw_input(dataset, i)
+    for raw in raws:
         if raw is None:
             log.debug("%s: no input profile (inputs are not single images)", type(dataset).__name__)
             return None
         arrays.append(raw[0])
         decoded_ids = raw[1]
-    cfg = getattr(dataset, "cfg", None)
     return profile_arrays(arrays, palette_indices=decoded_ids,
-                          config_kind=getattr(cfg, "input_kind", "image"),
-                          labels=isinstance(dataset, LabelMapDataset))
+                          config_kind=getattr(cfg, "input_kind", "image"), labels=labels)
 
 
 # --------------------------------------------------------------------------- checking

@@ -2,17 +2,40 @@
 
 The order is a pure function of ``(seed, epoch)``, so a resumed run (even on a different number
 of processes) continues at exactly the sample where it stopped.
+
+:func:`build_loader` is the one place a training loop gets its batches from: a map-style data set
+(a folder) is ordered by :class:`EpochBatchSampler`; a WebDataset shard stream
+(:class:`pairgan.data.shards.ShardDataset`) orders itself (:class:`pairgan.data.shards.ShardOrder`).
+Both are an :class:`EpochOrder`, which is all :class:`BatchStream` and the checkpoints see.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
-from torch.utils.data import DataLoader, Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["BatchStream", "EpochBatchSampler"]
+from pairgan.data.shards import ShardDataset
+
+__all__ = ["BatchStream", "EpochBatchSampler", "EpochOrder", "build_loader"]
+
+
+class EpochOrder(Protocol):
+    """A run's data order as the loop positions it: ``len(order)`` batches of this rank per epoch,
+    ``global_batch`` items per step over all ranks, ``set_position`` before an iteration starts,
+    and ``describe()``: what besides (seed, epoch) fixes the order (saved with checkpoints)."""
+
+    @property
+    def global_batch(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def set_position(self, epoch: int, start_batch: int) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class EpochBatchSampler(Sampler):
@@ -63,12 +86,49 @@ class EpochBatchSampler(Sampler):
             chunk = order[b * gb : (b + 1) * gb]
             yield [(self.epoch, int(i)) for i in chunk[b0 : b0 + self.batch_size]]
 
+    def describe(self) -> dict[str, Any]:
+        """A permutation of (seed, epoch) cut into global batches: exact on any number of ranks."""
+        return {"kind": "permutation", "shuffle": self.shuffle}
+
+
+def build_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    world_size: int = 1,
+    rank: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, EpochOrder]:
+    """The loader of this rank's training batches and the order that positions it.
+
+    A shard stream is iterated by fresh worker processes every epoch (the position travels with the
+    data set into them); a map-style data set keeps its workers (the sampler runs in this process)."""
+    if isinstance(dataset, ShardDataset):
+        order: EpochOrder = dataset.order(batch_size=batch_size, world_size=world_size, rank=rank,
+                                          workers=num_workers)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+                            pin_memory=pin_memory)
+        return loader, order
+    sampler = EpochBatchSampler(len(dataset), batch_size, seed, shuffle=shuffle, world_size=world_size, rank=rank)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return loader, sampler
+
 
 class BatchStream:
     """An endless stream of this rank's batches across epochs, tracking ``epoch`` and ``batch``
     (the next batch's index in its epoch): the position a checkpoint records."""
 
-    def __init__(self, loader: DataLoader, sampler: EpochBatchSampler, epoch: int, batch: int) -> None:
+    def __init__(self, loader: DataLoader, sampler: EpochOrder, epoch: int, batch: int) -> None:
         self.loader, self.sampler, self.epoch, self.batch = loader, sampler, epoch, batch
         self._it: Iterator[Any] | None = None
 

@@ -34,12 +34,13 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from pairgan import checkpoint as ckpt
 from pairgan.config import Config, save_config
 from pairgan.data.check import check_dataset
 from pairgan.data.datasets import build_dataset, split_exists
+from pairgan.data.shards import first_items
 from pairgan.data.profile import InputProfile, profile_inputs
 from pairgan.errors import CheckpointError, ConfigError
 from pairgan.fsutil import atomic_write, atomic_write_text
@@ -52,7 +53,7 @@ from pairgan.train import distributed
 from pairgan.train.distributed import DistInfo
 from pairgan.trackers import check_available
 from pairgan.train.logging import RunLogger, console_line
-from pairgan.train.sampler import BatchStream, EpochBatchSampler
+from pairgan.train.sampler import BatchStream, EpochOrder, build_loader
 from pairgan.train.budget import WallClockBudget
 from pairgan.train.schedules import Schedule, make_schedule
 from pairgan.train.validation import Validator
@@ -94,7 +95,8 @@ class RunState:
     dist: DistInfo
     method: Method
     dataset: Dataset
-    sampler: EpochBatchSampler
+    #: The data order: an EpochBatchSampler over a folder, or a shard stream's own order.
+    sampler: EpochOrder
     stream: BatchStream
     optimizers: dict[str, torch.optim.Optimizer]
     #: Each optimiser's per-group learning rates before the schedule's factor.
@@ -226,15 +228,9 @@ class Trainer:
                          f" (half-life at most {t.ema_rampup:g} of the steps done)" if t.ema_rampup > 0 else "")
         optimizers = method.configure_optimizers(t)
         scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
-        sampler = EpochBatchSampler(len(dataset), t.batch_size, cfg.seed, world_size=info.world_size, rank=info.rank)
-        loader = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=t.num_workers,
-            persistent_workers=t.num_workers > 0,
-            pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        loader, sampler = build_loader(dataset, batch_size=t.batch_size, seed=cfg.seed, shuffle=cfg.data.shuffle,
+                                       world_size=info.world_size, rank=info.rank, num_workers=t.num_workers,
+                                       pin_memory=device.type == "cuda")
         # len(sampler): global batches per epoch (micro-batches when accumulating).
         total_steps = (
             t.max_steps if t.max_steps > 0 else math.ceil(len(sampler) * (t.n_epochs + t.n_epochs_decay) / t.accumulate)
@@ -335,7 +331,20 @@ class Trainer:
                 "warning: the data set now has %d items, the checkpoint was trained on %s: "
                 "the data order will differ from an uninterrupted run", num_items, data_state["num_items"],
             )
-        if data_state.get("global_batch", global_batch) != global_batch:
+        order_now = run.sampler.describe()
+        order_then = data_state.get("order", order_now)
+        if order_then != order_now and "shards" in (order_then.get("kind"), order_now.get("kind")):
+            # A shard stream's slots (ranks x loader workers) changed: no position of the new
+            # layout holds the same samples, so continue at the same share of the epoch.
+            then = int(data_state.get("batches_per_epoch") or len(run.sampler))
+            batch_in_epoch = min(batch_in_epoch * len(run.sampler) // max(1, then), len(run.sampler) - 1)
+            if run.main:
+                log.warning(
+                    "warning: the data order changed (%s -> %s): epoch %s continues at batch %d of %d with other "
+                    "samples than an uninterrupted run (some seen twice, some not at all); later epochs are exact",
+                    order_then, order_now, epoch, batch_in_epoch, len(run.sampler),
+                )
+        elif data_state.get("global_batch", global_batch) != global_batch:
             # A different number of processes or batch size: continue at the same sample.
             batch_in_epoch = min(data_state["samples_in_epoch"] // global_batch, len(run.sampler) - 1)
             if run.main:
@@ -401,7 +410,7 @@ class Trainer:
         d = self.cfg.data
         split = d.val_split if split_exists(d, d.val_split) else d.train_split
         ds = build_dataset(d, split, train=False, size_multiple=size_multiple, seed=self.cfg.seed)
-        items = [ds[i] for i in range(min(4, len(ds)))]
+        items = first_items(ds, 4)
         if not items:
             return None
         # Items of different sizes cannot stack: keep those shaped like the first.
@@ -603,6 +612,7 @@ class Trainer:
                 "global_batch": global_batch,
                 "samples_in_epoch": run.stream.batch * global_batch,
                 "world_size": run.dist.world_size,
+                "order": run.sampler.describe(),
             },
         }
 
