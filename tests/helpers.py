@@ -37,6 +37,7 @@ from pairgan import checkpoint as ckpt
 from pairgan import weights
 from pairgan.cli import app
 from pairgan.config import Config, build_config
+from pairgan.data.palettes import BUILTIN_PALETTES
 from pairgan.synth.poses import synth_poses
 from pairgan.synth.scenes import synth_scenes
 from pairgan.train.trainer import Trainer
@@ -200,6 +201,23 @@ def write_tiny_data(root: Path, kind: str = "aligned", **options: Any) -> Path:
         synth_poses(root / "poses", **({"n": 10, "poses": 3, "size": 32, "seed": 0} | options))
         return root / "poses"
     raise ValueError(f"unknown tiny data kind {kind!r}: aligned, scenes or poses")
+
+
+def write_colour_label_pairs(folder: Path, n: int = 3, suffix: str = ".jpg", seed: int = 0) -> list[np.ndarray]:
+    """``n`` aligned photo | colour label pairs (32x32 halves) as ``folder/1{suffix}`` ...: labels of
+    four Cityscapes palette colours in vertical bands with some colour noise, random photos. Returns the
+    label halves (HxWx3 uint8), e.g. to write as inference inputs."""
+    colours = BUILTIN_PALETTES["cityscapes"].colors
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for i in range(n):
+        ids = np.repeat(rng.permutation(19)[:4], 8)[None].repeat(32, 0)
+        label = np.clip(colours[ids] + rng.normal(0, 3, (32, 32, 3)), 0, 255).astype(np.uint8)
+        photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(np.concatenate([photo, label], 1)).save(folder / f"{i + 1}{suffix}")
+        labels.append(label)
+    return labels
 
 
 # --------------------------------------------------------------------------- tiny runs

@@ -27,7 +27,7 @@ from pairgan.metrics.card import load_card
 from pairgan.package import package_model, push_model
 from pairgan.protocols import Protocol, ResizeRule, file_sha256
 from pairgan.data.io import read_image
-from tests.helpers import train_tiny, train_tiny_with_clusters
+from tests.helpers import train_tiny, train_tiny_with_clusters, write_colour_label_pairs
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 runner = CliRunner()
@@ -161,17 +161,10 @@ def test_label_model_package_needs_nothing_of_the_run_or_its_data(tiny_data: Cal
 @pytest.mark.slow
 def test_a_palette_file_travels_with_the_package(tmp_path: Path) -> None:
     """Colour label inputs decode through data.palette; a palette *file* is copied into the package."""
+    labels = write_colour_label_pairs(tmp_path / "city" / "train", suffix=".png")
+    (tmp_path / "inputs").mkdir()
+    Image.fromarray(labels[0]).save(tmp_path / "inputs" / "label.png")
     colours = BUILTIN_PALETTES["cityscapes"].colors
-    rng = np.random.default_rng(0)
-    (tmp_path / "city" / "train").mkdir(parents=True)
-    for i in range(3):
-        ids = np.repeat(rng.permutation(19)[:4], 8)[None].repeat(32, 0)
-        label = np.clip(colours[ids] + rng.normal(0, 3, (32, 32, 3)), 0, 255).astype(np.uint8)
-        photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        Image.fromarray(np.concatenate([photo, label], 1)).save(tmp_path / "city" / "train" / f"{i + 1}.png")
-        if i == 0:
-            (tmp_path / "inputs").mkdir()
-            Image.fromarray(label).save(tmp_path / "inputs" / "label.png")
     palette = tmp_path / "palettes" / "city.json"
     palette.parent.mkdir()
     palette.write_text(json.dumps({"palette": colours[:19].tolist()}))
