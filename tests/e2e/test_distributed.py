@@ -36,13 +36,13 @@ SCRIPT = textwrap.dedent(
     overrides = sys.argv[4:]
     cfg = build_config("pix2pix", overrides, data_path=data)
     tr = Trainer(cfg, run, progress=False, resume=os.environ.get("RESUME") == "1")
-    tr.fit(until_step=int(os.environ["UNTIL"]) if "UNTIL" in os.environ else None)
+    summary = tr.fit(until_step=int(os.environ["UNTIL"]) if "UNTIL" in os.environ else None)
     rank = int(os.environ.get("RANK", "0"))
     torch.save({k: {n: t.detach().clone() for n, t in net.state_dict().items()}
                 for k, net in tr.method.nets.items()}, os.path.join(out, f"rank{rank}.pt"))
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE",
-                                                  "LOCAL_WORLD_SIZE", "NODE")}, f)
+                                                  "LOCAL_WORLD_SIZE", "NODE")} | {"checkpoint": summary["checkpoint"]}, f)
     if torch.distributed.is_initialized():
         # as `pairgan train` does: leaving with the process group alive can abort a rank at exit
         # ("terminate called without an active exception" from gloo's threads)
@@ -156,6 +156,9 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path, monkeypatch: pytest
     # Only rank 0 wrote the run folder's checkpoint, and it holds rank 0's weights.
     assert (tmp_path / "run2" / "checkpoints" / "latest").exists()
     assert (tmp_path / "run2" / "train_summary.json").read_text().count('"world_size": 2') == 1
+    # Every rank names the checkpoint rank 0 wrote.
+    written = str(ckpt.resolve_checkpoint(tmp_path / "run2"))
+    assert [json.loads((out2 / f"rank{r}.json").read_text())["checkpoint"] for r in range(2)] == [written] * 2
     if tracked:
         from mlflow.tracking import MlflowClient
 

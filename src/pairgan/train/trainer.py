@@ -655,7 +655,9 @@ class Trainer:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "machine": environment_info(run.device),
-            "checkpoint": str(run.final),
+            # Rank 0 writes the checkpoints; the others name the one it wrote at this step.
+            "checkpoint": str(run.final if run.final is not None or run.main
+                              else self.run_dir / ckpt.CHECKPOINTS / f"step_{run.step:08d}"),
         }
         if run.budget is not None:
             summary["budget"] = run.budget.state_dict()
