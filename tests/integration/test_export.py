@@ -23,6 +23,7 @@ from pairgan.data.io import read_image  # noqa: E402
 from pairgan.errors import ExportError, ExportMismatch  # noqa: E402
 from pairgan.export import ExportedTranslator, export_checkpoint, parse_size, read_metadata  # noqa: E402
 from pairgan.infer import Translator  # noqa: E402
+from tests.helpers import train_tiny  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -143,3 +144,16 @@ def test_metadata_carries_config_and_palette(run: Path, dynamic_onnx):
     assert meta["config"]["model"]["num_downs"] == 5 and meta["config"]["method"] == "pix2pix"
     assert meta["palette"] is None  # an image model without a classes.json
     json.dumps(meta)  # plain JSON
+
+
+def test_metadata_records_which_weights(run: Path, data: Path, dynamic_onnx, tmp_path: Path):
+    """The file says whether it holds the moving average (train.ema) or the trained weights, and the
+    exported-file backend reports it as a checkpoint's Translator does."""
+    onnx_file, _ = dynamic_onnx
+    assert read_metadata(onnx_file)["weights"] == "raw"  # a run without train.ema
+    ema_run = train_tiny(tmp_path / "ema", "pix2pix", data, steps=1, extra=["train.ema=0.5"])
+    res = export_checkpoint(ema_run, tmp_path / "ema.pt", fmt="torchscript", size=(32, 32))
+    assert res.weights == "ema" and "ema weights" in res.summary()
+    assert ExportedTranslator.from_file(tmp_path / "ema.pt").method.weights_source == "ema"
+    raw = export_checkpoint(ema_run, tmp_path / "raw.pt", fmt="torchscript", size=(32, 32), weights="raw")
+    assert read_metadata(raw.path)["weights"] == "raw"

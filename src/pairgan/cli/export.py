@@ -26,6 +26,8 @@ def export(
         "crop size rounded up to the network's size multiple)."),
     option: List[str] = typer.Option([], "--option", "-O", help="A method's inference option for the sample, key=value."),
     tolerance: float = typer.Option(1e-4, help="Largest allowed |exported - eager PyTorch| on the check inputs."),
+    weights: str = typer.Option("auto", help="auto (the moving average when the run kept one, train.ema), ema or raw; "
+                                "recorded in the file's metadata."),
 ) -> None:
     """Export the inference graph (eval mode) to ONNX or TorchScript and check the file against eager
     PyTorch (onnxruntime CPU / torch.jit.load); prints the max abs difference."""
@@ -33,7 +35,8 @@ def export(
     with user_errors_reported(ValueError):
         try:
             result = export_checkpoint(checkpoint, out, fmt=format, opset=opset, dynamic_size=dynamic_size,
-                                       size=parse_size(size), options=options, tolerance=tolerance)
+                                       size=parse_size(size), options=options, tolerance=tolerance,
+                                       weights=weights)
         except ExportMismatch as exc:
             fail(str(exc), code=1)  # the file was written but disagrees: not a usage error
     typer.echo(result.summary())

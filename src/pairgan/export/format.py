@@ -52,6 +52,7 @@ def build_metadata(
     extra_state: Mapping[str, Any],
     source: str,
     opset: int | None,
+    weights: str = "raw",
 ) -> dict[str, Any]:
     """The metadata an exported file carries (plain JSON values)."""
     return {
@@ -67,6 +68,7 @@ def build_metadata(
         "mode": "eval",
         **extra_state,
         "checkpoint": source,
+        "weights": weights,
         "torch": torch.__version__,
         "opset": opset,
     }

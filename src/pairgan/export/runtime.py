@@ -98,6 +98,8 @@ class ExportedTranslator(Translator):
         cfg = config_from_dict(meta["config"])
         with quiet():
             method = restore_method(cfg, extra_state=meta, device="meta", mode="eval")
+        # Files written before the metadata recorded it say nothing about EMA vs trained weights.
+        method.weights_source = str(meta.get("weights", "unrecorded"))
         runner = open_runner(path, fmt, threads)
         return cls(cfg, method, runner, meta, path, "onnxruntime" if fmt == "onnx" else "torchscript")
 

@@ -74,6 +74,8 @@ class ExportResult:
     bytes: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    #: Which weights the file holds: ``ema`` (the moving average of ``train.ema``) or ``raw``.
+    weights: str = "raw"
 
     def summary(self) -> str:
         runner = "onnxruntime (CPU)" if self.format == "onnx" else "torch.jit.load"
@@ -82,7 +84,7 @@ class ExportResult:
         lines = [
             f"wrote {self.path} ({self.format}"
             + (f", opset {self.opset}" if self.opset else "")
-            + f", {self.bytes / 2**20:.1f} MiB, {size}, dynamic batch) in {self.seconds:.1f} s",
+            + f", {self.bytes / 2**20:.1f} MiB, {size}, dynamic batch, {self.weights} weights) in {self.seconds:.1f} s",
             "  inputs: " + ", ".join(f"{k} {v}" for k, v in self.inputs.items())
             + "; outputs: " + ", ".join(self.outputs),
         ]
@@ -147,17 +149,20 @@ def export_checkpoint(
     options: dict[str, Any] | None = None,
     tolerance: float = TOLERANCE,
     seed: int = 0,
+    weights: str = "auto",
 ) -> ExportResult:
     """Export ``checkpoint``'s inference graph to ``out`` and check it against eager PyTorch.
 
     ``size`` (height, width) is the sample size (the fixed size without ``dynamic_size``);
     default: the training crop size rounded up to the size multiple. ``options`` are the
-    method's inference options for the sample batch. Raises :class:`ExportError` (and keeps no
-    file) when the exported graph differs from eager PyTorch by more than ``tolerance``.
+    method's inference options for the sample batch; ``weights``: which weights (``auto``: the moving
+    average when the run kept one; the metadata's ``weights`` says which). Raises
+    :class:`ExportError` (and keeps no file) when the exported graph differs from eager PyTorch by
+    more than ``tolerance``.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    method = load_method(checkpoint, device="cpu")  # it finds the run's extra files (feature clusters)
+    method = load_method(checkpoint, device="cpu", weights=weights)  # it finds the run's extra files (feature clusters)
     folder = method.checkpoint
     assert folder is not None and method.run_config is not None  # load_method sets both
     name = f"{folder.parent.parent.name}/{folder.name}"
@@ -223,7 +228,7 @@ def export_method(
                           f"returns {len(expected)}")
     meta = build_metadata(cfg, graph.inputs, graph.output_names, size_multiple=m, dynamic_size=dynamic_size,
                           size=(h, w), extra_state=extra_state, source=source,
-                          opset=opset if fmt == "onnx" else None)
+                          opset=opset if fmt == "onnx" else None, weights=method.weights_source)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_bytes = sum(p.numel() * p.element_size() for p in graph.module.parameters())
     large = fmt == "onnx" and n_bytes > _TWO_GB
@@ -263,7 +268,7 @@ def export_method(
         path=out, format=fmt, opset=opset if fmt == "onnx" else None, dynamic_size=dynamic_size, size=(h, w),
         size_multiple=m, inputs=meta["inputs"], outputs=list(graph.output_names), checks=checks,
         max_abs_diff=worst, tolerance=tolerance, bytes=out.stat().st_size, seconds=time.perf_counter() - t0,
-        notes=notes,
+        notes=notes, weights=method.weights_source,
     )
 
 
