@@ -64,7 +64,7 @@ def push(
     revision: Optional[str] = typer.Option(None, "--revision", help="The branch to commit to (default: main)."),
 ) -> None:
     """Package a run (as `pairgan package` does) and upload it to the Hugging Face Hub in one commit.
-    Needs the hub extra (pip install 'pairgan[hub]') and a token with write access (hf auth login, or
+    Needs the hub extra (pip install 'pairgan\\[hub]') and a token with write access (hf auth login, or
     HF_TOKEN). Never uploads the training state or a pickle. Load it back with hf://OWNER/NAME."""
     with user_errors_reported(ValueError):
         pkg, url = push_model(run, repo, private=private, checkpoint=checkpoint, weights=weights, license=license,
