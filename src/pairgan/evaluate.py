@@ -586,8 +586,8 @@ def run_record(checkpoint: str | os.PathLike) -> dict[str, Any]:
         same = Path(str(summary.get("checkpoint", ""))).resolve() == folder.resolve()
         if same or record["train_steps"] is None:
             record["train_steps"] = summary.get("steps", record["train_steps"])
-        if same:
-            record["train_wall_s"] = summary.get("seconds")
+        if same:  # every session of the run (older summaries: the last session's)
+            record["train_wall_s"] = summary.get("seconds_total") or summary.get("seconds")
     return record
 
 

@@ -183,6 +183,8 @@ def _training_record(checkpoint: Path) -> dict[str, Any]:
     if (checkpoint / STATE_FILE).is_file():
         state = load_state(checkpoint)
         record["train_steps"] = record.get("train_steps") or state.get("step")
+        if state.get("train_seconds") is not None:  # this checkpoint's own, over every session
+            record["train_wall_s"] = state["train_seconds"]
         record["epochs"] = state.get("epoch")
         data = state.get("data") or {}
         record["num_items"] = data.get("num_items")
@@ -199,7 +201,8 @@ def _training_record(checkpoint: Path) -> dict[str, Any]:
         # The run's final checkpoint; by name too, as a run folder may have been moved since.
         if recorded.resolve() == checkpoint.resolve() or (recorded.name == checkpoint.name
                                                           and summary.get("steps") == record.get("train_steps")):
-            record["train_wall_s"] = record.get("train_wall_s") or summary.get("seconds")
+            record["train_wall_s"] = (record.get("train_wall_s") or summary.get("seconds_total")
+                                      or summary.get("seconds"))
             record["device"] = summary.get("device")
             record["machine"] = summary.get("machine")
             record["torch"] = summary.get("torch")

@@ -35,7 +35,9 @@ def test_resume_is_bitwise_identical(aligned_data: Path, tmp_path: Path, caplog)
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
     resumed = _cfg(aligned_data, base, "train.max_steps=8", "train.num_workers=2")
     with caplog.at_level(logging.INFO, logger="pairgan"):
-        Trainer(resumed, two, resume=True, progress=False).fit()
+        summary = Trainer(resumed, two, resume=True, progress=False).fit()
+    # The training time counts every session: the first one's, saved with its checkpoint, and this one.
+    assert summary["seconds_total"] >= state["train_seconds"] + summary["seconds"] - 0.01 > summary["seconds"]
     # Without a progress bar the trainer logs where it resumed and a plain progress line.
     assert "resumed from" in caplog.text and "at step 4 (epoch 1, batch 1)" in caplog.text
     assert "epoch 2 step 8/8" in caplog.text

@@ -124,6 +124,9 @@ class RunState:
     durations: list[float] = field(default_factory=list)
     last_console: float = 0.0
     started: float = 0.0
+    #: Training seconds of the run's earlier sessions (resumed runs; None when the checkpoint
+    #: resumed from predates the record, so the run's total is unknown).
+    seconds_before: float | None = 0.0
     final: Path | None = None
     #: ``train.max_minutes`` (None without a budget), and the step this session started at.
     budget: WallClockBudget | None = None
@@ -354,6 +357,7 @@ class Trainer:
                 )
         run.epoch = run.stream.epoch = epoch
         run.stream.batch = batch_in_epoch
+        run.seconds_before = state.get("train_seconds")
         budget_state = state.get("budget")
         if run.budget is not None and budget_state:
             run.budget.spent_before = float(budget_state.get("spent_s", 0.0))
@@ -605,6 +609,7 @@ class Trainer:
             "schedule": {"policy": schedule.policy, "unit": schedule.unit,
                          "factor": schedule.factor(schedule.position(run.stream.epoch, run.step))},
             **({"budget": run.budget.state_dict()} if run.budget is not None else {}),
+            "train_seconds": self._seconds_total(run),
             "data": {
                 "seed": self.cfg.seed,
                 "num_items": len(run.dataset),
@@ -615,6 +620,13 @@ class Trainer:
                 "order": run.sampler.describe(),
             },
         }
+
+    @staticmethod
+    def _seconds_total(run: RunState) -> float | None:
+        """Wall-clock seconds of training so far, over every session of the run (None: unknown)."""
+        if run.seconds_before is None:
+            return None
+        return round(run.seconds_before + time.perf_counter() - run.started, 2)
 
     def _save(self, run: RunState, name: str) -> Path | None:
         """Rank 0: checkpoint ``name``, pointed to by ``latest``; old step checkpoints pruned."""
@@ -648,6 +660,7 @@ class Trainer:
             "steps": run.step,
             "epochs": run.stream.epoch,
             "seconds": round(time.perf_counter() - run.started, 2),
+            "seconds_total": self._seconds_total(run),
             "seconds_per_step_median": round(statistics.median(run.durations), 4) if run.durations else None,
             "device": str(run.device),
             "world_size": run.dist.world_size,
