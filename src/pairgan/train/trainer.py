@@ -365,9 +365,14 @@ class Trainer:
                 self._set_length(run, int(budget_state["estimated_steps"]))
                 # a resumed run keeps its schedule: no new calibration or refinement
                 run.budget.refined = True
-        if run.dist.rank == 0:
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == run.dist.world_size:
+            ckpt.set_rng_state(ranks[run.dist.rank])  # every rank's own noise (dropout) continues exactly
+        elif run.dist.rank == 0:
             ckpt.set_rng_state(state["rng"])
         else:
+            # Another number of processes (or a checkpoint that kept rank 0's state only): fresh
+            # noise for this rank, so the run is not bitwise the uninterrupted one where it draws any.
             seed_everything(hash((self.cfg.seed, run.step, run.dist.rank)) % 2**31)
         if run.main:
             log.info("resumed from %s at step %s (epoch %s, batch %s)", latest, run.step, epoch, batch_in_epoch)
@@ -530,7 +535,7 @@ class Trainer:
         with self._ema_applied(run):
             better = run.validator(run.step, run.stream.epoch, run.logger)
         if better:
-            self._save(run, "best")
+            self._save(run, "best", every_rank=False)  # validation runs on rank 0 alone
 
     @staticmethod
     def _ema_applied(run: RunState) -> Any:
@@ -596,8 +601,9 @@ class Trainer:
             raise TrainingInterrupted(self._signal or signal.SIGTERM, path or self.checkpoint_dir)
 
     # ----------------------------------------------------------------- checkpoints
-    def _state_dict(self, run: RunState) -> dict[str, Any]:
-        """Everything besides the weights that exact resume needs (``state.pt``)."""
+    def _state_dict(self, run: RunState, rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything besides the weights that exact resume needs (``state.pt``); ``rngs``: every
+        rank's RNG states (:meth:`_rank_rngs`), None for rank 0's alone."""
         schedule, global_batch = run.schedule, run.sampler.global_batch
         return {
             "step": run.step,
@@ -605,7 +611,8 @@ class Trainer:
             "batch_in_epoch": run.stream.batch,
             "optimizers": {k: o.state_dict() for k, o in run.optimizers.items()},
             "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
-            "rng": ckpt.rng_state(),
+            "rng": rngs[0] if rngs else ckpt.rng_state(),
+            **({"rng_ranks": rngs} if rngs and len(rngs) > 1 else {}),
             "schedule": {"policy": schedule.policy, "unit": schedule.unit,
                          "factor": schedule.factor(schedule.position(run.stream.epoch, run.step))},
             **({"budget": run.budget.state_dict()} if run.budget is not None else {}),
@@ -628,13 +635,21 @@ class Trainer:
             return None
         return round(run.seconds_before + time.perf_counter() - run.started, 2)
 
-    def _save(self, run: RunState, name: str) -> Path | None:
-        """Rank 0: checkpoint ``name``, pointed to by ``latest``; old step checkpoints pruned."""
+    @staticmethod
+    def _rank_rngs(run: RunState) -> list[dict[str, Any]] | None:
+        """Every rank's RNG states, gathered to every rank (a collective: where all ranks save)."""
+        return distributed.gather_objects(ckpt.rng_state()) if run.dist.enabled else None
+
+    def _save(self, run: RunState, name: str, *, every_rank: bool = True) -> Path | None:
+        """Rank 0: checkpoint ``name``, pointed to by ``latest``; old step checkpoints pruned.
+        ``every_rank``: all ranks call this at this step, so every rank's RNG state is saved (exact
+        multi-process resume with dropout); False where rank 0 alone saves (``best``)."""
+        rngs = self._rank_rngs(run) if every_rank else None
         if not run.main:
             return None
         folder = self.checkpoint_dir
         try:
-            path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run),
+            path = ckpt.save_checkpoint(folder / name, self.cfg, dict(run.method.nets), self._state_dict(run, rngs),
                                         input_profile=self.input_profile,
                                         ema=run.ema.nets if run.ema is not None else None)
             ckpt.point_latest(folder, name)
