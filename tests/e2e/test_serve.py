@@ -25,7 +25,7 @@ from pairgan.export import export_checkpoint  # noqa: E402
 from pairgan.infer import Translator  # noqa: E402
 from pairgan.serve.app import create_app  # noqa: E402
 from pairgan.serve.limits import Limits  # noqa: E402
-from pairgan.serve.models import load_models  # noqa: E402
+from pairgan.serve.models import load_models, warm_up  # noqa: E402
 from tests.helpers import png_header_only, train_tiny_with_clusters  # noqa: E402
 
 
@@ -414,3 +414,30 @@ def test_crn_variants(method_client):
     for bad in ("3", "-1", "x"):
         r = ask(variant=bad)
         assert r.status_code == 422 and r.json()["error"]["code"] == "bad_option"
+
+
+# --------------------------------------------------------------------------- warm-up
+
+
+def test_warm_up_compiles_what_a_training_size_upload_needs(run: Path, tiny_run: Callable[..., Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """`pairgan serve` compiles each model's graph before serving: the first request of the training
+    size then finds it (no new graph), whatever the method reads (a colour label image; label ids)."""
+    monkeypatch.setenv("PAIRGAN_CACHE", str(tmp_path / "cache"))
+    crn = tiny_run("crn-demo", data="scenes", steps=2, log_every=None, extra=["model.widths=[8,8,8]"])
+    models = load_models([f"demo={run}", f"crn={crn}", f"paper={run}"], device="cpu", mode=None)
+    models.update(load_models([f"eval={run}"], device="cpu", mode="eval"))
+    assert warm_up(models["paper"]) is None  # pix2pix's paper mode runs eagerly: nothing to compile
+    for name in ("eval", "crn"):
+        line = warm_up(models[name])
+        assert line is not None and line.startswith(f"{name}: compiled graph for 32x32 inputs ready")
+        assert len(models[name].translator.graphs) == 1
+    app = create_app(models, LIMITS)
+    with TestClient(app) as c:
+        for name in ("eval", "crn"):
+            pal = np.asarray(models[name].palette, np.uint8)
+            ids = np.zeros((32, 32), np.int64)
+            ids[16:] = 4
+            r = c.post("/v1/translate", files={"image": ("m.png", png(pal[ids]), "image/png")}, data={"model": name})
+            assert r.status_code == 200, r.text
+            assert len(models[name].translator.graphs) == 1, name  # the warm-up's graph served it

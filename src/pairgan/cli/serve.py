@@ -41,13 +41,15 @@ def serve(
     keep_alive: int = typer.Option(5, help="Seconds an idle keep-alive connection is kept."),
     max_header_kb: int = typer.Option(16, help="Largest request line + headers in KiB (400 beyond)."),
     max_connections: int = typer.Option(64, help="Connections served at once (503 beyond)."),
+    warm: bool = typer.Option(True, "--warm-up/--no-warm-up", help="Compile each model's graph (backend auto) for "
+                              "uploads of its training size before serving, so no request waits for it."),
 ) -> None:
     """Serve models over HTTP: the web editor at /, POST /v1/translate, GET /v1/models, /healthz, /openapi.json."""
     try:
         # Deferred: pairgan.serve needs fastapi and uvicorn (the optional `web` extra); the rest of the CLI does not.
         from pairgan.serve.app import create_app
         from pairgan.serve.limits import Access, Limits, is_loopback
-        from pairgan.serve.models import load_models
+        from pairgan.serve.models import load_models, warm_up
         from pairgan.serve.server import ServerOptions, run_server
     except ImportError as exc:
         fail(f"serving needs the web extra: pip install 'pairgan[web]' ({exc})")
@@ -66,6 +68,10 @@ def serve(
             fail(f"--cors-origin {origin!r}: expected an origin such as https://site.example (no wildcard)")
     with user_errors_reported(ValueError):
         loaded = load_models(models, device=device, mode=mode, backend=backend)
+        for model in loaded.values() if warm else ():
+            done = warm_up(model)
+            if done is not None:
+                typer.echo(done, err=True)
     limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels, workers=workers,
                     queue_size=queue, timeout_s=timeout)
     access = Access.for_bind(host, token=token, extra_hosts=tuple(h.strip().lower() for h in allow_host),

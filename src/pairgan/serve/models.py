@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 
 from pairgan.checkpoint import CONFIG_FILE
+from pairgan.compiled import KINDS
 from pairgan.config import Config
 from pairgan.data.transforms import resize, to_array, to_tensor
 from pairgan.errors import DataError
@@ -173,6 +175,30 @@ def load_models(specs: list[str], device: str = "auto", mode: str | None = None,
     if not models:
         raise ValueError("no models to serve")
     return models
+
+
+def warm_up(model: ServedModel) -> str | None:
+    """Build (or load from the cache) ``model``'s compiled graph before the first request, for an
+    upload of the training crop size as the server fits it to the training scale, so that request
+    is not the one that waits for the compilation (seconds). Returns what was done, in one line;
+    None for a model that runs eagerly or an exported file (nothing to compile). Uploads of other
+    sizes still compile on their first request."""
+    tr = model.translator
+    if isinstance(tr, ExportedTranslator) or tr.backend not in KINDS:
+        return None
+    crop = tr.cfg.data.crop_size
+    example = tr.method.example_batch(1, crop, crop)
+    item = {k: v[0] for k, v in example.items() if torch.is_tensor(v)}
+    item, _ = tr.method.to_training_scale(item, None, size_multiple=tr.size_multiple)
+    batch = {k: v.unsqueeze(0) for k, v in item.items()}
+    h, w = next(iter(batch.values())).shape[-2:]
+    t0 = time.perf_counter()
+    try:
+        tr.translate_batch(batch, seed=0)
+    except (RuntimeError, ValueError) as exc:  # serving goes on: the first request compiles, or runs eagerly
+        return f"{model.name}: warm-up skipped ({str(exc).splitlines()[0][:200]})"
+    return (f"{model.name}: compiled graph for {int(w)}x{int(h)} inputs ready in {time.perf_counter() - t0:.1f} s "
+            f"({tr.describe_backend()}); other sizes compile on their first request")
 
 
 # --------------------------------------------------------------------------- request -> batch
