@@ -93,7 +93,9 @@ __all__ = [
     "iter_split",
     "load_metric_networks",
     "real_cache_key",
+    "read_train_summary",
     "run_record",
+    "summary_describes",
     "score_pose_split",
     "score_real",
     "segmenter_sha256",
@@ -575,20 +577,39 @@ def run_record(checkpoint: str | os.PathLike) -> dict[str, Any]:
     m = re.fullmatch(r"step_(\d+)", folder.name)
     if m:
         record["train_steps"] = int(m.group(1))
-    run = run_of(folder)
-    summary_file = run / "train_summary.json" if run is not None else None
-    if summary_file is not None and summary_file.is_file():
-        try:
-            summary = json.loads(summary_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            log.warning("%s: unreadable (%s); the card has no training time", summary_file, exc)
-            summary = {}
-        same = Path(str(summary.get("checkpoint", ""))).resolve() == folder.resolve()
+    summary = read_train_summary(folder)
+    if summary:
+        same = summary_describes(summary, folder)
         if same or record["train_steps"] is None:
             record["train_steps"] = summary.get("steps", record["train_steps"])
         if same:  # every session of the run (older summaries: the last session's)
             record["train_wall_s"] = summary.get("seconds_total") or summary.get("seconds")
     return record
+
+
+def read_train_summary(checkpoint: Path) -> dict[str, Any]:
+    """The ``train_summary.json`` of checkpoint folder ``checkpoint``'s run; ``{}`` when the run has
+    none (or the folder is not in a run), and with a warning when it cannot be read."""
+    run = run_of(checkpoint)
+    summary_file = run / "train_summary.json" if run is not None else None
+    if summary_file is None or not summary_file.is_file():
+        return {}
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("%s: unreadable (%s); no training time or machine is recorded from it", summary_file, exc)
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def summary_describes(summary: dict[str, Any], checkpoint: Path) -> bool:
+    """``summary`` (:func:`read_train_summary`) is of checkpoint folder ``checkpoint``: the run's final
+    checkpoint, the same folder — or, for a run folder moved since, the same name and step."""
+    recorded = Path(str(summary.get("checkpoint", "")))
+    if recorded.resolve() == Path(checkpoint).resolve():
+        return True
+    m = re.fullmatch(r"step_(\d+)", Path(checkpoint).name)
+    return recorded.name == Path(checkpoint).name and m is not None and summary.get("steps") == int(m.group(1))
 
 
 def _weights_notes(protocol: Protocol, names: Sequence[str], networks: dict[str, Any]) -> list[str]:

@@ -113,8 +113,7 @@ def in_hub_cache(path: str | os.PathLike) -> bool:
 
 def _describe_failure(ref: HubRef, exc: BaseException) -> str:
     """Why resolving ``ref`` failed, in words the user can act on."""
-    hub_module()
-    from huggingface_hub import constants, errors  # optional extra, present: hub_module() checked
+    from huggingface_hub import constants, errors  # optional extra: snapshot() imported it already
 
     cache = constants.HF_HUB_CACHE
     if isinstance(exc, errors.RevisionNotFoundError):

@@ -42,7 +42,7 @@ from pairgan.checkpoint import (
 from pairgan.data.labels import palette_file
 from pairgan.data.palettes import builtin_palette
 from pairgan.errors import CheckpointError, ConfigError, DataError
-from pairgan.evaluate import checkpoint_sha256, run_record, weights_sha256
+from pairgan.evaluate import checkpoint_sha256, read_train_summary, run_record, summary_describes, weights_sha256
 from pairgan.fsutil import atomic_folder
 from pairgan.hub import parse_repo_id, upload_folder
 from pairgan.methods.base import Method
@@ -97,19 +97,21 @@ def choose_checkpoint(run: str | os.PathLike, which: str = "latest") -> Path:
                           f"{run / CHECKPOINTS} or a checkpoint folder)")
 
 
-def find_cards(checkpoint: Path, given: Sequence[str | os.PathLike] = ()) -> list[ResultCard]:
+def find_cards(checkpoint: Path, given: Sequence[str | os.PathLike] = (), *,
+               digest: str | None = None) -> list[ResultCard]:
     """The evaluation cards of ``checkpoint``: each of ``given`` (``card.json`` files or folders holding
-    one), which must score this checkpoint (its weights' sha256), plus every ``card.json`` under the
-    checkpoint's run folder that does; one per protocol fingerprint (the newest)."""
-    digest = checkpoint_sha256(checkpoint)
+    one), which must score this checkpoint (its weights' sha256, ``digest`` when the caller has it),
+    plus every ``card.json`` under the checkpoint's run folder that does; one per protocol
+    fingerprint (the newest)."""
+    digest = digest or checkpoint_sha256(checkpoint)
     found: list[tuple[ResultCard, Path]] = []
     for g in given:
-        card = load_card(g)
+        card, file = load_card(g), Path(find_card_file(g))
         if card.source.get("checkpoint_sha256") != digest:
-            raise DataError(f"{find_card_file(g)}: the card scores checkpoint "
+            raise DataError(f"{file}: the card scores checkpoint "
                             f"{str(card.source.get('checkpoint_sha256'))[:16]}..., not the packaged "
                             f"{checkpoint} ({digest[:16]}...); evaluate the packaged checkpoint or leave the card out")
-        found.append((card, Path(find_card_file(g))))
+        found.append((card, file))
     run = run_of(checkpoint)
     if run is not None:
         for f in sorted(run.rglob("card.json")):
@@ -177,8 +179,9 @@ def _data_terms(data_path: str) -> str | None:
 
 
 def _training_record(checkpoint: Path) -> dict[str, Any]:
-    """Steps, epochs, data position and wall time of ``checkpoint``, and the machine, from the run's
-    files (``state.pt`` is our own local file, read as plain tensors; the package never holds it)."""
+    """:func:`~pairgan.evaluate.run_record` (weights hash, steps, wall time) with the epochs, data
+    position and this checkpoint's own training time from ``state.pt`` (our own local file, read as
+    plain tensors; the package never holds it) and the machine from the run's summary."""
     record = dict(run_record(checkpoint))
     if (checkpoint / STATE_FILE).is_file():
         state = load_state(checkpoint)
@@ -190,22 +193,11 @@ def _training_record(checkpoint: Path) -> dict[str, Any]:
         record["num_items"] = data.get("num_items")
         record["global_batch"] = data.get("global_batch")
         record["world_size"] = data.get("world_size")
-    run = run_of(checkpoint)
-    summary_file = run / "train_summary.json" if run is not None else None
-    if summary_file is not None and summary_file.is_file():
-        try:
-            summary = json.loads(summary_file.read_text())
-        except (OSError, ValueError):
-            summary = {}
-        recorded = Path(str(summary.get("checkpoint", "")))
-        # The run's final checkpoint; by name too, as a run folder may have been moved since.
-        if recorded.resolve() == checkpoint.resolve() or (recorded.name == checkpoint.name
-                                                          and summary.get("steps") == record.get("train_steps")):
-            record["train_wall_s"] = (record.get("train_wall_s") or summary.get("seconds_total")
-                                      or summary.get("seconds"))
-            record["device"] = summary.get("device")
-            record["machine"] = summary.get("machine")
-            record["torch"] = summary.get("torch")
+    summary = read_train_summary(checkpoint)
+    if summary and summary_describes(summary, checkpoint):
+        record["device"] = summary.get("device")
+        record["machine"] = summary.get("machine")
+        record["torch"] = summary.get("torch")
     return record
 
 
@@ -230,8 +222,8 @@ def model_card(*, method: Method, repo_id: str | None, license: str, datasets: S
     terms, training, evaluation cards, an example, how to load it)."""
     cfg = method.run_config
     assert cfg is not None  # load_method sets it
-    name = repo_id or (run_of(method.checkpoint).name if method.checkpoint is not None and run_of(method.checkpoint)
-                       else "pairgan-model")
+    run = run_of(method.checkpoint) if method.checkpoint is not None else None
+    name = repo_id or (run.name if run is not None else "pairgan-model")
     meta: dict[str, Any] = {
         "library_name": "pairgan",
         "license": license,
@@ -343,8 +335,8 @@ def package_model(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint:
     method = load_method(ckpt, "cpu", weights=weights)
     cfg = method.run_config
     assert cfg is not None
-    found_cards = find_cards(ckpt, cards)
     training = _training_record(ckpt)
+    found_cards = find_cards(ckpt, cards, digest=training["checkpoint_sha256"])
     example = _example_grid(ckpt, training.get("train_steps"))
     lic = license or UNSET_LICENSE
     networks: dict[str, str] = {}

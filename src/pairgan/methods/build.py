@@ -69,24 +69,23 @@ def load_method(path: str | os.PathLike, device: str | torch.device = "cpu", mod
     if package is not None and package.get("palette"):  # a package carries its palette file
         cfg.data.palette = str(folder / package["palette"])
     return restore_method(cfg, checkpoint=folder, extra_state=load_extra_state(folder), device=device, mode=mode,
-                          weights=weights)
+                          weights=weights, packaged_weights=package["weights"] if package is not None else None)
 
 
-def _load_inference_weights(method: Method, checkpoint: Path, weights: str) -> str:
-    """Load the inference networks' weights of ``checkpoint`` into ``method``; returns which
+def _load_inference_weights(method: Method, checkpoint: Path, weights: str, packaged: str | None = None) -> str:
+    """Load the inference networks' weights of ``checkpoint`` into ``method`` (``packaged``: the one set
+    a packaged model holds, see :func:`restore_method`); returns which
     (``ema`` or ``raw``). The networks with a moving average take it (unless ``weights`` is
     ``raw``); the others take their trained weights."""
     if weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights {weights!r}: expected one of {', '.join(WEIGHT_CHOICES)}")
     names = tuple(method.inference_nets)
-    package = load_package_info(checkpoint)
-    if package is not None:  # a packaged model holds one set of weights, named in package.json
-        held = package["weights"]
-        if weights not in ("auto", held):
-            raise CheckpointError(f"{checkpoint}: a packaged model with the {held} weights only; load it with "
-                                  f"weights auto or {held} (package the run again with --weights {weights})")
+    if packaged is not None:  # a packaged model holds one set of weights, named in its package.json
+        if weights not in ("auto", packaged):
+            raise CheckpointError(f"{checkpoint}: a packaged model with the {packaged} weights only; load it with "
+                                  f"weights auto or {packaged} (package the run again with --weights {weights})")
         load_weights(checkpoint, dict(method.nets), names)
-        return held
+        return packaged
     averaged = tuple(n for n in names if n in ema_names(checkpoint)) if weights != "raw" else ()
     if weights == "ema" and not averaged:
         raise CheckpointError(f"{checkpoint}: no EMA weights (ema/*.safetensors): the run was trained without "
@@ -108,11 +107,14 @@ def restore_method(
     device: str | torch.device = "cpu",
     mode: str | None = None,
     weights: str = "auto",
+    packaged_weights: str | None = None,
 ) -> Method:
     """``cfg``'s method for inference: its inference networks with the weights of ``checkpoint``
     (a resolved checkpoint folder; ``weights``: which of them, :data:`WEIGHT_CHOICES`), the
-    ``extra_state`` that :meth:`Method.extra_state` gave (an exported file's metadata), on
-    ``device``, in inference ``mode`` (None: the method's default).
+    ``extra_state`` that :meth:`Method.extra_state` gave (an exported file's metadata or a packaged
+    model's ``extra_state.json``), on ``device``, in inference ``mode`` (None: the method's default).
+    ``packaged_weights``: a packaged model's one set of weights (``ema`` or ``raw``, its
+    ``package.json``); ``weights`` may then ask only for that set.
 
     ``device="meta"`` builds the networks without allocating them and loads no weights: an
     exported file's backend runs only the method's pre- and post-processing in PyTorch.
@@ -126,7 +128,7 @@ def restore_method(
     else:
         method = build_method(cfg, training=False)
         if checkpoint is not None:
-            method.weights_source = _load_inference_weights(method, checkpoint, weights)
+            method.weights_source = _load_inference_weights(method, checkpoint, weights, packaged_weights)
         method.to(dev)
     method.checkpoint = checkpoint
     if extra_state is not None:
