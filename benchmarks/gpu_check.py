@@ -411,12 +411,7 @@ def train_variant(env: Env, wl: Workload, variant: Variant) -> dict[str, Any]:
     env.sync()
     first = time.perf_counter() - t0  # with torch.compile: mostly the compilation
     losses += [step() for _ in range(EXACT_STEPS - 1)]
-    row: dict[str, Any] = {"workload": wl.name, "mode": "train", "variant": variant.name,
-                           **env.stamp(variant.precision, wl.batch, wl.size),
-                           "channels_last": variant.channels_last, "compile": variant.compile,
-                           "first_step_seconds": first, "losses": losses}
-    if variant.compile:
-        row["compile_backend"] = env.plan.compile_backend
+    row = variant_row(env, wl, variant, "train", first) | {"losses": losses}
     if variant.name == "fp32":
         env.fp32_losses[wl.name] = losses
         # FLOPs are the same for every variant; counted once, after the exactness steps.
@@ -429,6 +424,17 @@ def train_variant(env: Env, wl: Workload, variant: Variant) -> dict[str, Any]:
     if env.device.type == "cuda":
         row["cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated(env.device) / 2**30
     row["planner"] = planner_predictions(cfg, wl.size, wl.batch, env.device, limit=1 if env.dry_run else None)
+    return row
+
+
+def variant_row(env: Env, wl: Workload, variant: Variant, mode: str, first: float) -> dict[str, Any]:
+    """What every train/infer row starts with: the workload, the variant and the first step's time."""
+    row: dict[str, Any] = {"workload": wl.name, "mode": mode, "variant": variant.name,
+                           **env.stamp(variant.precision, wl.batch, wl.size),
+                           "channels_last": variant.channels_last, "compile": variant.compile,
+                           "first_step_seconds": first}
+    if variant.compile:
+        row["compile_backend"] = env.plan.compile_backend
     return row
 
 
@@ -447,12 +453,7 @@ def infer_variant(env: Env, wl: Workload, variant: Variant) -> dict[str, Any]:
     t0 = time.perf_counter()
     output = step().float().cpu()
     first = time.perf_counter() - t0
-    row: dict[str, Any] = {"workload": wl.name, "mode": "infer", "variant": variant.name,
-                           **env.stamp(variant.precision, wl.batch, wl.size),
-                           "channels_last": variant.channels_last, "compile": variant.compile,
-                           "first_step_seconds": first}
-    if variant.compile:
-        row["compile_backend"] = env.plan.compile_backend
+    row = variant_row(env, wl, variant, "infer", first)
     if variant.name == "fp32":
         env.fp32_outputs[wl.name] = output
         row["gflop_per_step"] = count_flops(step) / 1e9
